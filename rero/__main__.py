@@ -1,0 +1,5 @@
+"""``python -m rero`` is the ``rero`` console script."""
+
+from rero.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""The application factory: every resource opens and closes in its own cleanup context."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import aiohttp_cors
+from aiohttp import web
+
+from rero.auth import AuthBackend
+from rero.auth.cache import CachedAuth
+from rero.auth.fake import FakeAuth
+from rero.auth.pesu import PesuAuth
+from rero.keys import AUTH, SERVICE, SETTINGS, STORAGE, WEBSOCKETS
+from rero.middlewares import MAX_BODY, error_middleware
+from rero.settings import Settings
+from rero.slots import Clock, Schedule, SlotService, utcnow
+from rero.storage.sqlite import open_sqlite
+from rero.views import setup_routes
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    timer: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """Build the service; ``clock`` and ``timer`` let tests move time instead of sleeping."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[WEBSOCKETS] = set()
+    schedule = Schedule(settings.first_hour, settings.last_hour)
+
+    async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_sqlite(settings.database_path, schedule.rows()) as storage:
+            app[STORAGE] = storage
+            yield
+
+    async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+        ttl = settings.cache_duration_minutes * 60
+        if settings.auth_backend == "fake":
+            app[AUTH] = CachedAuth(FakeAuth(settings.fake_users), ttl, timer)
+            yield
+            return
+        async with aiohttp.ClientSession() as session:
+            backend: AuthBackend = PesuAuth(
+                session, settings.pesu_auth_url, settings.pesu_auth_timeout_seconds
+            )
+            app[AUTH] = CachedAuth(backend, ttl, timer)
+            yield
+
+    async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+        service = SlotService(app[STORAGE], app[AUTH], schedule, clock)
+        await service.load()
+        app[SERVICE] = service
+        yield
+
+    app.cleanup_ctx.extend([storage_ctx, auth_ctx, service_ctx])
+    setup_routes(app)
+    setup_cors(app, settings.cors_origins)
+    return app
+
+
+def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
+    """CORS for every HTTP route, from the configured origins, without credentials."""
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=False, expose_headers="*", allow_headers="*", allow_methods="*"
+    )
+    cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
+    for route in list(app.router.routes()):
+        cors.add(route)

@@ -1,0 +1,65 @@
+"""Domain errors: each carries the HTTP status and the sentence clients see.
+
+Both transports render these: HTTP as ``{"detail": ...}`` with the status,
+the WebSocket as a failed response of the request's type.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ReroError(Exception):
+    """Base class; ``str(error)`` is the client-facing sentence."""
+
+    status: ClassVar[int] = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(ReroError):
+    """The request is well-formed but names something that cannot be (an unknown slot)."""
+
+
+class SlotUnavailable(ReroError):
+    """The slot is already booked."""
+
+
+class SlotNotBooked(ReroError):
+    """Cancelling a slot nobody holds."""
+
+
+class NotYourBooking(ReroError):
+    """Cancelling a slot somebody else holds."""
+
+    status = 403
+
+
+class InvalidCredentials(ReroError):
+    """The username or password is wrong."""
+
+    status = 401
+
+    def __init__(self, detail: str = "Invalid credentials") -> None:
+        super().__init__(detail)
+
+
+class AuthUnavailable(ReroError):
+    """The authentication upstream could not give an answer; not the user's fault."""
+
+    status = 503
+    retry_after: ClassVar[int] = 10
+
+    def __init__(self, detail: str = "Authentication service unavailable") -> None:
+        super().__init__(detail)
+
+
+class StorageUnavailable(ReroError):
+    """The database could not be read or written; the change did not happen."""
+
+    status = 503
+
+    def __init__(self, detail: str = "Storage unavailable, try again") -> None:
+        super().__init__(detail)

@@ -1,0 +1,18 @@
+"""Every typed key of the application's state, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from rero.auth.cache import CachedAuth
+from rero.settings import Settings
+from rero.slots import SlotService
+from rero.storage import Storage
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+STORAGE: Final = web.AppKey("storage", Storage)
+AUTH: Final = web.AppKey("auth", CachedAuth)
+SERVICE: Final = web.AppKey("service", SlotService)
+WEBSOCKETS: Final = web.AppKey("websockets", set[web.WebSocketResponse])

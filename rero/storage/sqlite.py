@@ -1,0 +1,198 @@
+"""SQLite storage over aiosqlite: WAL, full sync, versioned migrations.
+
+One connection serves the process. Each method runs its whole transaction
+under one lock, so transactions never interleave across awaits, and each
+booking is a single conditional UPDATE whose row count decides the race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final, TypeVar
+
+import aiosqlite
+
+from rero.errors import StorageUnavailable
+from rero.storage import Counts, SlotRow, Write
+
+log: Final = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The schedule as ``(id, start_time, end_time)`` rows.
+Schedule = Sequence[tuple[int, str, str]]
+
+_SELECT_SLOTS: Final = (
+    "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots ORDER BY id"
+)
+
+_CREATE_SLOTS: Final = """
+CREATE TABLE IF NOT EXISTS slots (
+    id INTEGER PRIMARY KEY,
+    start_time TEXT NOT NULL,
+    end_time TEXT NOT NULL,
+    is_booked BOOLEAN DEFAULT FALSE,
+    booked_by TEXT DEFAULT NULL,
+    booked_at DATETIME DEFAULT NULL,
+    created_at DATETIME DEFAULT CURRENT_TIMESTAMP,
+    updated_at DATETIME DEFAULT CURRENT_TIMESTAMP
+)"""
+
+#: Columns an older ``slots`` table may lack, as ALTER TABLE can add them
+#: (SQLite refuses CURRENT_TIMESTAMP defaults there, hence NULL).
+_ADDABLE_COLUMNS: Final = {
+    "is_booked": "BOOLEAN DEFAULT FALSE",
+    "booked_by": "TEXT DEFAULT NULL",
+    "booked_at": "DATETIME DEFAULT NULL",
+    "created_at": "DATETIME DEFAULT NULL",
+    "updated_at": "DATETIME DEFAULT NULL",
+}
+
+
+async def _migrate_1(db: aiosqlite.Connection) -> None:
+    """The original table, plus any column an older copy of it lacks."""
+    await db.execute(_CREATE_SLOTS)
+    have = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(slots)")}
+    for column, definition in _ADDABLE_COLUMNS.items():
+        if column not in have:
+            log.info("migration: adding column slots.%s", column)
+            await db.execute(f"ALTER TABLE slots ADD COLUMN {column} {definition}")
+    await db.execute("UPDATE slots SET is_booked = 0 WHERE is_booked IS NULL")
+
+
+#: Migration N brings a database from user_version N-1 to N. Append only.
+MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (_migrate_1,)
+
+
+def _row(r: sqlite3.Row | tuple[object, ...]) -> SlotRow:
+    id_, start, end, booked, by, at = r
+    return SlotRow(
+        int(str(id_)),
+        str(start),
+        str(end),
+        bool(booked),
+        None if by is None else str(by),
+        None if at is None else str(at),
+    )
+
+
+class SqliteStorage:
+    """The embedded store; see the module docstring for its guarantees."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+        self.path = path
+        self.description = "sqlite"
+
+    async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` alone on the connection; driver errors become a 503, not a 500."""
+        async with self._lock:
+            try:
+                return await work()
+            except sqlite3.Error as e:
+                log.error("database error: %s", e)
+                if self._db.in_transaction:
+                    await self._db.rollback()
+                raise StorageUnavailable() from None
+
+    async def _slots(self) -> tuple[SlotRow, ...]:
+        rows = await self._db.execute_fetchall(_SELECT_SLOTS)
+        return tuple(_row(r) for r in rows)
+
+    async def _write(self, sql: str, params: Sequence[object]) -> Write:
+        await self._db.execute("BEGIN IMMEDIATE")
+        cursor = await self._db.execute(sql, params)
+        changed = cursor.rowcount == 1
+        slots = await self._slots()
+        await self._db.execute("COMMIT" if changed else "ROLLBACK")
+        return Write(changed, slots)
+
+    async def slots(self) -> tuple[SlotRow, ...]:
+        return await self._run(self._slots)
+
+    async def book(self, slot_id: int, srn: str, at: str) -> Write:
+        sql = (
+            "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ?, updated_at = ?"
+            " WHERE id = ? AND is_booked = 0"
+        )
+        return await self._run(lambda: self._write(sql, (srn, at, at, slot_id)))
+
+    async def cancel(self, slot_id: int, srn: str | None) -> Write:
+        sql = (
+            "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL,"
+            " updated_at = CURRENT_TIMESTAMP WHERE id = ? AND is_booked = 1"
+        )
+        if srn is None:
+            return await self._run(lambda: self._write(sql, (slot_id,)))
+        return await self._run(lambda: self._write(sql + " AND booked_by = ?", (slot_id, srn)))
+
+    async def counts(self) -> Counts:
+        async def count() -> Counts:
+            rows = await self._db.execute_fetchall(
+                "SELECT COUNT(*), COALESCE(SUM(is_booked = 1), 0) FROM slots"
+            )
+            total, booked = next(iter(rows))
+            return Counts(int(total), int(booked))
+
+        return await self._run(count)
+
+    async def migrate(self, schedule: Schedule) -> None:
+        """Bring the schema to the newest version, then the slots to the schedule."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = next(iter(await self._db.execute_fetchall("PRAGMA user_version")))
+            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                log.info("migration: applying version %d", number)
+                await step(self._db)
+                await self._db.execute(f"PRAGMA user_version = {number}")
+            await self._reconcile(schedule)
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    async def _reconcile(self, schedule: Schedule) -> None:
+        """Add missing slots, fix times; drop free slots outside the schedule, keep booked ones."""
+        await self._db.executemany(
+            "INSERT INTO slots (id, start_time, end_time) VALUES (?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET start_time = excluded.start_time,"
+            " end_time = excluded.end_time, updated_at = CURRENT_TIMESTAMP"
+            " WHERE start_time != excluded.start_time OR end_time != excluded.end_time",
+            schedule,
+        )
+        ids = (json.dumps([slot_id for slot_id, _, _ in schedule]),)
+        await self._db.execute(
+            "DELETE FROM slots WHERE is_booked = 0 AND id NOT IN (SELECT value FROM json_each(?))",
+            ids,
+        )
+        for slot_id, holder in await self._db.execute_fetchall(
+            "SELECT id, booked_by FROM slots WHERE id NOT IN (SELECT value FROM json_each(?))", ids
+        ):
+            log.warning(
+                "slot %s is outside the schedule but booked by %s: kept until cancelled",
+                slot_id,
+                holder,
+            )
+
+
+@asynccontextmanager
+async def open_sqlite(path: str, schedule: Schedule) -> AsyncIterator[SqliteStorage]:
+    """Open (creating file and directory if needed), migrate, and close on exit."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA busy_timeout = 5000")
+        storage = SqliteStorage(db, path)
+        await storage.migrate(schedule)
+        yield storage
+    finally:
+        await db.close()

@@ -1,0 +1,179 @@
+"""Auth backends and the cache: PESU against a local fake upstream, the fake backend."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from rero.auth import User
+from rero.auth.cache import CachedAuth
+from rero.auth.fake import FakeAuth
+from rero.auth.pesu import PesuAuth
+from rero.errors import AuthUnavailable, InvalidCredentials
+from tests.conftest import FakePesu, free_port, users
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def pesu_auth(session: aiohttp.ClientSession, url: str, timeout: float = 2.0) -> PesuAuth:
+    return PesuAuth(session, url, timeout)
+
+
+async def test_pesu_success_maps_profile(session: Any, pesu: FakePesu) -> None:
+    user = await pesu_auth(session, pesu.url).authenticate("student", "right")
+    assert user == User(
+        name="Pesu Student",
+        srn="PES1UG22CS007",
+        prn="PES12022000099",
+        program="Bachelor of Technology",
+        branch="Computer Science and Engineering",
+        campus="RR",
+    )
+    assert pesu.calls == [{"username": "student", "password": "right", "profile": True}]
+
+
+@pytest.mark.parametrize(("mode", "password"), [("ok", "wrong"), ("legacy-false", "right")])
+async def test_pesu_invalid(session: Any, pesu: FakePesu, mode: str, password: str) -> None:
+    pesu.mode = mode
+    with pytest.raises(InvalidCredentials):
+        await pesu_auth(session, pesu.url).authenticate("student", password)
+
+
+async def test_pesu_400_is_invalid(session: Any, pesu: FakePesu) -> None:
+    pesu.mode = "400"
+    with pytest.raises(InvalidCredentials):
+        await pesu_auth(session, pesu.url).authenticate("student", "right")
+
+
+@pytest.mark.parametrize("mode", ["500", "502", "429", "404", "html", "no-profile"])
+async def test_pesu_unavailable(session: Any, pesu: FakePesu, mode: str) -> None:
+    pesu.mode = mode
+    with pytest.raises(AuthUnavailable):
+        await pesu_auth(session, pesu.url).authenticate("student", "right")
+
+
+async def test_pesu_timeout(session: Any, pesu: FakePesu) -> None:
+    pesu.delay = 1.0
+    with pytest.raises(AuthUnavailable):
+        await pesu_auth(session, pesu.url, timeout=0.2).authenticate("student", "right")
+
+
+async def test_pesu_connection_refused(session: Any) -> None:
+    url = f"http://127.0.0.1:{free_port()}/authenticate"
+    with pytest.raises(AuthUnavailable):
+        await pesu_auth(session, url).authenticate("student", "right")
+
+
+async def test_pesu_connection_dropped(session: Any) -> None:
+    """A server that accepts and closes without answering."""
+
+    async def slam(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(slam, "127.0.0.1", 0, family=socket.AF_INET)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        with pytest.raises(AuthUnavailable):
+            await pesu_auth(session, f"http://127.0.0.1:{port}/a").authenticate("s", "right")
+
+
+# ---- the cache ----------------------------------------------------------------------------
+
+
+async def test_cache_hits_and_expiry(session: Any, pesu: FakePesu) -> None:
+    now = [0.0]
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800, timer=lambda: now[0])
+    first = await cache.authenticate("student", "right")
+    assert await cache.authenticate("student", "right") == first
+    assert len(pesu.calls) == 1
+    now[0] = 1799.0
+    await cache.authenticate("student", "right")
+    assert len(pesu.calls) == 1
+    now[0] = 1801.0
+    await cache.authenticate("student", "right")
+    assert len(pesu.calls) == 2
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+async def test_cache_keys_by_password_too(session: Any, pesu: FakePesu) -> None:
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    await cache.authenticate("student", "right")
+    with pytest.raises(InvalidCredentials):
+        await cache.authenticate("student", "wrong")
+    assert len(pesu.calls) == 2
+
+
+@pytest.mark.parametrize("mode", ["ok", "500"])
+async def test_failures_are_not_cached(session: Any, pesu: FakePesu, mode: str) -> None:
+    pesu.mode = mode
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    for _ in range(3):
+        with pytest.raises((InvalidCredentials, AuthUnavailable)):
+            await cache.authenticate("student", "wrong")
+    assert len(pesu.calls) == 3
+
+
+async def test_concurrent_misses_make_one_upstream_call(session: Any, pesu: FakePesu) -> None:
+    pesu.delay = 0.2
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    results = await asyncio.gather(*(cache.authenticate("student", "right") for _ in range(50)))
+    assert len(pesu.calls) == 1
+    assert len(set(results)) == 1
+
+
+async def test_concurrent_failures_make_one_call_and_all_fail(session: Any, pesu: FakePesu) -> None:
+    pesu.delay = 0.2
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    results = await asyncio.gather(
+        *(cache.authenticate("student", "wrong") for _ in range(50)), return_exceptions=True
+    )
+    assert len(pesu.calls) == 1
+    assert all(isinstance(r, InvalidCredentials) for r in results)
+
+
+async def test_a_cancelled_waiter_does_not_cancel_the_others(session: Any, pesu: FakePesu) -> None:
+    pesu.delay = 0.3
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    first = asyncio.create_task(cache.authenticate("student", "right"))
+    second = asyncio.create_task(cache.authenticate("student", "right"))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    assert (await second).srn == "PES1UG22CS007"
+    assert len(pesu.calls) == 1
+
+
+async def test_cache_holds_no_password(session: Any, pesu: FakePesu) -> None:
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    await cache.authenticate("student", "right")
+    assert cache._cache is not None
+    for key in cache._cache:
+        assert b"right" not in key
+        assert len(key) == 32
+
+
+async def test_zero_ttl_disables_caching(session: Any, pesu: FakePesu) -> None:
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=0)
+    await cache.authenticate("student", "right")
+    await cache.authenticate("student", "right")
+    assert len(pesu.calls) == 2
+
+
+# ---- fake backend -------------------------------------------------------------------------
+
+
+async def test_fake_backend(caplog: pytest.LogCaptureFixture) -> None:
+    auth = FakeAuth(users(2))
+    assert "FAKE" in caplog.text
+    assert (await auth.authenticate("user1", "pw-1")).srn == "SRN0001"
+    for username, password in [("user1", "pw-0"), ("nobody", "pw-1"), ("user1", "")]:
+        with pytest.raises(InvalidCredentials):
+            await auth.authenticate(username, password)

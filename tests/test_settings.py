@@ -1,0 +1,141 @@
+"""Settings: profiles, environment overrides, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rero.settings import DEFAULT_PESU_AUTH_URL, FakeUser, Settings, SettingsError, load_settings
+from tests.conftest import ROOT
+
+CONFIG = ROOT / "config"
+
+
+def test_default_profile_is_the_builtin_defaults() -> None:
+    assert load_settings(str(CONFIG / "default.toml"), environ={}) == Settings()
+    assert load_settings(environ={}) == Settings()
+    defaults = Settings()
+    assert (defaults.host, defaults.port, defaults.database_path) == (
+        "0.0.0.0",
+        8000,
+        "data/rero.db",
+    )
+    assert (defaults.auth_backend, defaults.cache_duration_minutes) == ("pesu", 30.0)
+    assert defaults.pesu_auth_url == DEFAULT_PESU_AUTH_URL
+    assert defaults.cors_origins == ("*",)
+
+
+def test_development_profile_has_demo_users() -> None:
+    settings = load_settings(str(CONFIG / "development.toml"), environ={})
+    assert settings.auth_backend == "fake"
+    assert len(settings.fake_users) >= 3
+
+
+def test_production_profile_loads() -> None:
+    assert load_settings(str(CONFIG / "production.toml"), environ={}).auth_backend == "pesu"
+
+
+def test_rero_config_env_selects_profile() -> None:
+    settings = load_settings(environ={"RERO_CONFIG": str(CONFIG / "development.toml")})
+    assert settings.auth_backend == "fake"
+
+
+def test_environment_overrides_profile(tmp_path: Path) -> None:
+    env = {
+        "HOST": "127.0.0.2",
+        "PORT": "9001",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_PATH": "x/y.db",
+        "PESU_AUTH_URL": "http://127.0.0.1:1/auth",
+        "CACHE_DURATION_MINUTES": "5",
+        "AUTH_BACKEND": "pesu",
+        "PESU_AUTH_TIMEOUT_SECONDS": "2.5",
+    }
+    s = load_settings(str(CONFIG / "development.toml"), environ=env)
+    assert (s.host, s.port, s.log_level, s.database_path) == (
+        "127.0.0.2",
+        9001,
+        "warning",
+        "x/y.db",
+    )
+    assert (s.pesu_auth_url, s.cache_duration_minutes, s.auth_backend) == (
+        "http://127.0.0.1:1/auth",
+        5.0,
+        "pesu",
+    )
+    assert s.pesu_auth_timeout_seconds == 2.5
+
+
+def test_fake_users_file(tmp_path: Path) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text('[[users]]\nusername = "dev"\npassword = "pw"\nname = "Dev"\nsrn = "PES1"\n')
+    s = load_settings(environ={"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": str(users)})
+    assert s.fake_users == (FakeUser("dev", "pw", "Dev", "PES1"),)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"PORT": "abc"},
+            "invalid setting PORT='abc' (from environment PORT): Not a valid integer.",
+        ),
+        ({"PORT": "70000"}, "PORT='70000'"),
+        (
+            {"AUTH_BACKEND": "ldap"},
+            "AUTH_BACKEND='ldap' (from environment AUTH_BACKEND): Must be one of",
+        ),
+        ({"CACHE_DURATION_MINUTES": "-1"}, "CACHE_DURATION_MINUTES='-1'"),
+        ({"PESU_AUTH_TIMEOUT_SECONDS": "0"}, "PESU_AUTH_TIMEOUT_SECONDS='0'"),
+        ({"PESU_AUTH_URL": "not a url"}, "PESU_AUTH_URL='not a url'"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
+        (
+            {"FAKE_USERS_FILE": "/nonexistent/users.toml"},
+            "FAKE_USERS_FILE='/nonexistent/users.toml': cannot read",
+        ),
+        ({"AUTH_BACKEND": "fake"}, "AUTH_BACKEND='fake' needs users"),
+        ({"RERO_CONFIG": "/nonexistent.toml"}, "config='/nonexistent.toml': cannot read"),
+    ],
+)
+def test_bad_values_name_the_setting(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ=env)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_profile_typo_and_hours(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.toml"
+    typo.write_text("prot = 8000\n")
+    with pytest.raises(SettingsError, match="prot"):
+        load_settings(str(typo), environ={})
+    hours = tmp_path / "hours.toml"
+    hours.write_text("first_hour = 10\nlast_hour = 9\n")
+    with pytest.raises(SettingsError, match=r"last_hour=9 .*must be after first_hour"):
+        load_settings(str(hours), environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(str(broken), environ={})
+
+
+def test_cli_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PORT": "abc"}
+    env.pop("RERO_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rero"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rero: invalid setting PORT='abc' (from environment PORT): Not a valid integer."
+    ]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,124 @@
+"""SQLite storage: creation, durability settings, migrations, schedule reconciliation."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from rero.slots import Schedule
+from rero.storage.sqlite import MIGRATIONS, open_sqlite
+
+SCHEDULE = Schedule().rows()
+
+OLD_SCHEMA = """
+CREATE TABLE slots (
+    id INTEGER PRIMARY KEY,
+    start_time TEXT NOT NULL,
+    end_time TEXT NOT NULL,
+    is_booked BOOLEAN DEFAULT FALSE,
+    booked_at DATETIME DEFAULT NULL,
+    created_at DATETIME DEFAULT CURRENT_TIMESTAMP,
+    updated_at DATETIME DEFAULT CURRENT_TIMESTAMP
+)"""
+
+
+def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_creates_file_and_directory_with_schema(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "rero.db"
+    async with open_sqlite(str(path), SCHEDULE) as storage:
+        assert [s.id for s in await storage.slots()] == list(range(3, 15))
+    columns = [(r[1], r[2], r[3], r[4]) for r in raw(path, "PRAGMA table_info(slots)")]
+    assert columns == [
+        ("id", "INTEGER", 0, None),
+        ("start_time", "TEXT", 1, None),
+        ("end_time", "TEXT", 1, None),
+        ("is_booked", "BOOLEAN", 0, "FALSE"),
+        ("booked_by", "TEXT", 0, "NULL"),
+        ("booked_at", "DATETIME", 0, "NULL"),
+        ("created_at", "DATETIME", 0, "CURRENT_TIMESTAMP"),
+        ("updated_at", "DATETIME", 0, "CURRENT_TIMESTAMP"),
+    ]
+    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_full_sync_on_the_connection(tmp_path: Path) -> None:
+    async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
+        assert await storage._db.execute_fetchall("PRAGMA synchronous") == [(2,)]
+
+
+async def test_bookings_survive_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    async with open_sqlite(path, SCHEDULE) as storage:
+        assert (await storage.book(5, "SRN1", "2026-01-01T10:00:00+00:00")).changed
+    async with open_sqlite(path, SCHEDULE) as storage:
+        slot = {s.id: s for s in await storage.slots()}[5]
+        assert (slot.is_booked, slot.booked_by, slot.booked_at) == (
+            True,
+            "SRN1",
+            "2026-01-01T10:00:00+00:00",
+        )
+
+
+async def test_conditional_writes(tmp_path: Path) -> None:
+    async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
+        assert (await storage.book(5, "A", "t")).changed
+        assert not (await storage.book(5, "B", "t")).changed
+        assert not (await storage.cancel(5, "B")).changed
+        assert (await storage.cancel(5, "A")).changed
+        assert not (await storage.cancel(5, "A")).changed
+        assert (await storage.book(5, "B", "t")).changed
+        assert (await storage.cancel(5, None)).changed
+
+
+async def test_migrates_old_schema_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.executemany(
+            "INSERT INTO slots (id, start_time, end_time, is_booked, booked_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (h, f"{h:02d}:00", f"{h + 1:02d}:00", h == 9, "2025-01-01" if h == 9 else None)
+                for h in range(3, 15)
+            ],
+        )
+    async with open_sqlite(str(path), SCHEDULE) as storage:
+        slots = {s.id: s for s in await storage.slots()}
+    assert len(slots) == 12
+    assert (slots[9].is_booked, slots[9].booked_by, slots[9].booked_at) == (
+        True,
+        None,
+        "2025-01-01",
+    )
+    assert not slots[8].is_booked
+    assert "booked_by" in [r[1] for r in raw(path, "PRAGMA table_info(slots)")]
+    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+
+
+async def test_reconciles_schedule(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.db")
+    async with open_sqlite(path, SCHEDULE) as storage:
+        await storage.book(14, "HOLDER", "t")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE slots SET start_time = '99:99' WHERE id = 5")
+    # Shrink to 3..12, then check: free 13 dropped, booked 14 kept, times repaired.
+    async with open_sqlite(path, Schedule(3, 13).rows()) as storage:
+        slots = {s.id: s for s in await storage.slots()}
+    assert sorted(slots) == [*range(3, 13), 14]
+    assert slots[14].booked_by == "HOLDER"
+    assert slots[5].start_time == "05:00"
+    # Grow to 2..16: missing slots are added.
+    async with open_sqlite(path, Schedule(2, 17).rows()) as storage:
+        assert [s.id for s in await storage.slots()] == list(range(2, 17))
+
+
+async def test_counts(tmp_path: Path) -> None:
+    async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
+        await storage.book(3, "A", "t")
+        counts = await storage.counts()
+    assert (counts.total, counts.booked) == (12, 1)
