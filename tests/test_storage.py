@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from rero.slots import Schedule
@@ -22,9 +23,10 @@ CREATE TABLE slots (
 )"""
 
 
-def raw(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
+def raw(path: Path | str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Run one statement on a plain connection, committed and closed."""
+    with closing(sqlite3.connect(path)) as db, db:
+        return db.execute(sql, params).fetchall()
 
 
 async def test_creates_file_and_directory_with_schema(tmp_path: Path) -> None:
@@ -77,7 +79,7 @@ async def test_conditional_writes(tmp_path: Path) -> None:
 
 async def test_migrates_old_schema_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(OLD_SCHEMA)
         db.executemany(
             "INSERT INTO slots (id, start_time, end_time, is_booked, booked_at)"
@@ -104,8 +106,7 @@ async def test_reconciles_schedule(tmp_path: Path) -> None:
     path = str(tmp_path / "r.db")
     async with open_sqlite(path, SCHEDULE) as storage:
         await storage.book(14, "HOLDER", "t")
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE slots SET start_time = '99:99' WHERE id = 5")
+    raw(path, "UPDATE slots SET start_time = '99:99' WHERE id = 5")
     # Shrink to 3..12, then check: free 13 dropped, booked 14 kept, times repaired.
     async with open_sqlite(path, Schedule(3, 13).rows()) as storage:
         slots = {s.id: s for s in await storage.slots()}
