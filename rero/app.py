@@ -13,8 +13,9 @@ from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
-from rero.keys import AUTH, SERVICE, SETTINGS, STORAGE, WEBSOCKETS
+from rero.keys import AUTH, HUB, SERVICE, SETTINGS, STORAGE
 from rero.middlewares import MAX_BODY, error_middleware
+from rero.realtime import Hub, slot_booking
 from rero.settings import Settings
 from rero.slots import Clock, Schedule, SlotService, utcnow
 from rero.storage.sqlite import open_sqlite
@@ -30,7 +31,7 @@ def create_app(
     """Build the service; ``clock`` and ``timer`` let tests move time instead of sleeping."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[SETTINGS] = settings
-    app[WEBSOCKETS] = set()
+    app[HUB] = hub = Hub(settings.ws_send_timeout_seconds)
     schedule = Schedule(settings.first_hour, settings.last_hour)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -54,12 +55,20 @@ def create_app(
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         service = SlotService(app[STORAGE], app[AUTH], schedule, clock)
         await service.load()
+        hub.publish(service.board)
+        service.subscribe(hub.publish)
         app[SERVICE] = service
         yield
 
+    async def close_websockets(app: web.Application) -> None:
+        await hub.close_all()
+
     app.cleanup_ctx.extend([storage_ctx, auth_ctx, service_ctx])
+    app.on_shutdown.append(close_websockets)
     setup_routes(app)
     setup_cors(app, settings.cors_origins)
+    # After CORS, which does not cover WebSockets: the handler checks Origin itself.
+    app.router.add_get("/slot-booking", slot_booking)
     return app
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
@@ -11,8 +11,11 @@ from rero.settings import Settings
 from rero.slots import SlotService
 from rero.storage import Storage
 
+if TYPE_CHECKING:  # realtime imports these keys
+    from rero.realtime import Hub
+
 SETTINGS: Final = web.AppKey("settings", Settings)
 STORAGE: Final = web.AppKey("storage", Storage)
 AUTH: Final = web.AppKey("auth", CachedAuth)
 SERVICE: Final = web.AppKey("service", SlotService)
-WEBSOCKETS: Final = web.AppKey("websockets", set[web.WebSocketResponse])
+HUB: Final[web.AppKey[Hub]] = web.AppKey("hub")

@@ -72,6 +72,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     first_hour: int = 3
     last_hour: int = 15
+    ws_allowed_origins: tuple[str, ...] = ("*",)
+    ws_heartbeat_seconds: float = 30.0
+    ws_compression: bool = False
+    ws_max_connections: int = 10_000
+    ws_send_timeout_seconds: float = 10.0
 
 
 class _FakeUserSchema(Schema):
@@ -116,6 +121,11 @@ class _SettingsSchema(Schema):
     cors_origins = fields.List(fields.String(validate=validate.Length(min=1)))
     first_hour = fields.Integer(strict=True, validate=validate.Range(0, 23))
     last_hour = fields.Integer(strict=True, validate=validate.Range(1, 24))
+    ws_allowed_origins = fields.List(fields.String(validate=validate.Length(min=1)))
+    ws_heartbeat_seconds = fields.Float(validate=validate.Range(min=0))
+    ws_compression = fields.Boolean()
+    ws_max_connections = fields.Integer(strict=True, validate=validate.Range(min=1))
+    ws_send_timeout_seconds = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
 
     @validates_schema
     def _hours_in_order(self, data: dict[str, Any], **_: Any) -> None:
@@ -188,8 +198,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             raise SettingsError(
                 f"FAKE_USERS_FILE={data['fake_users_file']!r}: {_first_error(e.messages_dict)}"
             ) from None
-    if "cors_origins" in data:
-        data["cors_origins"] = tuple(data["cors_origins"])
+    for key in ("cors_origins", "ws_allowed_origins"):
+        if key in data:
+            data[key] = tuple(data[key])
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.auth_backend == "fake" and not settings.fake_users:
         raise SettingsError("AUTH_BACKEND='fake' needs users: set fake_users or FAKE_USERS_FILE")

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError
 
 from rero import schemas
 from rero.errors import InvalidRequest
-from rero.keys import SERVICE, SETTINGS, STORAGE, WEBSOCKETS
+from rero.keys import HUB, SERVICE, SETTINGS, STORAGE
 from rero.middlewares import RequestInvalid
 from rero.slots import Credentials
 
@@ -35,7 +35,7 @@ def credentials(data: dict[str, Any]) -> Credentials:
 
 
 def active_connections(app: web.Application) -> int:
-    return len(app[WEBSOCKETS])
+    return len(app[HUB].clients)
 
 
 async def database_counts(app: web.Application) -> dict[str, Any]:
@@ -141,6 +141,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
+    """Every route of the service; CORS is added to these HTTP routes afterwards."""
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_get("/slots", get_slots)
