@@ -141,8 +141,13 @@ class SlotService:
         self.schedule.check(slot_id)
         user = await self.authenticate(credentials)
         at = self._clock().isoformat(timespec="seconds")
-        write = await self._write(self._storage.book(slot_id, user.srn, at))
-        if not write.changed:
+        write = await self._write(
+            lambda: self._storage.book(slot_id, user.srn, at),
+            # In a rush the losers are refused from the committed board under the
+            # lock, without queueing for the database; the store decides the winner.
+            skip=lambda board: slot_id in board.by_id and board.by_id[slot_id].is_booked,
+        )
+        if write is None or not write.changed:
             raise SlotUnavailable(f"Slot {slot_id} is not available")
         log.info("slot booked", extra={"slot_id": slot_id, "srn": user.srn})
         return user
@@ -152,7 +157,8 @@ class SlotService:
         if slot_id not in self._board.by_id:
             self.schedule.check(slot_id)
         user = await self.authenticate(credentials)
-        write = await self._write(self._storage.cancel(slot_id, user.srn))
+        write = await self._write(lambda: self._storage.cancel(slot_id, user.srn))
+        assert write is not None
         if not write.changed:
             slot = next((s for s in write.slots if s.id == slot_id), None)
             if slot is None or not slot.is_booked:
@@ -166,13 +172,20 @@ class SlotService:
         user = await self.authenticate(credentials)
         return self._board.held_by(user.srn)
 
-    async def _write(self, write: Awaitable[Write]) -> Write:
-        """Await a storage write; publish its board if it changed anything.
+    async def _write(
+        self,
+        write: Callable[[], Awaitable[Write]],
+        skip: Callable[[Board], bool] | None = None,
+    ) -> Write | None:
+        """Run a storage write under the lock; publish its board if it changed anything.
 
-        One lock orders commit and publish, so boards go out in commit order.
+        One lock orders commit and publish, so boards go out in commit order, and
+        makes ``skip`` (a refusal read from the board) exact within this process.
         """
         async with self._lock:
-            result = await write
+            if skip is not None and skip(self._board):
+                return None
+            result = await write()
             if result.changed:
                 self._board = Board(result.slots)
                 for listener in self._listeners:

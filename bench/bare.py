@@ -1,0 +1,79 @@
+"""The ceiling: a bare aiohttp WebSocket server, for comparison with rero in the same run.
+
+``POST /change`` serializes a board of the same shape and size as rero's once and
+sends it to each client in turn (awaiting each send), then answers. Each text
+message a client sends is echoed back, and the first one of a round also
+triggers one broadcast: the ceiling for a booking rush.
+
+    python bench/bare.py PORT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from aiohttp import web
+
+clients: set[web.WebSocketResponse] = set()
+state = {"seq": 0, "rush_broadcast": False}
+
+
+def board(seq: int) -> str:
+    slots = [
+        {"id": h, "start_time": f"{h:02d}:00", "end_time": f"{h + 1:02d}:00",
+         "is_booked": h == 9 and seq % 2 == 1, "booked_by": None, "booked_at": None}
+        for h in range(3, 15)
+    ]  # fmt: skip
+    data = {"slots": slots, "available_slots": [], "booked_slots": []}
+    return json.dumps({"type": "slots_update", "seq": seq, "data": data})
+
+
+async def broadcast() -> None:
+    state["seq"] += 1
+    text = board(state["seq"])
+    for ws in list(clients):
+        await ws.send_str(text)
+
+
+async def change(request: web.Request) -> web.Response:
+    await broadcast()
+    return web.json_response({"seq": state["seq"]})
+
+
+async def reset(request: web.Request) -> web.Response:
+    state["rush_broadcast"] = False
+    return web.json_response({})
+
+
+async def socket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    clients.add(ws)
+    await ws.send_str(board(state["seq"]))
+    try:
+        async for msg in ws:
+            await ws.send_str('{"type":"booking_response","success":false}')
+            if not state["rush_broadcast"]:
+                state["rush_broadcast"] = True
+                await broadcast()
+    finally:
+        clients.discard(ws)
+    return ws
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"active_connections": len(clients)})
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_post("/change", change)
+    app.router.add_post("/reset", reset)
+    app.router.add_get("/slot-booking", socket)
+    app.router.add_get("/health", health)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""WebSocket fan-out benchmark: rero against a bare aiohttp ceiling, in one run.
+
+For each client count it starts the server, connects that many light clients (a
+raw asyncio protocol that only splits frames and looks for a marker, so the load
+side stays cheap), and measures:
+
+* broadcast latency: from sending the change request to the LAST client holding
+  the new board (median of ``--rounds``), and to the first client;
+* server memory per idle connection (RSS delta over the connections);
+* at 1,000 clients, a rush: every client sends a booking for the same slot at
+  once; the time until every client holds its own answer and the final board.
+
+Targets 127.0.0.1 only; bounded by the client counts and rounds given.
+
+    python bench/fanout.py --clients 1000 5000 --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Round:
+    """What every client waits for in one measurement."""
+
+    def __init__(self, marker: bytes, n: int, need_reply: bool = False) -> None:
+        self.marker = marker
+        self.need_reply = need_reply
+        self.left = n
+        self.first = 0.0
+        self.last = 0.0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def arrived(self) -> None:
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.last = now
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+class Client(asyncio.Protocol):
+    """A WebSocket client that splits frames and checks each one for the round's marker."""
+
+    current: Round | None = None
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.open = asyncio.get_running_loop().create_future()
+        self.handshaken = False
+        self.got_marker = False
+        self.got_reply = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                "GET /slot-booking HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.handshaken:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.handshaken = True
+            del self.buf[: end + 4]
+            self.open.set_result(None)
+        buf = self.buf
+        while len(buf) >= 2:
+            n = buf[1] & 0x7F
+            head = 2
+            if n == 126:
+                if len(buf) < 4:
+                    return
+                n, head = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    return
+                n, head = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < head + n:
+                return
+            payload = bytes(buf[head : head + n])
+            del buf[: head + n]
+            self.frame(payload)
+
+    def frame(self, payload: bytes) -> None:
+        r = Client.current
+        if r is None:
+            return
+        if not self.got_marker and r.marker in payload:
+            self.got_marker = True
+            if not r.need_reply or self.got_reply:
+                r.arrived()
+        elif r.need_reply and not self.got_reply and b"_response" in payload:
+            self.got_reply = True
+            if self.got_marker:
+                r.arrived()
+
+    def send_text(self, text: str) -> None:
+        """A masked text frame with an all-zero mask (valid, and no XOR work)."""
+        data = text.encode()
+        assert len(data) < 126
+        assert self.transport is not None
+        self.transport.write(bytes((0x81, 0x80 | len(data))) + b"\0\0\0\0" + data)
+
+
+def start_round(clients: list[Client], marker: bytes, need_reply: bool = False) -> Round:
+    for c in clients:
+        c.got_marker = c.got_reply = False
+    Client.current = Round(marker, len(clients), need_reply)
+    return Client.current
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def connect(port: int, n: int) -> list[Client]:
+    loop = asyncio.get_running_loop()
+    clients: list[Client] = []
+    for start in range(0, n, 250):
+        batch = [Client() for _ in range(min(250, n - start))]
+        await asyncio.gather(
+            *(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch)
+        )
+        await asyncio.gather(*(c.open for c in batch))
+        clients += batch
+    return clients
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited") from None
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Target:
+    """One server under test: how to start it and how to make one change."""
+
+    name = ""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.seq = 0
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self) -> subprocess.Popen[bytes]:
+        argv, env = self.command()
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
+        wait_ready(self.url, proc)
+        return proc
+
+    async def change(self, http: aiohttp.ClientSession) -> bytes:
+        """Start one change and return the marker of the board it produces."""
+        raise NotImplementedError
+
+    async def rush_setup(self, http: aiohttp.ClientSession, n: int) -> bytes:
+        raise NotImplementedError
+
+    def rush_message(self, i: int) -> str:
+        raise NotImplementedError
+
+
+class Bare(Target):
+    name = "bare aiohttp"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, str(ROOT / "bench" / "bare.py"), str(self.port)], {}
+
+    async def change(self, http: aiohttp.ClientSession) -> bytes:
+        self.seq += 1
+        marker = f'"seq": {self.seq},'.encode()
+        asyncio.ensure_future(http.post(self.url + "/change"))
+        return marker
+
+    async def rush_setup(self, http: aiohttp.ClientSession, n: int) -> bytes:
+        await http.post(self.url + "/reset")
+        self.seq += 1
+        return f'"seq": {self.seq},'.encode()
+
+    def rush_message(self, i: int) -> str:
+        return '{"type":"book_slot"}'
+
+
+class Rero(Target):
+    name = "rero"
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        users = self.tmp / "users.toml"
+        users.write_text(
+            "".join(
+                f'[[users]]\nusername = "u{i}"\npassword = "p{i}"\nname = "U{i}"\nsrn = "S{i}"\n'
+                for i in range(1001)
+            )
+        )
+        env = {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "AUTH_BACKEND": "fake",
+            "FAKE_USERS_FILE": str(users),
+            "DATABASE_PATH": str(self.tmp / f"rero-{self.port}.db"),
+            "LOG_LEVEL": "warning",
+        }
+        return [sys.executable, "-m", "rero"], env
+
+    async def change(self, http: aiohttp.ClientSession) -> bytes:
+        self.seq += 1
+        booking = self.seq % 2 == 1
+        path = "/book-slot" if booking else "/cancel-slot"
+        body = {"slot_id": 9, "username": "u1000", "password": "p1000"}
+        asyncio.ensure_future(http.post(self.url + path, json=body))
+        return b'"booked_slots":[9]' if booking else b'"booked_slots":[]'
+
+    async def rush_setup(self, http: aiohttp.ClientSession, n: int) -> bytes:
+        # Warm the auth cache, as a rush of signed-in students would have it.
+        sem = asyncio.Semaphore(50)
+
+        async def login(i: int) -> None:
+            async with sem:
+                body = {"username": f"u{i}", "password": f"p{i}"}
+                async with http.post(self.url + "/auth/login", json=body) as resp:
+                    assert resp.status == 200
+
+        await asyncio.gather(*(login(i) for i in range(n)))
+        return b'"booked_slots":[10]'
+
+    def rush_message(self, i: int) -> str:
+        return json.dumps(
+            {"type": "book_slot", "slot_id": 10, "username": f"u{i}", "password": f"p{i}"}
+        )
+
+
+async def measure(target: Target, n: int, rounds: int, rush: bool) -> dict[str, Any]:
+    proc = target.start()
+    result: dict[str, Any] = {"server": target.name, "clients": n}
+    try:
+        async with aiohttp.ClientSession() as http:
+            before = rss_kib(proc.pid)
+            clients = await connect(target.port, n)
+            await asyncio.sleep(1.0)
+            result["kib_per_conn"] = round((rss_kib(proc.pid) - before) / n, 1)
+            last, first = [], []
+            for _ in range(rounds + 2):
+                t0 = time.perf_counter()
+                r = start_round(clients, await target.change(http))
+                await asyncio.wait_for(r.done, 30)
+                last.append((r.last - t0) * 1000)
+                first.append((r.first - t0) * 1000)
+                await asyncio.sleep(0.05)
+            result["last_ms"] = round(statistics.median(last[2:]), 1)
+            result["first_ms"] = round(statistics.median(first[2:]), 1)
+            if rush:
+                marker = await target.rush_setup(http, n)
+                r = start_round(clients, marker, need_reply=True)
+                messages = [target.rush_message(i) for i in range(n)]
+                t0 = time.perf_counter()
+                for c, m in zip(clients, messages):
+                    c.send_text(m) if len(m.encode()) < 126 else c.transport.write(  # type: ignore[union-attr]
+                        bytes((0x81, 0xFE)) + len(m.encode()).to_bytes(2, "big") + b"\0\0\0\0"
+                        + m.encode()
+                    )  # fmt: skip
+                await asyncio.wait_for(r.done, 60)
+                result["rush_ms"] = round((r.last - t0) * 1000, 1)
+            for c in clients:
+                assert c.transport is not None
+                c.transport.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for n in args.clients:
+            for cls in (Bare, Rero):
+                row = await measure(cls(Path(tmp)), n, args.rounds, rush=n == 1000)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    print("\n| clients | server | first ms | last ms | ratio (last) | KiB/conn | rush ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for bare, rero in zip(rows[::2], rows[1::2]):
+        for row in (bare, rero):
+            ratio = row["last_ms"] / bare["last_ms"]
+            print(
+                f"| {row['clients']} | {row['server']} | {row['first_ms']} | {row['last_ms']} |"
+                f" {ratio:.2f} | {row['kib_per_conn']} | {row.get('rush_ms', '')} |"
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

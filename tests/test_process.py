@@ -1,0 +1,221 @@
+"""Real concurrency against a real server process: the rush, and a prompt shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, free_port, users
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1) + "/slot-booking"
+
+
+def write_users(path: Path, n: int) -> None:
+    path.write_text(
+        "".join(
+            f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
+            f'name = "{u.name}"\nsrn = "{u.srn}"\n'
+            for u in users(n)
+        )
+    )
+
+
+def start_server(tmp_path: Path, **env: str) -> Server:
+    write_users(tmp_path / "users.toml", 300)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rero", "--config", str(ROOT / "config" / "test.toml")],
+        env={
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "LOG_LEVEL": "warning",
+            "DATABASE_PATH": str(tmp_path / "rero.db"),
+            "FAKE_USERS_FILE": str(tmp_path / "users.toml"),
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            import urllib.request
+
+            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
+                return Server(proc, url)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = start_server(tmp_path)
+    yield srv
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        yield s
+
+
+class Observer:
+    """A WebSocket client that remembers the last board it saw and its responses."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.board: dict[str, Any] = {}
+        self.responses: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            data = json.loads(msg.data)
+            if data["type"] == "slots_update":
+                self.board = data["data"]
+            else:
+                self.responses.append(data)
+
+
+async def observers(session: aiohttp.ClientSession, server: Server, n: int) -> list[Observer]:
+    result = [Observer(await session.ws_connect(server.ws_url())) for _ in range(n)]
+    while any(not o.board for o in result):
+        await asyncio.sleep(0.01)
+    return result
+
+
+async def settle(observers: list[Observer], board: dict[str, Any], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(o.board != board for o in observers):
+        await asyncio.sleep(0.02)
+
+
+async def test_rush_of_300_over_both_transports_one_winner(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    ws_users = await observers(session, server, 150)
+    start = asyncio.Event()
+
+    async def over_ws(i: int) -> str:
+        await start.wait()
+        obs = ws_users[i]
+        await obs.ws.send_json(
+            {"type": "book_slot", "slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
+        )
+        while not obs.responses:
+            await asyncio.sleep(0.005)
+        reply = obs.responses[0]
+        assert reply["type"] == "booking_response"
+        return "won" if reply["success"] else str(reply["message"])
+
+    async def over_http(i: int) -> str:
+        await start.wait()
+        body = {"slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
+        async with session.post(server.url + "/book-slot", json=body) as resp:
+            data = await resp.json()
+            return "won" if resp.status == 200 else str(data["detail"])
+
+    tasks = [asyncio.create_task(over_ws(i)) for i in range(150)]
+    tasks += [asyncio.create_task(over_http(i)) for i in range(150, 300)]
+    await asyncio.sleep(0.1)
+    start.set()
+    outcomes = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert Counter(outcomes) == {"won": 1, "Slot 9 is not available": 299}
+    winner = outcomes.index("won")
+    async with session.get(server.url + "/slots") as resp:
+        final = await resp.json()
+    assert final["booked_slots"] == [9]
+    assert final["slots"][6]["booked_by"] == f"SRN{winner:04d}"
+    await settle(ws_users, final)
+    assert all(o.board == final for o in ws_users)
+    for o in ws_users:
+        await o.ws.close()
+
+
+async def test_twelve_users_twelve_slots_over_ws(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    clients = await observers(session, server, 12)
+    await asyncio.gather(
+        *(
+            o.ws.send_json(
+                {
+                    "type": "book_slot",
+                    "slot_id": 3 + i,
+                    "username": f"user{i}",
+                    "password": f"pw-{i}",
+                }
+            )
+            for i, o in enumerate(clients)
+        )
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(not o.responses for o in clients):
+        await asyncio.sleep(0.01)
+    assert all(o.responses[0]["success"] for o in clients)
+    async with session.get(server.url + "/slots") as resp:
+        final = await resp.json()
+    assert final["available_slots"] == []
+    await settle(clients, final)
+    assert all(o.board == final for o in clients)
+    for o in clients:
+        await o.ws.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_shutdown_closes_1000_sockets_with_1001_within_5s(
+    tmp_path: Path, session: aiohttp.ClientSession, sig: signal.Signals
+) -> None:
+    srv = start_server(tmp_path)
+    try:
+        sockets = await asyncio.gather(*(session.ws_connect(srv.ws_url()) for _ in range(1000)))
+        async with session.get(srv.url + "/health") as resp:
+            assert (await resp.json())["active_connections"] == 1000
+
+        async def close_code(ws: aiohttp.ClientWebSocketResponse) -> tuple[Any, Any]:
+            while True:
+                msg = await ws.receive()
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    return msg.data, msg.extra
+
+        readers = [asyncio.create_task(close_code(ws)) for ws in sockets]
+        started = time.monotonic()
+        srv.proc.send_signal(sig)
+        codes = await asyncio.wait_for(asyncio.gather(*readers), 10)
+        await asyncio.get_running_loop().run_in_executor(None, srv.proc.wait, 10)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, elapsed
+        assert srv.proc.returncode == 0
+        assert Counter(codes) == {(1001, "Server shutdown"): 1000}
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
