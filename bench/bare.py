@@ -52,7 +52,7 @@ async def socket(request: web.Request) -> web.WebSocketResponse:
     clients.add(ws)
     await ws.send_str(board(state["seq"]))
     try:
-        async for msg in ws:
+        async for _msg in ws:
             await ws.send_str('{"type":"booking_response","success":false}')
             if not state["rush_broadcast"]:
                 state["rush_broadcast"] = True
