@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -13,6 +16,7 @@ from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
+from rero.auth.throttle import Throttle
 from rero.keys import AUTH, HUB, SERVICE, SETTINGS, STORAGE
 from rero.middlewares import MAX_BODY, error_middleware
 from rero.realtime import Hub, slot_booking
@@ -20,6 +24,8 @@ from rero.settings import Settings
 from rero.slots import Clock, Schedule, SlotService, utcnow
 from rero.storage.sqlite import open_sqlite
 from rero.views import setup_routes
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -53,23 +59,61 @@ def create_app(
             yield
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
-        service = SlotService(app[STORAGE], app[AUTH], schedule, clock)
+        throttle = Throttle(
+            settings.max_failed_logins_per_user,
+            settings.max_failed_logins_per_address,
+            settings.failed_login_window_minutes * 60,
+            timer,
+        )
+        service = SlotService(app[STORAGE], app[AUTH], settings, clock, throttle)
         await service.load()
         hub.publish(service.board)
         service.subscribe(hub.publish)
         app[SERVICE] = service
+        expiry = (
+            asyncio.create_task(expire_bookings(service))
+            if settings.release_after_slot_end
+            else None
+        )
         yield
+        if expiry is not None:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
 
     async def close_websockets(app: web.Application) -> None:
         await hub.close_all()
 
     app.cleanup_ctx.extend([storage_ctx, auth_ctx, service_ctx])
     app.on_shutdown.append(close_websockets)
+    app.on_response_prepare.append(security_headers)
     setup_routes(app)
     setup_cors(app, settings.cors_origins)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)
     return app
+
+
+EXPIRY_INTERVAL = 30.0
+
+
+async def expire_bookings(service: SlotService) -> None:
+    """Release ended bookings now and every ``EXPIRY_INTERVAL`` seconds."""
+    while True:
+        try:
+            await service.expire_due()
+        except Exception:  # a storage hiccup must not end the loop
+            log.exception("releasing ended bookings failed")
+        await asyncio.sleep(EXPIRY_INTERVAL)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response; no caching of anything that may carry a token or a user."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    if request.method != "GET" or request.path.startswith("/admin"):
+        response.headers["Cache-Control"] = "no-store"
 
 
 def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:

@@ -50,7 +50,7 @@ class AuthUnavailable(ReroError):
     """The authentication upstream could not give an answer; not the user's fault."""
 
     status = 503
-    retry_after: ClassVar[int] = 10
+    retry_after = 10
 
     def __init__(self, detail: str = "Authentication service unavailable") -> None:
         super().__init__(detail)
@@ -63,3 +63,33 @@ class StorageUnavailable(ReroError):
 
     def __init__(self, detail: str = "Storage unavailable, try again") -> None:
         super().__init__(detail)
+
+
+class InvalidSession(ReroError):
+    """A bearer token that is unknown, expired or revoked."""
+
+    status = 401
+
+    def __init__(self, detail: str = "Invalid or expired session") -> None:
+        super().__init__(detail)
+
+
+class TooManyAttempts(ReroError):
+    """Login throttled; refused without asking the upstream, right password or not."""
+
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed attempts, try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class AdminRequired(ReroError):
+    status = 403
+
+    def __init__(self, detail: str = "Admin access required") -> None:
+        super().__init__(detail)
+
+
+class QuotaReached(ReroError):
+    """The user already holds ``max_bookings_per_user`` slots."""

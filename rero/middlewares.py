@@ -8,7 +8,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from rero.errors import AuthUnavailable, ReroError
+from rero.errors import AuthUnavailable, ReroError, TooManyAttempts
 
 log: Final = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except RequestInvalid as e:
         return error_response(e.status, e.detail, errors=e.errors)
-    except AuthUnavailable as e:
+    except (AuthUnavailable, TooManyAttempts) as e:
         return error_response(e.status, e.detail, {"Retry-After": str(e.retry_after)})
     except ReroError as e:
         return error_response(e.status, e.detail)

@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
 
@@ -21,9 +22,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from marshmallow import ValidationError
 
 from rero import schemas
+from rero.auth import User
 from rero.errors import AuthUnavailable, InvalidCredentials, ReroError
 from rero.keys import HUB, SERVICE, SETTINGS
-from rero.slots import Board, Credentials, SlotService
+from rero.slots import Board, Credentials, Identity, SlotService, Token
+from rero.views import client_address
 
 log: Final = logging.getLogger(__name__)
 
@@ -190,32 +193,82 @@ def _failure_sentence(e: ReroError) -> str:
     return e.detail
 
 
+@dataclass
+class Connection:
+    """What one socket has told the server about itself."""
+
+    address: str
+    user: User | None = None
+
+
+def _invalid(e: ValidationError) -> Reply:
+    name, messages = next(iter(e.messages_dict.items()))
+    return error(f"Invalid {name}: {' '.join(map(str, messages))}")
+
+
+def _identity(conn: Connection, msg: dict[str, Any], what: str) -> tuple[Identity, int] | Reply:
+    """A token, the message's credentials, or the connection's user; and the slot id."""
+    missing = error(f"Missing slot_id, username, or password in {what} request")
+    try:
+        if "token" in msg:
+            data = schemas.SLOT_ONLY.load(msg)
+            return Token(schemas.TOKEN.load(msg)["token"]), data["slot_id"]
+        if conn.user is not None and "username" not in msg and "password" not in msg:
+            return conn.user, schemas.SLOT_ONLY.load(msg)["slot_id"]
+        data = schemas.SLOT.load(msg)
+    except ValidationError as e:
+        if any("Missing data for required field." in m for m in e.messages_dict.values()):
+            return missing
+        return _invalid(e)
+    return Credentials(data["username"], data["password"], conn.address), data["slot_id"]
+
+
 async def _slot_request(
-    service: SlotService,
+    conn: Connection,
     msg: dict[str, Any],
     response_type: str,
     what: str,
-    act: Callable[[Credentials, int], Any],
+    act: Callable[[Identity, int], Awaitable[User]],
     done: str,
 ) -> Reply:
-    try:
-        data = schemas.SLOT.load(msg)
-    except ValidationError as e:
-        fields = e.messages_dict
-        if any("Missing data for required field." in fields.get(f, []) for f in fields):
-            return error(f"Missing slot_id, username, or password in {what} request")
-        name, messages = next(iter(fields.items()))
-        return error(f"Invalid {name}: {' '.join(map(str, messages))}")
-    slot_id = data["slot_id"]
+    parsed = _identity(conn, msg, what)
+    if isinstance(parsed, dict):
+        return parsed
+    who, slot_id = parsed
     reply: Reply = {"type": response_type, "slot_id": slot_id}
     try:
-        await act(Credentials(data["username"], data["password"]), slot_id)
+        await act(who, slot_id)
     except ReroError as e:
         return {**reply, "success": False, "message": _failure_sentence(e)}
     return {**reply, "success": True, "message": done.format(slot_id)}
 
 
-async def answer(service: SlotService, text: str) -> Reply | None:
+async def _authenticate(service: SlotService, conn: Connection, msg: dict[str, Any]) -> Reply:
+    """Sign the connection in once, by token or by credentials (which open a session)."""
+    reply: Reply = {"type": "auth_response"}
+    try:
+        if "token" in msg:
+            conn.user = await service.authenticate(Token(schemas.TOKEN.load(msg)["token"]))
+            return {**reply, "success": True, "user": conn.user.to_dict()}
+        data = schemas.LOGIN.load(msg)
+        session = await service.login(Credentials(data["username"], data["password"], conn.address))
+    except ValidationError as e:
+        if any("Missing data for required field." in m for m in e.messages_dict.values()):
+            return error("Missing token, or username and password, in authenticate request")
+        return _invalid(e)
+    except ReroError as e:
+        return {**reply, "success": False, "message": _failure_sentence(e)}
+    conn.user = session.user
+    return {
+        **reply,
+        "success": True,
+        "user": session.user.to_dict(),
+        "token": session.token,
+        "expires_at": session.expires_at,
+    }
+
+
+async def answer(service: SlotService, conn: Connection, text: str) -> Reply | None:
     """The reply to one text message; ``None`` means "send this client the board"."""
     try:
         msg = json.loads(text)
@@ -228,14 +281,19 @@ async def answer(service: SlotService, text: str) -> Reply | None:
         return None
     if kind == "book_slot":
         return await _slot_request(
-            service, msg, "booking_response", "booking", service.book,
+            conn, msg, "booking_response", "booking", service.book,
             "Slot {} booked successfully",
         )  # fmt: skip
     if kind == "cancel_slot":
         return await _slot_request(
-            service, msg, "cancellation_response", "cancellation", service.cancel,
+            conn, msg, "cancellation_response", "cancellation", service.cancel,
             "Slot {} booking cancelled successfully",
         )  # fmt: skip
+    if kind == "authenticate":
+        return await _authenticate(service, conn, msg)
+    if kind == "logout":
+        conn.user = None
+        return {"type": "logout_response", "success": True}
     if kind is None:
         return error("Missing message type")
     return error(f"Unknown message type: {str(kind)[:64]}")
@@ -265,10 +323,11 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     client = hub.join(ws, request)
     service = request.app[SERVICE]
+    conn = Connection(client_address(request, settings.trusted_proxies))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                reply = await _safe_answer(service, msg.data)
+                reply = await _safe_answer(service, conn, msg.data)
                 if reply is None:
                     hub.resend(client)
                 else:
@@ -284,10 +343,10 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _safe_answer(service: SlotService, text: str) -> Reply | None:
+async def _safe_answer(service: SlotService, conn: Connection, text: str) -> Reply | None:
     """Nothing a client sends can make the handler raise."""
     try:
-        return await answer(service, text)
+        return await answer(service, conn, text)
     except Exception:
         log.exception("websocket message failed")
         return error("Internal error")

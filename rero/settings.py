@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -34,6 +35,7 @@ ENV_OVERRIDES: Final = (
     "AUTH_BACKEND",
     "PESU_AUTH_TIMEOUT_SECONDS",
     "FAKE_USERS_FILE",
+    "SESSION_MINUTES",
 )
 
 
@@ -77,6 +79,16 @@ class Settings:
     ws_compression: bool = False
     ws_max_connections: int = 10_000
     ws_send_timeout_seconds: float = 10.0
+    session_minutes: float = 30.0
+    max_failed_logins_per_user: int = 5
+    max_failed_logins_per_address: int = 20
+    failed_login_window_minutes: float = 15.0
+    trusted_proxies: tuple[str, ...] = ()
+    max_bookings_per_user: int = 0
+    release_after_slot_end: bool = False
+    timezone: str = "Asia/Kolkata"
+    show_booked_by: bool = True
+    admins: tuple[str, ...] = ()
 
 
 class _FakeUserSchema(Schema):
@@ -98,6 +110,13 @@ class _FakeUsersFileSchema(Schema):
         unknown = EXCLUDE
 
     users = fields.List(fields.Nested(_FakeUserSchema), required=True)
+
+
+def _valid_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("Unknown time zone.") from None
 
 
 class _SettingsSchema(Schema):
@@ -126,6 +145,16 @@ class _SettingsSchema(Schema):
     ws_compression = fields.Boolean()
     ws_max_connections = fields.Integer(strict=True, validate=validate.Range(min=1))
     ws_send_timeout_seconds = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    session_minutes = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    max_failed_logins_per_user = fields.Integer(strict=True, validate=validate.Range(min=1))
+    max_failed_logins_per_address = fields.Integer(strict=True, validate=validate.Range(min=1))
+    failed_login_window_minutes = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    trusted_proxies = fields.List(fields.IP())
+    max_bookings_per_user = fields.Integer(strict=True, validate=validate.Range(min=0))
+    release_after_slot_end = fields.Boolean()
+    timezone = fields.String(validate=_valid_timezone)
+    show_booked_by = fields.Boolean()
+    admins = fields.List(fields.String(validate=validate.Length(min=1)))
 
     @validates_schema
     def _hours_in_order(self, data: dict[str, Any], **_: Any) -> None:
@@ -198,9 +227,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             raise SettingsError(
                 f"FAKE_USERS_FILE={data['fake_users_file']!r}: {_first_error(e.messages_dict)}"
             ) from None
-    for key in ("cors_origins", "ws_allowed_origins"):
+    for key in ("cors_origins", "ws_allowed_origins", "trusted_proxies", "admins"):
         if key in data:
-            data[key] = tuple(data[key])
+            data[key] = tuple(str(v) for v in data[key])
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.auth_backend == "fake" and not settings.fake_users:
         raise SettingsError("AUTH_BACKEND='fake' needs users: set fake_users or FAKE_USERS_FILE")

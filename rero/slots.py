@@ -8,16 +8,30 @@ transport made it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 from functools import cached_property
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from rero.auth import AuthBackend, User
-from rero.errors import InvalidRequest, NotYourBooking, SlotNotBooked, SlotUnavailable
+from rero.auth.throttle import Throttle
+from rero.errors import (
+    AdminRequired,
+    InvalidCredentials,
+    InvalidRequest,
+    InvalidSession,
+    NotYourBooking,
+    QuotaReached,
+    SlotNotBooked,
+    SlotUnavailable,
+)
+from rero.settings import Settings
 from rero.storage import SlotRow, Storage, Write
 
 log: Final = logging.getLogger(__name__)
@@ -61,16 +75,44 @@ class Credentials:
 
     username: str
     password: str = ""
+    address: str = ""
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, password=***)"
 
 
+@dataclass(frozen=True)
+class Token:
+    """A session token from ``Authorization: Bearer`` or a WebSocket message."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Token(***)"
+
+    @property
+    def digest(self) -> str:
+        """What the database holds instead of the token."""
+        return hashlib.sha256(self.value.encode()).hexdigest()
+
+
+#: Who a request says it is: credentials, a session token, or an already-known user.
+Identity = Credentials | Token | User
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    token: str
+    expires_at: str
+
+
 class Board:
     """An immutable snapshot of every slot; built once per commit, serialized once."""
 
-    def __init__(self, slots: tuple[SlotRow, ...]) -> None:
+    def __init__(self, slots: tuple[SlotRow, ...], show_booked_by: bool = True) -> None:
         self.slots = slots
+        self._show_booked_by = show_booked_by
         self.by_id = {s.id: s for s in slots}
         self.booked = [s.id for s in slots if s.is_booked]
         self.available = [s.id for s in slots if not s.is_booked]
@@ -85,7 +127,7 @@ class Board:
                     "start_time": s.start_time,
                     "end_time": s.end_time,
                     "is_booked": s.is_booked,
-                    "booked_by": s.booked_by,
+                    "booked_by": s.booked_by if self._show_booked_by else None,
                     "booked_at": s.booked_at,
                 }
                 for s in self.slots
@@ -102,6 +144,27 @@ class Board:
         return [s for s in self.slots if s.is_booked and s.booked_by == srn]
 
 
+def release_time(slot: SlotRow, tz: ZoneInfo) -> datetime | None:
+    """When a booking ends: the slot's first end time after it was made, in ``tz``.
+
+    Without dates in the protocol a booking means the slot's next occurrence; one
+    made during the slot keeps the rest of it.
+    """
+    if not slot.is_booked or not slot.booked_at:
+        return None
+    try:
+        booked = datetime.fromisoformat(slot.booked_at)
+    except ValueError:
+        return None
+    if booked.tzinfo is None:
+        booked = booked.replace(tzinfo=timezone.utc)
+    local = booked.astimezone(tz)
+    hours, minutes = (int(part) for part in slot.end_time.split(":"))
+    midnight = datetime.combine(local.date(), time(0), tz)
+    end = midnight + timedelta(hours=hours, minutes=minutes)
+    return end if end > local else end + timedelta(days=1)
+
+
 class SlotService:
     """Owns the rules of booking; the only writer of slots and the only publisher."""
 
@@ -109,13 +172,18 @@ class SlotService:
         self,
         storage: Storage,
         auth: AuthBackend,
-        schedule: Schedule,
-        clock: Clock = utcnow,
+        settings: Settings,
+        clock: Clock,
+        throttle: Throttle,
     ) -> None:
         self._storage = storage
         self._auth = auth
-        self.schedule = schedule
+        self._settings = settings
+        self.schedule = Schedule(settings.first_hour, settings.last_hour)
+        self._admins = frozenset(settings.admins)
+        self._tz = ZoneInfo(settings.timezone)
         self._clock = clock
+        self._throttle = throttle
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._board = Board(())
@@ -131,46 +199,132 @@ class SlotService:
 
     async def load(self) -> None:
         """Read the board once at start-up."""
-        self._board = Board(await self._storage.slots())
+        self._board = Board(await self._storage.slots(), self._settings.show_booked_by)
 
-    async def authenticate(self, credentials: Credentials) -> User:
-        return await self._auth.authenticate(credentials.username, credentials.password)
+    def _now(self) -> str:
+        return self._clock().isoformat(timespec="seconds")
 
-    async def book(self, credentials: Credentials, slot_id: int) -> User:
+    # ---- who is asking --------------------------------------------------------------------
+
+    async def authenticate(self, identity: Identity) -> User:
+        """A user from credentials (throttled), a live session token, or as given."""
+        if isinstance(identity, User):
+            return identity
+        if isinstance(identity, Token):
+            srn = await self._storage.session(identity.digest, self._now())
+            if srn is None:
+                raise InvalidSession()
+            return User(name="", srn=srn)
+        self._throttle.check(identity.username, identity.address)
+        try:
+            user = await self._auth.authenticate(identity.username, identity.password)
+        except InvalidCredentials:
+            self._throttle.failed(identity.username, identity.address)
+            log.warning(
+                "login failed",
+                extra={"username": identity.username, "address": identity.address},
+            )
+            raise
+        self._throttle.succeeded(identity.username)
+        return user
+
+    async def login(self, credentials: Credentials) -> Session:
+        """Check credentials and open a session: only the token's hash is stored."""
+        user = await self.authenticate(credentials)
+        token = Token(secrets.token_urlsafe(32))
+        now = self._clock()
+        expires = now + timedelta(minutes=self._settings.session_minutes)
+        expires_at = expires.isoformat(timespec="seconds")
+        await self._storage.create_session(
+            token.digest, user.srn, expires_at, now.isoformat(timespec="seconds")
+        )
+        return Session(user, token.value, expires_at)
+
+    async def logout(self, token: Token) -> None:
+        if not await self._storage.delete_session(token.digest):
+            raise InvalidSession()
+
+    async def require_admin(self, identity: Identity) -> User:
+        user = await self.authenticate(identity)
+        if user.srn not in self._admins:
+            raise AdminRequired()
+        return user
+
+    # ---- bookings -------------------------------------------------------------------------
+
+    async def book(self, identity: Identity, slot_id: int) -> User:
         """Book ``slot_id``: checked before auth, decided by one conditional write."""
         self.schedule.check(slot_id)
-        user = await self.authenticate(credentials)
-        at = self._clock().isoformat(timespec="seconds")
+        user = await self.authenticate(identity)
+        limit = self._settings.max_bookings_per_user
         write = await self._write(
-            lambda: self._storage.book(slot_id, user.srn, at),
+            lambda: self._storage.book(slot_id, user.srn, self._now(), limit),
             # In a rush the losers are refused from the committed board under the
             # lock, without queueing for the database; the store decides the winner.
             skip=lambda board: slot_id in board.by_id and board.by_id[slot_id].is_booked,
         )
         if write is None or not write.changed:
+            slot = next((s for s in (write.slots if write else ()) if s.id == slot_id), None)
+            held = sum(1 for s in (write.slots if write else ()) if s.booked_by == user.srn)
+            if slot is not None and not slot.is_booked and limit and held >= limit:
+                raise QuotaReached(f"Booking limit reached: at most {limit} slots per user")
             raise SlotUnavailable(f"Slot {slot_id} is not available")
         log.info("slot booked", extra={"slot_id": slot_id, "srn": user.srn})
         return user
 
-    async def cancel(self, credentials: Credentials, slot_id: int) -> User:
-        """Cancel the caller's own booking of ``slot_id``."""
+    async def cancel(self, identity: Identity, slot_id: int) -> User:
+        """Cancel a booking: one's own, or anyone's for an admin."""
         if slot_id not in self._board.by_id:
             self.schedule.check(slot_id)
-        user = await self.authenticate(credentials)
-        write = await self._write(lambda: self._storage.cancel(slot_id, user.srn))
+        user = await self.authenticate(identity)
+        admin = user.srn in self._admins
+        holder = self._board.by_id[slot_id].booked_by if slot_id in self._board.by_id else None
+        action = "admin_cancelled" if admin and holder != user.srn else "cancelled"
+        write = await self._write(
+            lambda: self._storage.cancel(
+                slot_id, None if admin else user.srn, user.srn, action, self._now()
+            )
+        )
         assert write is not None
         if not write.changed:
             slot = next((s for s in write.slots if s.id == slot_id), None)
             if slot is None or not slot.is_booked:
                 raise SlotNotBooked(f"Slot {slot_id} is not booked")
             raise NotYourBooking("You can only cancel your own bookings")
-        log.info("slot cancelled", extra={"slot_id": slot_id, "srn": user.srn})
+        log.info("slot cancelled", extra={"slot_id": slot_id, "srn": user.srn, "action": action})
         return user
 
-    async def bookings(self, credentials: Credentials) -> list[SlotRow]:
-        """The caller's bookings, from the board."""
-        user = await self.authenticate(credentials)
+    async def bookings(self, identity: Identity) -> list[SlotRow]:
+        """The caller's bookings, from the board (whatever ``show_booked_by`` says)."""
+        user = await self.authenticate(identity)
         return self._board.held_by(user.srn)
+
+    async def reset(self, identity: Identity) -> int:
+        """Admin: release every booking; returns how many were released."""
+        admin = await self.require_admin(identity)
+        before = len(self._board.booked)
+        ids = [s.id for s in self._board.slots]
+        await self._write(lambda: self._storage.release(ids, admin.srn, "reset", self._now()))
+        return before
+
+    async def audit(
+        self, identity: Identity, limit: int, before: int | None
+    ) -> list[dict[str, object]]:
+        await self.require_admin(identity)
+        return await self._storage.events(limit, before)
+
+    async def expire_due(self) -> list[int]:
+        """Release bookings whose slot has ended (``release_after_slot_end``)."""
+        now = self._clock()
+        due = [
+            s.id
+            for s in self._board.slots
+            if (end := release_time(s, self._tz)) is not None and end <= now
+        ]
+        if due:
+            await self._write(lambda: self._storage.release(due, None, "expired", self._now()))
+            log.info("bookings expired", extra={"slot_ids": due})
+        return due
 
     async def _write(
         self,
@@ -187,7 +341,7 @@ class SlotService:
                 return None
             result = await write()
             if result.changed:
-                self._board = Board(result.slots)
+                self._board = Board(result.slots, self._settings.show_booked_by)
                 for listener in self._listeners:
                     try:
                         listener(self._board)

@@ -9,10 +9,10 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError
 
 from rero import schemas
-from rero.errors import InvalidRequest
+from rero.errors import InvalidRequest, InvalidSession
 from rero.keys import HUB, SERVICE, SETTINGS, STORAGE
 from rero.middlewares import RequestInvalid
-from rero.slots import Credentials
+from rero.slots import Credentials, Identity, Token
 
 JSON_ERROR = "Request body must be valid JSON"
 
@@ -30,8 +30,37 @@ async def parse(request: web.Request, schema: Schema) -> dict[str, Any]:
     return data
 
 
-def credentials(data: dict[str, Any]) -> Credentials:
-    return Credentials(data["username"], data["password"])
+def client_address(request: web.Request, trusted: tuple[str, ...]) -> str:
+    """The peer, or behind a trusted proxy the nearest untrusted X-Forwarded-For hop."""
+    address = request.remote or ""
+    if address not in trusted:
+        return address
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return address
+
+
+def bearer(request: web.Request) -> Token | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return Token(value.strip()) if scheme.lower() == "bearer" and value.strip() else None
+
+
+def credentials(request: web.Request, data: dict[str, Any]) -> Credentials:
+    trusted = request.app[SETTINGS].trusted_proxies
+    return Credentials(data["username"], data["password"], client_address(request, trusted))
+
+
+async def identify(
+    request: web.Request, with_token: Schema | None, with_password: Schema
+) -> tuple[Identity, dict[str, Any]]:
+    """A bearer token if one is sent (the body then needs no credentials), else the body's."""
+    token = bearer(request)
+    if token is not None:
+        return token, (await parse(request, with_token) if with_token else {})
+    data = await parse(request, with_password)
+    return credentials(request, data), data
 
 
 def active_connections(app: web.Application) -> int:
@@ -85,25 +114,39 @@ async def get_slots(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     data = await parse(request, schemas.LOGIN)
-    user = await request.app[SERVICE].authenticate(credentials(data))
+    session = await request.app[SERVICE].login(credentials(request, data))
     return web.json_response(
-        {"success": True, "message": "Login successful", "user": user.to_dict()}
+        {
+            "success": True,
+            "message": "Login successful",
+            "user": session.user.to_dict(),
+            "token": session.token,
+            "expires_at": session.expires_at,
+        }
     )
 
 
+async def logout(request: web.Request) -> web.Response:
+    token = bearer(request)
+    if token is None:
+        raise InvalidSession()
+    await request.app[SERVICE].logout(token)
+    return web.Response(status=204)
+
+
 async def book_slot(request: web.Request) -> web.Response:
-    data = await parse(request, schemas.SLOT)
+    who, data = await identify(request, schemas.SLOT_ONLY, schemas.SLOT)
     slot_id = data["slot_id"]
-    await request.app[SERVICE].book(credentials(data), slot_id)
+    await request.app[SERVICE].book(who, slot_id)
     return web.json_response(
         {"success": True, "message": f"Slot {slot_id} booked successfully", "slot_id": slot_id}
     )
 
 
 async def cancel_slot(request: web.Request) -> web.Response:
-    data = await parse(request, schemas.SLOT)
+    who, data = await identify(request, schemas.SLOT_ONLY, schemas.SLOT)
     slot_id = data["slot_id"]
-    await request.app[SERVICE].cancel(credentials(data), slot_id)
+    await request.app[SERVICE].cancel(who, slot_id)
     return web.json_response(
         {
             "success": True,
@@ -114,8 +157,8 @@ async def cancel_slot(request: web.Request) -> web.Response:
 
 
 async def my_bookings(request: web.Request) -> web.Response:
-    data = await parse(request, schemas.LOGIN)
-    rows = await request.app[SERVICE].bookings(credentials(data))
+    who, _ = await identify(request, None, schemas.LOGIN)
+    rows = await request.app[SERVICE].bookings(who)
     bookings = [
         {"id": s.id, "start_time": s.start_time, "end_time": s.end_time, "booked_at": s.booked_at}
         for s in rows
@@ -140,6 +183,29 @@ async def stats(request: web.Request) -> web.Response:
     )
 
 
+async def admin_reset(request: web.Request) -> web.Response:
+    who, _ = await identify(request, schemas.RESET, schemas.LOGIN)
+    if not isinstance(who, Token):
+        await parse(request, schemas.RESET)
+    released = await request.app[SERVICE].reset(who)
+    return web.json_response(
+        {"success": True, "message": f"Released {released} bookings", "released": released}
+    )
+
+
+async def admin_audit(request: web.Request) -> web.Response:
+    token = bearer(request)
+    if token is None:
+        raise InvalidSession()
+    try:
+        query = schemas.AUDIT.load(dict(request.query))
+    except ValidationError as e:
+        raise RequestInvalid(e.messages) from None
+    events = await request.app[SERVICE].audit(token, query["limit"], query["before"])
+    next_before = events[-1]["id"] if len(events) == query["limit"] else None
+    return web.json_response({"events": events, "next_before": next_before})
+
+
 def setup_routes(app: web.Application) -> None:
     """Every route of the service; CORS is added to these HTTP routes afterwards."""
     app.router.add_get("/", index)
@@ -150,3 +216,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/book-slot", book_slot)
     app.router.add_post("/cancel-slot", cancel_slot)
     app.router.add_post("/my-bookings", my_bookings)
+    app.router.add_post("/auth/logout", logout)
+    app.router.add_post("/admin/reset", admin_reset)
+    app.router.add_get("/admin/audit", admin_audit)

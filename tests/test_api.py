@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from dataclasses import replace
 from typing import Any
 
@@ -138,7 +139,10 @@ async def test_cancel_bad_credentials(client: Any) -> None:
 async def test_login(client: Any) -> None:
     resp = await client.post("/auth/login", json=ALICE)
     assert resp.status == 200
-    assert await resp.json() == {
+    body = await resp.json()
+    assert len(body.pop("token")) >= 43  # 256 random bits, URL-safe
+    assert datetime.fromisoformat(body.pop("expires_at")) > datetime.now(timezone.utc)
+    assert body == {
         "success": True,
         "message": "Login successful",
         "user": {

@@ -70,11 +70,18 @@ async def test_conditional_writes(tmp_path: Path) -> None:
     async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
         assert (await storage.book(5, "A", "t")).changed
         assert not (await storage.book(5, "B", "t")).changed
-        assert not (await storage.cancel(5, "B")).changed
-        assert (await storage.cancel(5, "A")).changed
-        assert not (await storage.cancel(5, "A")).changed
+        assert not (await storage.cancel(5, "B", "B", "cancelled", "t")).changed
+        assert (await storage.cancel(5, "A", "A", "cancelled", "t")).changed
+        assert not (await storage.cancel(5, "A", "A", "cancelled", "t")).changed
         assert (await storage.book(5, "B", "t")).changed
-        assert (await storage.cancel(5, None)).changed
+        assert (await storage.cancel(5, None, "ADMIN", "admin_cancelled", "t")).changed
+        events = await storage.events(10, None)
+        assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events] == [
+            ("admin_cancelled", "B", "ADMIN"),
+            ("booked", "B", "B"),
+            ("cancelled", "A", "A"),
+            ("booked", "A", "A"),
+        ]
 
 
 async def test_migrates_old_schema_keeping_rows(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,12 +48,35 @@ class Storage(Protocol):
         """Every slot, ordered by id."""
         ...
 
-    async def book(self, slot_id: int, srn: str, at: str) -> Write:
-        """Book ``slot_id`` for ``srn`` only if it is free."""
+    async def book(self, slot_id: int, srn: str, at: str, limit: int = 0) -> Write:
+        """Book ``slot_id`` for ``srn`` only if it is free and ``srn`` holds fewer than
+        ``limit`` slots (0: no limit); an audit row is written in the same transaction."""
         ...
 
-    async def cancel(self, slot_id: int, srn: str | None) -> Write:
-        """Free ``slot_id`` only if it is booked (by ``srn``, unless ``srn`` is None)."""
+    async def cancel(
+        self, slot_id: int, srn: str | None, actor: str, action: str, at: str
+    ) -> Write:
+        """Free ``slot_id`` only if it is booked (by ``srn``, unless None), with an audit row."""
+        ...
+
+    async def release(
+        self, slot_ids: Sequence[int], actor: str | None, action: str, at: str
+    ) -> Write:
+        """Free every booked slot among ``slot_ids``, one audit row each."""
+        ...
+
+    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
+        """Store a session (a token's hash only), purging expired ones."""
+        ...
+
+    async def session(self, token_hash: str, now: str) -> str | None:
+        """The SRN of a live session, or None."""
+        ...
+
+    async def delete_session(self, token_hash: str) -> bool: ...
+
+    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
+        """Audit rows, newest first, with ids below ``before``."""
         ...
 
     async def counts(self) -> Counts:

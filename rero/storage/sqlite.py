@@ -24,6 +24,9 @@ from rero.storage import Counts, SlotRow, Write
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: SQL and its parameters.
+Statement = tuple[str, Sequence[object]]
+
 #: The schedule as ``(id, start_time, end_time)`` rows.
 Schedule = Sequence[tuple[int, str, str]]
 
@@ -65,8 +68,29 @@ async def _migrate_1(db: aiosqlite.Connection) -> None:
     await db.execute("UPDATE slots SET is_booked = 0 WHERE is_booked IS NULL")
 
 
+async def _migrate_2(db: aiosqlite.Connection) -> None:
+    """Sessions (only a hash of each token) and the append-only audit trail."""
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY,"
+        " srn TEXT NOT NULL, expires_at TEXT NOT NULL)"
+    )
+    await db.execute("CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at)")
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS booking_events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " slot_id INTEGER NOT NULL, holder_srn TEXT, actor_srn TEXT, action TEXT NOT NULL,"
+        " at TEXT NOT NULL)"
+    )
+
+
 #: Migration N brings a database from user_version N-1 to N. Append only.
-MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (_migrate_1,)
+MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (
+    _migrate_1,
+    _migrate_2,
+)
+
+_EVENT: Final = (
+    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 def _row(r: sqlite3.Row | tuple[object, ...]) -> SlotRow:
@@ -105,10 +129,20 @@ class SqliteStorage:
         rows = await self._db.execute_fetchall(_SELECT_SLOTS)
         return tuple(_row(r) for r in rows)
 
-    async def _write(self, sql: str, params: Sequence[object]) -> Write:
+    async def _write(
+        self, update: Statement, *, before: Statement | None = None, after: Statement | None = None
+    ) -> Write:
+        """One write transaction decided by ``update``'s row count.
+
+        ``before`` and ``after`` (audit rows) commit with it or not at all; ``before``
+        runs first so it can read what ``update`` is about to change.
+        """
         await self._db.execute("BEGIN IMMEDIATE")
-        cursor = await self._db.execute(sql, params)
-        changed = cursor.rowcount == 1
+        if before is not None:
+            await self._db.execute(*before)
+        changed = (await self._db.execute(*update)).rowcount > 0
+        if changed and after is not None:
+            await self._db.execute(*after)
         slots = await self._slots()
         await self._db.execute("COMMIT" if changed else "ROLLBACK")
         return Write(changed, slots)
@@ -116,21 +150,99 @@ class SqliteStorage:
     async def slots(self) -> tuple[SlotRow, ...]:
         return await self._run(self._slots)
 
-    async def book(self, slot_id: int, srn: str, at: str) -> Write:
-        sql = (
+    async def book(self, slot_id: int, srn: str, at: str, limit: int = 0) -> Write:
+        update = (
             "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ?, updated_at = ?"
-            " WHERE id = ? AND is_booked = 0"
+            " WHERE id = ? AND is_booked = 0 AND (? = 0 OR"
+            " (SELECT COUNT(*) FROM slots WHERE is_booked = 1 AND booked_by = ?) < ?)"
         )
-        return await self._run(lambda: self._write(sql, (srn, at, at, slot_id)))
+        return await self._run(
+            lambda: self._write(
+                (update, (srn, at, at, slot_id, limit, srn, limit)),
+                after=(_EVENT, (slot_id, srn, srn, "booked", at)),
+            )
+        )
 
-    async def cancel(self, slot_id: int, srn: str | None) -> Write:
-        sql = (
+    async def cancel(
+        self, slot_id: int, srn: str | None, actor: str, action: str, at: str
+    ) -> Write:
+        holder = "(SELECT booked_by FROM slots WHERE id = ?)"
+        update = (
             "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL,"
-            " updated_at = CURRENT_TIMESTAMP WHERE id = ? AND is_booked = 1"
+            " updated_at = ? WHERE id = ? AND is_booked = 1"
         )
-        if srn is None:
-            return await self._run(lambda: self._write(sql, (slot_id,)))
-        return await self._run(lambda: self._write(sql + " AND booked_by = ?", (slot_id, srn)))
+        event = _EVENT.replace("VALUES (?, ?,", f"VALUES (?, {holder},")
+        params: tuple[object, ...] = (at, slot_id)
+        if srn is not None:
+            update += " AND booked_by = ?"
+            params += (srn,)
+        # The audit row reads the holder before the update clears it.
+        return await self._run(
+            lambda: self._write(
+                (update, params), before=(event, (slot_id, slot_id, actor, action, at))
+            )
+        )
+
+    async def release(
+        self, slot_ids: Sequence[int], actor: str | None, action: str, at: str
+    ) -> Write:
+        """Free every booked slot among ``slot_ids``, with one audit row each."""
+        ids = json.dumps(list(slot_ids))
+        event = (
+            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
+            " SELECT id, booked_by, ?, ?, ? FROM slots WHERE is_booked = 1"
+            " AND id IN (SELECT value FROM json_each(?)) ORDER BY id"
+        )
+        update = (
+            "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL,"
+            " updated_at = ? WHERE is_booked = 1 AND id IN (SELECT value FROM json_each(?))"
+        )
+        return await self._run(
+            lambda: self._write((update, (at, ids)), before=(event, (actor, action, at, ids)))
+        )
+
+    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
+        async def create() -> None:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            await self._db.execute(
+                "INSERT INTO sessions (token_hash, srn, expires_at) VALUES (?, ?, ?)",
+                (token_hash, srn, expires_at),
+            )
+            await self._db.execute("COMMIT")
+
+        await self._run(create)
+
+    async def session(self, token_hash: str, now: str) -> str | None:
+        async def find() -> str | None:
+            rows = await self._db.execute_fetchall(
+                "SELECT srn FROM sessions WHERE token_hash = ? AND expires_at > ?",
+                (token_hash, now),
+            )
+            return next((str(r[0]) for r in rows), None)
+
+        return await self._run(find)
+
+    async def delete_session(self, token_hash: str) -> bool:
+        async def delete() -> bool:
+            cursor = await self._db.execute(
+                "DELETE FROM sessions WHERE token_hash = ?", (token_hash,)
+            )
+            return cursor.rowcount > 0
+
+        return await self._run(delete)
+
+    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
+        async def read() -> list[dict[str, object]]:
+            rows = await self._db.execute_fetchall(
+                "SELECT id, slot_id, holder_srn, actor_srn, action, at FROM booking_events"
+                " WHERE id < ? ORDER BY id DESC LIMIT ?",
+                (before if before is not None else 2**62, limit),
+            )
+            keys = ("id", "slot_id", "holder_srn", "actor_srn", "action", "at")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return await self._run(read)
 
     async def counts(self) -> Counts:
         async def count() -> Counts:
