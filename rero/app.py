@@ -17,7 +17,8 @@ from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.auth.throttle import Throttle
-from rero.keys import AUTH, HUB, SERVICE, SETTINGS, STORAGE
+from rero.keys import AUTH, HUB, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.metrics import Metrics, metrics_middleware
 from rero.middlewares import MAX_BODY, error_middleware
 from rero.realtime import Hub, slot_booking
 from rero.settings import Settings
@@ -35,9 +36,12 @@ def create_app(
     timer: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """Build the service; ``clock`` and ``timer`` let tests move time instead of sleeping."""
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[metrics_middleware, error_middleware]
+    )
     app[SETTINGS] = settings
     app[HUB] = hub = Hub(settings.ws_send_timeout_seconds)
+    app[METRICS] = Metrics(app)
     schedule = Schedule(settings.first_hour, settings.last_hour)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -53,7 +57,10 @@ def create_app(
             return
         async with aiohttp.ClientSession() as session:
             backend: AuthBackend = PesuAuth(
-                session, settings.pesu_auth_url, settings.pesu_auth_timeout_seconds
+                session,
+                settings.pesu_auth_url,
+                settings.pesu_auth_timeout_seconds,
+                app[METRICS].upstream.observe,
             )
             app[AUTH] = CachedAuth(backend, ttl, timer)
             yield

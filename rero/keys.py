@@ -11,7 +11,8 @@ from rero.settings import Settings
 from rero.slots import SlotService
 from rero.storage import Storage
 
-if TYPE_CHECKING:  # realtime imports these keys
+if TYPE_CHECKING:  # these modules import the keys
+    from rero.metrics import Metrics
     from rero.realtime import Hub
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -19,3 +20,4 @@ STORAGE: Final = web.AppKey("storage", Storage)
 AUTH: Final = web.AppKey("auth", CachedAuth)
 SERVICE: Final = web.AppKey("service", SlotService)
 HUB: Final[web.AppKey[Hub]] = web.AppKey("hub")
+METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")

@@ -11,8 +11,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from functools import cached_property
@@ -28,6 +31,7 @@ from rero.errors import (
     InvalidSession,
     NotYourBooking,
     QuotaReached,
+    ReroError,
     SlotNotBooked,
     SlotUnavailable,
 )
@@ -38,6 +42,10 @@ log: Final = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Listener = Callable[["Board"], None]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def utcnow() -> datetime:
@@ -187,6 +195,18 @@ class SlotService:
         self._lock = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._board = Board(())
+        #: (action, outcome) -> count, for /stats and /metrics.
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+
+    @contextmanager
+    def _counted(self, action: str) -> Iterator[None]:
+        """Count one operation's outcome: ``success`` or the domain error's name."""
+        try:
+            yield
+        except ReroError as e:
+            self.outcomes[action, _snake(type(e).__name__)] += 1
+            raise
+        self.outcomes[action, "success"] += 1
 
     @property
     def board(self) -> Board:
@@ -215,6 +235,10 @@ class SlotService:
             if srn is None:
                 raise InvalidSession()
             return User(name="", srn=srn)
+        with self._counted("login"):
+            return await self._check_password(identity)
+
+    async def _check_password(self, identity: Credentials) -> User:
         self._throttle.check(identity.username, identity.address)
         try:
             user = await self._auth.authenticate(identity.username, identity.password)
@@ -254,6 +278,10 @@ class SlotService:
 
     async def book(self, identity: Identity, slot_id: int) -> User:
         """Book ``slot_id``: checked before auth, decided by one conditional write."""
+        with self._counted("book"):
+            return await self._book(identity, slot_id)
+
+    async def _book(self, identity: Identity, slot_id: int) -> User:
         self.schedule.check(slot_id)
         user = await self.authenticate(identity)
         limit = self._settings.max_bookings_per_user
@@ -274,6 +302,10 @@ class SlotService:
 
     async def cancel(self, identity: Identity, slot_id: int) -> User:
         """Cancel a booking: one's own, or anyone's for an admin."""
+        with self._counted("cancel"):
+            return await self._cancel(identity, slot_id)
+
+    async def _cancel(self, identity: Identity, slot_id: int) -> User:
         if slot_id not in self._board.by_id:
             self.schedule.check(slot_id)
         user = await self.authenticate(identity)

@@ -10,7 +10,8 @@ from marshmallow import Schema, ValidationError
 
 from rero import schemas
 from rero.errors import InvalidRequest, InvalidSession
-from rero.keys import HUB, SERVICE, SETTINGS, STORAGE
+from rero.keys import HUB, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.metrics import metrics_view
 from rero.middlewares import RequestInvalid
 from rero.slots import Credentials, Identity, Token
 
@@ -170,6 +171,9 @@ async def my_bookings(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     board = request.app[SERVICE].board
+    operations: dict[str, dict[str, int]] = {}
+    for (action, outcome), count in sorted(request.app[SERVICE].outcomes.items()):
+        operations.setdefault(action, {})[outcome] = count
     return web.json_response(
         {
             "database": await database_counts(request.app),
@@ -179,6 +183,8 @@ async def stats(request: web.Request) -> web.Response:
                 "booked": len(board.booked),
                 "available": len(board.available),
             },
+            "operations": operations,
+            "response_times_ms": request.app[METRICS].percentiles(),
         }
     )
 
@@ -219,3 +225,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/auth/logout", logout)
     app.router.add_post("/admin/reset", admin_reset)
     app.router.add_get("/admin/audit", admin_audit)
+    app.router.add_get("/metrics", metrics_view)

@@ -222,9 +222,19 @@ async def test_health_unhealthy_when_database_unreadable(client: Any) -> None:
 async def test_stats(client: Any, settings: Any) -> None:
     await book(client, 3)
     await book(client, 4, BOB)
+    await book(client, 4, BOB)
+    await book(client, 5, {"username": "bob", "password": "no"})
     resp = await client.get("/stats")
     assert resp.status == 200
-    assert await resp.json() == {
+    body = await resp.json()
+    times = body.pop("response_times_ms")
+    assert set(times) == {"p50", "p90", "p99"}
+    assert 0 < times["p50"] <= times["p90"] <= times["p99"]
+    assert body.pop("operations") == {
+        "book": {"success": 2, "slot_unavailable": 1, "invalid_credentials": 1},
+        "login": {"success": 3, "invalid_credentials": 1},
+    }
+    assert body == {
         "database": {
             "total_slots": 12,
             "booked_slots": 2,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
@@ -20,14 +22,22 @@ _REJECTED: Final = frozenset({400, 401})
 class PesuAuth:
     """Talks to the PESU auth API over a shared client session."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, timeout: float) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        timeout: float,
+        observe: Callable[[float], None] = lambda _: None,
+    ) -> None:
         self._session = session
         self._url = url
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._observe = observe
 
     async def authenticate(self, username: str, password: str) -> User:
         """Map the upstream's answers onto the two failure kinds users must tell apart."""
         payload = {"username": username, "password": password, "profile": True}
+        started = time.perf_counter()
         try:
             async with self._session.post(self._url, json=payload, timeout=self._timeout) as resp:
                 if resp.status in _REJECTED:
@@ -39,6 +49,8 @@ class PesuAuth:
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
             log.warning("PESU auth upstream unreachable: %s", type(e).__name__)
             raise AuthUnavailable() from None
+        finally:
+            self._observe(time.perf_counter() - started)
         return _user_from(body)
 
 

@@ -1,0 +1,71 @@
+"""``/metrics``: Prometheus text that moves when things happen."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from rero.app import create_app
+from tests.conftest import ALICE, BOB, ClientFactory, FakePesu
+from tests.test_ws import connect, receive
+
+
+async def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await resp.text())
+        for s in family.samples
+    }
+
+
+async def test_metrics_move_with_bookings_and_sockets(client: Any) -> None:
+    before = await scrape(client)
+    assert before[("rero_websocket_connections", ())] == 0
+    ws = await connect(client)
+    await client.post("/book-slot", json={"slot_id": 5, **ALICE})
+    await client.post("/book-slot", json={"slot_id": 5, **BOB})
+    await client.post("/cancel-slot", json={"slot_id": 5, **ALICE})
+    await receive(ws)
+    after = await scrape(client)
+    assert after[("rero_websocket_connections", ())] == 1
+    assert after[("rero_operations_total", (("action", "book"), ("outcome", "success")))] == 1
+    assert (
+        after[("rero_operations_total", (("action", "book"), ("outcome", "slot_unavailable")))] == 1
+    )
+    assert after[("rero_operations_total", (("action", "cancel"), ("outcome", "success")))] == 1
+    assert after[("rero_boards_broadcast_total", ())] > before[("rero_boards_broadcast_total", ())]
+    assert after[("rero_ws_messages_sent_total", ())] >= 2
+    assert after[("rero_auth_cache_hits_total", ())] >= 1
+    key = (
+        "rero_http_request_duration_seconds_count",
+        (("method", "POST"), ("route", "/book-slot"), ("status", "200")),
+    )
+    assert after[key] == 1
+    assert (
+        after[
+            (
+                "rero_http_request_duration_seconds_count",
+                (("method", "POST"), ("route", "/book-slot"), ("status", "400")),
+            )
+        ]
+        == 1
+    )
+    assert ("rero_ws_clients_cut_off_total", ()) in after
+    assert ("rero_ws_messages_dropped_total", ()) in after
+
+
+async def test_upstream_latency_is_observed(
+    aiohttp_client: ClientFactory, settings: Any, pesu: FakePesu
+) -> None:
+    client = await aiohttp_client(
+        create_app(replace(settings, auth_backend="pesu", pesu_auth_url=pesu.url))
+    )
+    await client.post("/auth/login", json={"username": "s", "password": "right"})
+    samples = await scrape(client)
+    assert samples[("rero_auth_upstream_seconds_count", ())] == 1
+    assert samples[("rero_auth_cache_misses_total", ())] == 1
