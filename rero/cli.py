@@ -1,17 +1,27 @@
-"""The ``rero`` command: ``serve`` (the default)."""
+"""The ``rero`` command: ``serve`` (the default) and operator commands.
+
+Every failure is one line on stderr and a non-zero exit: 2 for a bad setting or
+usage, 1 for an operation that could not be done.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
 from rero.app import create_app
 from rero.logs import AccessLogger, setup_logging
-from rero.settings import SettingsError, load_settings
+from rero.settings import Settings, SettingsError, load_settings
+from rero.storage import sqlite as store
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +29,37 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rero", description="ReRo lab slot booking service")
     parser.add_argument("--config", help="TOML profile (default: $RERO_CONFIG, else defaults)")
-    commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="serve the API (the default)")
-    serve.add_argument("--config", default=argparse.SUPPRESS, help="TOML profile")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--config", default=argparse.SUPPRESS, help="TOML profile")
+        return sub
+
+    command("serve", "serve the API (the default)")
+    command("check-config", "print the effective settings, secrets masked; exit 2 if invalid")
+    command("backup", "copy the database consistently, even while the server runs").add_argument(
+        "dest", help="file to write the copy to"
+    )
+    command("export", "write slots and audit events to stdout").add_argument(
+        "--format", choices=("json", "csv"), default="json", help="output format (json)"
+    )
     return parser
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, fake users' passwords hidden."""
+    data = asdict(settings)
+    for user in data["fake_users"]:
+        user["password"] = "***"  # noqa: S105 - the mask itself
+    return data
+
+
+def _write_csv(rows: list[dict[str, object]]) -> None:
+    if rows:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +69,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"rero: {e}", file=sys.stderr)
         return 2
+    command = args.command or "serve"
+    try:
+        if command == "check-config":
+            print(json.dumps(masked(settings), indent=2))
+        elif command == "backup":
+            result = store.backup(settings.database_path, args.dest)
+            if result != "ok":
+                print(f"rero: backup integrity check failed: {result}", file=sys.stderr)
+                return 1
+            print(f"backed up {settings.database_path} to {args.dest}: integrity ok")
+        elif command == "export":
+            data = store.export(settings.database_path)
+            if args.format == "json":
+                print(json.dumps(data, indent=2))
+            else:
+                _write_csv(data["slots"])
+                print()
+                _write_csv(data["events"])
+        else:
+            serve(settings)
+    except (OSError, sqlite3.Error) as e:
+        print(f"rero: {command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def serve(settings: Settings) -> None:
     setup_logging(settings.log_level)
     log.info("starting", extra={"host": settings.host, "port": settings.port})
     web.run_app(
@@ -41,4 +105,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log_class=AccessLogger,
         print=None,
     )
-    return 0

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -308,3 +308,35 @@ async def open_sqlite(path: str, schedule: Schedule) -> AsyncIterator[SqliteStor
         yield storage
     finally:
         await db.close()
+
+
+# ---- operator commands: synchronous, read-only on the live file ---------------------------------
+
+
+def _read_only(path: str) -> sqlite3.Connection:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no database at {path}")
+    return sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+
+
+def backup(path: str, dest: str) -> str:
+    """Copy the live database with SQLite's online backup API; return integrity_check.
+
+    The copy is consistent even while a server writes: the backup restarts when
+    the source changes under it, and WAL readers never block the writer.
+    """
+    with closing(_read_only(path)) as source, closing(sqlite3.connect(dest)) as target:
+        source.backup(target)
+        (result,) = target.execute("PRAGMA integrity_check").fetchone()
+    return str(result)
+
+
+def export(path: str) -> dict[str, list[dict[str, object]]]:
+    """Every slot and every audit event, as plain rows."""
+    with closing(_read_only(path)) as db:
+        db.row_factory = sqlite3.Row
+        slots = [dict(r) for r in db.execute(_SELECT_SLOTS)]
+        events = [dict(r) for r in db.execute("SELECT * FROM booking_events ORDER BY id")]
+    for slot in slots:
+        slot["is_booked"] = bool(slot["is_booked"])
+    return {"slots": slots, "events": events}

@@ -1,0 +1,144 @@
+"""Operator commands through the real console entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_process import start_server
+
+TEST_PROFILE = str(ROOT / "config" / "test.toml")
+
+
+def rero(*args: str, db: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, **env}
+    environ.pop("RERO_CONFIG", None)
+    if db is not None:
+        environ["DATABASE_PATH"] = str(db)
+    return subprocess.run(
+        [sys.executable, "-m", "rero", "--config", TEST_PROFILE, *args],
+        env=environ, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["check-config"], ["backup"], ["export"]])
+def test_help(command: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rero", *command, "--help"], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert "usage: rero" in proc.stdout
+
+
+def test_check_config_masks_secrets() -> None:
+    proc = rero("check-config")
+    assert proc.returncode == 0
+    data = json.loads(proc.stdout)
+    assert data["auth_backend"] == "fake"
+    assert {u["password"] for u in data["fake_users"]} == {"***"}
+    assert "alice-pw" not in proc.stdout
+
+
+def test_check_config_bad_setting() -> None:
+    proc = rero("check-config", PORT="abc")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rero: invalid setting PORT='abc' (from environment PORT): Not a valid integer."
+    ]
+
+
+@pytest.mark.parametrize("command", [["backup", "x.db"], ["export"]])
+def test_missing_database_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    proc = rero(*command, db=tmp_path / "none.db")
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "no database at" in proc.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+async def test_backup_during_a_write_storm(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    stop = asyncio.Event()
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def storm(i: int) -> None:
+                who = {"username": f"user{i}", "password": f"pw-{i}"}
+                while not stop.is_set():
+                    slot = 3 + i % 12
+                    await http.post(server.url + "/book-slot", json={"slot_id": slot, **who})
+                    await http.post(server.url + "/cancel-slot", json={"slot_id": slot, **who})
+
+            writers = [asyncio.create_task(storm(i)) for i in range(24)]
+            await asyncio.sleep(0.3)
+            loop = asyncio.get_running_loop()
+            for n in range(3):
+                dest = tmp_path / f"copy{n}.db"
+                proc = await loop.run_in_executor(
+                    None, lambda d=dest: rero("backup", str(d), db=tmp_path / "rero.db")
+                )
+                assert proc.returncode == 0, proc.stderr
+                assert "integrity ok" in proc.stdout
+                with closing(sqlite3.connect(dest)) as db:
+                    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+                    assert db.execute("SELECT COUNT(*) FROM slots").fetchone() == (12,)
+                    assert db.execute("SELECT COUNT(*) FROM booking_events").fetchone()[0] > 0
+            stop.set()
+            await asyncio.gather(*writers)
+    finally:
+        server.proc.terminate()
+        server.proc.wait(10)
+
+
+async def test_export_round_trips(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for i, slot in enumerate((4, 9, 11)):
+                body = {"slot_id": slot, "username": f"user{i}", "password": f"pw-{i}"}
+                await http.post(server.url + "/book-slot", json=body)
+            await http.post(
+                server.url + "/cancel-slot",
+                json={"slot_id": 9, "username": "user1", "password": "pw-1"},
+            )
+    finally:
+        server.proc.terminate()
+        server.proc.wait(10)
+    db_path = tmp_path / "rero.db"
+    with closing(sqlite3.connect(db_path)) as db:
+        db.row_factory = sqlite3.Row
+        columns = "id, start_time, end_time, is_booked, booked_by, booked_at"
+        slots = [dict(r) for r in db.execute(f"SELECT {columns} FROM slots ORDER BY id")]
+        events = [dict(r) for r in db.execute("SELECT * FROM booking_events ORDER BY id")]
+    for s in slots:
+        s["is_booked"] = bool(s["is_booked"])
+
+    exported = json.loads(rero("export", db=db_path).stdout)
+    assert exported == {"slots": slots, "events": events}
+    assert [e["action"] for e in events] == ["booked", "booked", "booked", "cancelled"]
+
+    text = rero("export", "--format", "csv", db=db_path).stdout
+    slots_csv, events_csv = text.split("\n\n")
+
+    def rows(block: str) -> list[dict[str, Any]]:
+        return list(csv.DictReader(io.StringIO(block)))
+
+    def as_text(row: dict[str, Any]) -> dict[str, str]:
+        return {k: "" if v is None else str(v) for k, v in row.items()}
+
+    assert rows(slots_csv) == [as_text(s) for s in slots]
+    assert rows(events_csv) == [as_text(e) for e in events]
