@@ -20,6 +20,7 @@ from rero.auth.throttle import Throttle
 from rero.keys import AUTH, HUB, METRICS, SERVICE, SETTINGS, STORAGE
 from rero.metrics import Metrics, metrics_middleware
 from rero.middlewares import MAX_BODY, error_middleware
+from rero.openapi import setup_docs
 from rero.realtime import Hub, slot_booking
 from rero.settings import Settings
 from rero.slots import Clock, Schedule, SlotService, utcnow
@@ -95,6 +96,7 @@ def create_app(
     app.on_shutdown.append(close_websockets)
     app.on_response_prepare.append(security_headers)
     setup_routes(app)
+    setup_docs(app)
     setup_cors(app, settings.cors_origins)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)

@@ -57,3 +57,121 @@ SLOT_ONLY: Final = SlotOnly()
 RESET: Final = ResetRequest()
 AUDIT: Final = AuditQuery()
 TOKEN: Final = TokenMessage()
+
+
+# ---- response bodies: they document the API (OpenAPI), the views build them as dicts ----------
+
+
+class Error(Schema):
+    detail = fields.String(required=True)
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), metadata={"description": "422"}
+    )
+
+
+class Slot(Schema):
+    id = fields.Integer(required=True)
+    start_time = fields.String(required=True, metadata={"example": "09:00"})
+    end_time = fields.String(required=True, metadata={"example": "10:00"})
+    is_booked = fields.Boolean(required=True)
+    booked_by = fields.String(allow_none=True, required=True, metadata={"description": "SRN"})
+    booked_at = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
+
+
+class Board(Schema):
+    slots = fields.List(fields.Nested(Slot), required=True)
+    available_slots = fields.List(fields.Integer(), required=True)
+    booked_slots = fields.List(fields.Integer(), required=True)
+
+
+class Index(Schema):
+    message = fields.String(required=True)
+    websocket_endpoint = fields.String(required=True)
+    active_connections = fields.Integer(required=True)
+    booked_slots = fields.List(fields.Integer(), required=True)
+
+
+class DatabaseCounts(Schema):
+    total_slots = fields.Integer()
+    booked_slots = fields.Integer()
+    available_slots = fields.Integer()
+    database_path = fields.String()
+
+
+class Health(Schema):
+    status = fields.String(required=True, metadata={"enum": ["healthy", "unhealthy"]})
+    timestamp = fields.DateTime(required=True)
+    active_connections = fields.Integer(required=True)
+    total_slots = fields.Integer(required=True)
+    booked_slots_count = fields.Integer(required=True)
+    available_slots_count = fields.Integer(required=True)
+    database = fields.Nested(DatabaseCounts, required=True)
+
+
+class Stats(Schema):
+    database = fields.Nested(DatabaseCounts, required=True)
+    websocket = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    slots = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    operations = fields.Dict(
+        keys=fields.String(), values=fields.Dict(keys=fields.String(), values=fields.Integer())
+    )
+    response_times_ms = fields.Dict(keys=fields.String(), values=fields.Float())
+
+
+class UserOut(Schema):
+    name = fields.String(required=True)
+    srn = fields.String(required=True)
+    prn = fields.String(required=True)
+    program = fields.String(required=True)
+    branch = fields.String(required=True)
+    campus = fields.String(required=True)
+
+
+class LoginResponse(Schema):
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
+    user = fields.Nested(UserOut, required=True)
+    token = fields.String(required=True)
+    expires_at = fields.DateTime(required=True)
+
+
+class SlotResponse(Schema):
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
+    slot_id = fields.Integer(required=True)
+
+
+class Booking(Schema):
+    id = fields.Integer(required=True)
+    start_time = fields.String(required=True)
+    end_time = fields.String(required=True)
+    booked_at = fields.String(allow_none=True, required=True)
+
+
+class MyBookings(Schema):
+    success = fields.Boolean(required=True)
+    bookings = fields.List(fields.Nested(Booking), required=True)
+    total_bookings = fields.Integer(required=True)
+
+
+class ResetResponse(Schema):
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
+    released = fields.Integer(required=True)
+
+
+class Event(Schema):
+    id = fields.Integer(required=True)
+    slot_id = fields.Integer(required=True)
+    holder_srn = fields.String(allow_none=True, required=True)
+    actor_srn = fields.String(allow_none=True, required=True)
+    action = fields.String(
+        required=True,
+        metadata={"enum": ["booked", "cancelled", "admin_cancelled", "reset", "expired"]},
+    )
+    at = fields.String(required=True)
+
+
+class Audit(Schema):
+    events = fields.List(fields.Nested(Event), required=True)
+    next_before = fields.Integer(allow_none=True, required=True)
