@@ -18,11 +18,12 @@ from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.auth.throttle import Throttle
 from rero.keys import AUTH, HUB, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.logs import setup_logging
 from rero.metrics import Metrics, metrics_middleware
 from rero.middlewares import MAX_BODY, error_middleware
 from rero.openapi import setup_docs
 from rero.realtime import Hub, slot_booking
-from rero.settings import Settings
+from rero.settings import Settings, load_settings
 from rero.slots import Clock, Schedule, SlotService, utcnow
 from rero.storage.sqlite import open_sqlite
 from rero.views import setup_routes
@@ -133,3 +134,13 @@ def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
     for route in list(app.router.routes()):
         cors.add(route)
+
+
+async def app_factory() -> web.Application:
+    """For gunicorn: ``gunicorn 'rero.app:app_factory' --worker-class aiohttp.GunicornWebWorker``.
+
+    Settings come from ``RERO_CONFIG`` and the environment, as for ``python -m rero``.
+    """
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    return create_app(settings)

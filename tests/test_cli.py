@@ -142,3 +142,22 @@ async def test_export_round_trips(tmp_path: Path) -> None:
 
     assert rows(slots_csv) == [as_text(s) for s in slots]
     assert rows(events_csv) == [as_text(e) for e in events]
+
+
+async def test_gunicorn_factory_builds_the_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    import logging
+
+    from rero.app import app_factory
+
+    monkeypatch.setenv("RERO_CONFIG", TEST_PROFILE)
+    monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "g.db"))
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        client = await aiohttp_client(await app_factory())
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert (await client.get("/health")).status == 200
