@@ -140,10 +140,13 @@ def start_round(clients: list[Client], marker: bytes, need_reply: bool = False) 
 
 
 def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (the workers)."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+            total += int(line.split()[1])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return total + sum(rss_kib(int(child)) for child in children)
 
 
 async def connect(port: int, n: int) -> list[Client]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,7 @@ from rero.openapi import setup_docs
 from rero.realtime import Hub, slot_booking
 from rero.settings import Settings, load_settings
 from rero.slots import Clock, Schedule, SlotService, utcnow
+from rero.storage import Storage
 from rero.storage.sqlite import open_sqlite
 from rero.views import setup_routes
 
@@ -69,26 +71,25 @@ def create_app(
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         throttle = Throttle(
+            app[STORAGE],
             settings.max_failed_logins_per_user,
             settings.max_failed_logins_per_address,
             settings.failed_login_window_minutes * 60,
-            timer,
+            lambda: clock().timestamp(),  # wall time: shared by every worker
         )
         service = SlotService(app[STORAGE], app[AUTH], settings, clock, throttle)
         await service.load()
         hub.publish(service.board)
         service.subscribe(hub.publish)
         app[SERVICE] = service
-        expiry = (
-            asyncio.create_task(expire_bookings(service))
-            if settings.release_after_slot_end
-            else None
-        )
+        tasks = [asyncio.create_task(watch_other_writers(app[STORAGE], service))]
+        if settings.release_after_slot_end:
+            tasks.append(asyncio.create_task(expire_bookings(service)))
         yield
-        if expiry is not None:
-            expiry.cancel()
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+                await task
 
     async def close_websockets(app: web.Application) -> None:
         await hub.close_all()
@@ -105,6 +106,25 @@ def create_app(
 
 
 EXPIRY_INTERVAL = 30.0
+CHANGE_POLL_INTERVAL = 0.05
+
+
+async def watch_other_writers(storage: Storage, service: SlotService) -> None:
+    """Publish commits made by other processes (workers, operator tools) on the same file.
+
+    SQLite's ``PRAGMA data_version`` changes only when another connection commits, so
+    this costs one tiny read per interval and a board read only when something changed.
+    """
+    last = await storage.data_version()
+    while True:
+        await asyncio.sleep(CHANGE_POLL_INTERVAL)
+        try:
+            version = await storage.data_version()
+            if version != last:
+                last = version
+                await service.refresh()
+        except Exception:  # a storage hiccup must not end the watch
+            log.exception("watching for other writers failed")
 
 
 async def expire_bookings(service: SlotService) -> None:
@@ -124,6 +144,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.setdefault("X-Frame-Options", "DENY")
     if request.method != "GET" or request.path.startswith("/admin"):
         response.headers["Cache-Control"] = "no-store"
+    if request.app[SETTINGS].workers > 1:
+        response.headers["X-Rero-Worker"] = str(os.getpid())
 
 
 def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:

@@ -10,6 +10,9 @@ import argparse
 import csv
 import json
 import logging
+import multiprocessing
+import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -96,12 +99,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> None:
+    """One process, or ``workers`` processes sharing the port (SO_REUSEPORT) and the file."""
+    if settings.workers == 1:
+        _serve_one(settings)
+        return
     setup_logging(settings.log_level)
-    log.info("starting", extra={"host": settings.host, "port": settings.port})
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_serve_one, args=(settings, True), name=f"rero-worker-{n}")
+        for n in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    log.info("started workers", extra={"workers": settings.workers, "port": settings.port})
+
+    def stop(signum: int, _: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.join()
+
+
+def _serve_one(settings: Settings, reuse_port: bool = False) -> None:
+    setup_logging(settings.log_level)
+    log.info("starting", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
         print=None,
+        reuse_port=reuse_port or None,
     )

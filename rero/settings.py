@@ -36,6 +36,7 @@ ENV_OVERRIDES: Final = (
     "PESU_AUTH_TIMEOUT_SECONDS",
     "FAKE_USERS_FILE",
     "SESSION_MINUTES",
+    "WORKERS",
 )
 
 
@@ -89,6 +90,7 @@ class Settings:
     timezone: str = "Asia/Kolkata"
     show_booked_by: bool = True
     admins: tuple[str, ...] = ()
+    workers: int = 1
 
 
 class _FakeUserSchema(Schema):
@@ -155,6 +157,7 @@ class _SettingsSchema(Schema):
     timezone = fields.String(validate=_valid_timezone)
     show_booked_by = fields.Boolean()
     admins = fields.List(fields.String(validate=validate.Length(min=1)))
+    workers = fields.Integer(validate=validate.Range(1, 64))
 
     @validates_schema
     def _hours_in_order(self, data: dict[str, Any], **_: Any) -> None:

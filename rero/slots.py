@@ -239,17 +239,17 @@ class SlotService:
             return await self._check_password(identity)
 
     async def _check_password(self, identity: Credentials) -> User:
-        self._throttle.check(identity.username, identity.address)
+        await self._throttle.check(identity.username, identity.address)
         try:
             user = await self._auth.authenticate(identity.username, identity.password)
         except InvalidCredentials:
-            self._throttle.failed(identity.username, identity.address)
+            await self._throttle.failed(identity.username, identity.address)
             log.warning(
                 "login failed",
                 extra={"username": identity.username, "address": identity.address},
             )
             raise
-        self._throttle.succeeded(identity.username)
+        await self._throttle.succeeded(identity.username)
         return user
 
     async def login(self, credentials: Credentials) -> Session:
@@ -358,6 +358,21 @@ class SlotService:
             log.info("bookings expired", extra={"slot_ids": due})
         return due
 
+    async def refresh(self) -> None:
+        """Another process committed: re-read the board, publish it if it changed."""
+        async with self._lock:
+            slots = await self._storage.slots()
+            if slots != self._board.slots:
+                self._publish(Board(slots, self._settings.show_booked_by))
+
+    def _publish(self, board: Board) -> None:
+        self._board = board
+        for listener in self._listeners:
+            try:
+                listener(board)
+            except Exception:  # a broken listener must not undo a committed booking
+                log.exception("board listener failed")
+
     async def _write(
         self,
         write: Callable[[], Awaitable[Write]],
@@ -373,10 +388,5 @@ class SlotService:
                 return None
             result = await write()
             if result.changed:
-                self._board = Board(result.slots, self._settings.show_booked_by)
-                for listener in self._listeners:
-                    try:
-                        listener(self._board)
-                    except Exception:  # a broken listener must not undo a committed booking
-                        log.exception("board listener failed")
+                self._publish(Board(result.slots, self._settings.show_booked_by))
             return result

@@ -102,9 +102,13 @@ async def health(request: web.Request) -> web.Response:
         "booked_slots_count": len(board.booked),
         "available_slots_count": len(board.available),
     }
+    store = {"kind": request.app[STORAGE].description, "reachable": True}
+    body["store"] = store
+    body["bus"] = {"kind": request.app[STORAGE].bus, "reachable": True}
     try:
         body["database"] = await database_counts(request.app)
     except Exception as e:  # any failure to read means unhealthy, never a 500
+        store["reachable"] = body["bus"]["reachable"] = False
         body.update(status="unhealthy", database={"error": type(e).__name__})
         return web.json_response(body, status=503)
     return web.json_response(body)

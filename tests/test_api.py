@@ -201,6 +201,8 @@ async def test_health(client: Any, settings: Any) -> None:
         "total_slots": 12,
         "booked_slots_count": 1,
         "available_slots_count": 11,
+        "store": {"kind": "sqlite", "reachable": True},
+        "bus": {"kind": "sqlite-data-version", "reachable": True},
         "database": {
             "total_slots": 12,
             "booked_slots": 1,
@@ -217,6 +219,7 @@ async def test_health_unhealthy_when_database_unreadable(client: Any) -> None:
     body = await resp.json()
     assert body["status"] == "unhealthy"
     assert body["total_slots"] == 12
+    assert body["store"] == {"kind": "sqlite", "reachable": False}
 
 
 async def test_stats(client: Any, settings: Any) -> None:

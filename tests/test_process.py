@@ -40,11 +40,14 @@ def write_users(path: Path, n: int) -> None:
     )
 
 
-def start_server(tmp_path: Path, **env: str) -> Server:
+def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
+    """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it."""
     write_users(tmp_path / "users.toml", 300)
+    config = tmp_path / "profile.toml"
+    config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rero", "--config", str(ROOT / "config" / "test.toml")],
+        [sys.executable, "-m", "rero", "--config", str(config)],
         env={
             **os.environ,
             "HOST": "127.0.0.1",

@@ -1,18 +1,18 @@
 """Failed-login throttling per username and per client address, in a sliding window.
 
-Counts live in this process (see docs for several workers). Checking happens
-before the cache and the upstream, so a locked-out client learns nothing, not even
-whether a password it tries is right.
+The failures live in the database, so every worker sees the same counts. Checking
+happens before the cache and the upstream, so a locked-out client learns nothing,
+not even whether a password it tries is right.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 
 from rero.errors import TooManyAttempts
+from rero.storage import Storage
 
 
 class Throttle:
@@ -20,41 +20,38 @@ class Throttle:
 
     def __init__(
         self,
+        storage: Storage,
         per_user: int,
         per_address: int,
         window: float,
-        timer: Callable[[], float] = time.monotonic,
+        timer: Callable[[], float] = time.time,
     ) -> None:
+        self._storage = storage
         self._limits = {"user": per_user, "address": per_address}
         self._window = window
         self._timer = timer
-        self._failures: dict[tuple[str, str], deque[float]] = {}
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.get(key, deque())
-        while times and times[0] <= now - self._window:
-            times.popleft()
-        if not times:
-            self._failures.pop(key, None)
-        return times
+    @staticmethod
+    def _keys(username: str, address: str) -> dict[str, str]:
+        return {"user": f"user:{username}", "address": f"address:{address}"}
 
-    def check(self, username: str, address: str) -> None:
+    async def check(self, username: str, address: str) -> None:
         """Raise :class:`TooManyAttempts` while either key is over its limit."""
         now = self._timer()
         waits = []
-        for key in (("user", username), ("address", address)):
-            times = self._recent(key, now)
-            limit = self._limits[key[0]]
-            if len(times) >= limit:
-                waits.append(times[-limit] + self._window - now)
+        for kind, key in self._keys(username, address).items():
+            # The limit-th newest failure in the window: while it stands, the key is locked.
+            at = await self._storage.nth_failure(key, now - self._window, self._limits[kind])
+            if at is not None:
+                waits.append(at + self._window - now)
         if waits:
             raise TooManyAttempts(max(1, math.ceil(max(waits))))
 
-    def failed(self, username: str, address: str) -> None:
+    async def failed(self, username: str, address: str) -> None:
         now = self._timer()
-        for key in (("user", username), ("address", address)):
-            self._failures.setdefault(key, deque()).append(now)
+        keys = list(self._keys(username, address).values())
+        await self._storage.add_failures(keys, now, now - self._window)
 
-    def succeeded(self, username: str) -> None:
+    async def succeeded(self, username: str) -> None:
         """A success forgives the username (not the address: one host may try many)."""
-        self._failures.pop(("user", username), None)
+        await self._storage.clear_failures(self._keys(username, "")["user"])

@@ -43,6 +43,7 @@ class Storage(Protocol):
     """A durable store of slots whose writes decide races by their row count."""
 
     description: str
+    bus: str
 
     async def slots(self) -> tuple[SlotRow, ...]:
         """Every slot, ordered by id."""
@@ -77,6 +78,20 @@ class Storage(Protocol):
 
     async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
         """Audit rows, newest first, with ids below ``before``."""
+        ...
+
+    async def nth_failure(self, key: str, since: float, n: int) -> float | None:
+        """When the ``n``-th newest failed login for ``key`` after ``since`` happened."""
+        ...
+
+    async def add_failures(self, keys: Sequence[str], at: float, purge_before: float) -> None:
+        """Record a failed login under each key; forget failures older than the window."""
+        ...
+
+    async def clear_failures(self, key: str) -> None: ...
+
+    async def data_version(self) -> int:
+        """Changes whenever another connection (another worker) commits."""
         ...
 
     async def counts(self) -> Counts:

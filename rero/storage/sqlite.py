@@ -82,10 +82,19 @@ async def _migrate_2(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _migrate_3(db: aiosqlite.Connection) -> None:
+    """Failed logins, shared by every worker for throttling."""
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL)"
+    )
+    await db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)")
+
+
 #: Migration N brings a database from user_version N-1 to N. Append only.
 MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (
     _migrate_1,
     _migrate_2,
+    _migrate_3,
 )
 
 _EVENT: Final = (
@@ -113,6 +122,8 @@ class SqliteStorage:
         self._lock = asyncio.Lock()
         self.path = path
         self.description = "sqlite"
+        #: How other processes' commits are noticed: polling ``PRAGMA data_version``.
+        self.bus = "sqlite-data-version"
 
     async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` alone on the connection; driver errors become a 503, not a 500."""
@@ -241,6 +252,41 @@ class SqliteStorage:
             )
             keys = ("id", "slot_id", "holder_srn", "actor_srn", "action", "at")
             return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return await self._run(read)
+
+    async def nth_failure(self, key: str, since: float, n: int) -> float | None:
+        async def read() -> float | None:
+            rows = await self._db.execute_fetchall(
+                "SELECT at FROM login_failures WHERE key = ? AND at > ?"
+                " ORDER BY at DESC LIMIT 1 OFFSET ?",
+                (key, since, n - 1),
+            )
+            return next((float(r[0]) for r in rows), None)
+
+        return await self._run(read)
+
+    async def add_failures(self, keys: Sequence[str], at: float, purge_before: float) -> None:
+        async def add() -> None:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.execute("DELETE FROM login_failures WHERE at <= ?", (purge_before,))
+            await self._db.executemany(
+                "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys]
+            )
+            await self._db.execute("COMMIT")
+
+        await self._run(add)
+
+    async def clear_failures(self, key: str) -> None:
+        async def clear() -> None:
+            await self._db.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
+        await self._run(clear)
+
+    async def data_version(self) -> int:
+        async def read() -> int:
+            rows = await self._db.execute_fetchall("PRAGMA data_version")
+            return int(next(iter(rows))[0])
 
         return await self._run(read)
 
