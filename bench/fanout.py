@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 1
 
 
 class Round:
@@ -255,6 +256,7 @@ class Rero(Target):
             "FAKE_USERS_FILE": str(users),
             "DATABASE_PATH": str(self.tmp / f"rero-{self.port}.db"),
             "LOG_LEVEL": "warning",
+            "WORKERS": str(WORKERS),
         }
         return [sys.executable, "-m", "rero"], env
 
@@ -326,12 +328,18 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="rero worker processes")
+    parser.add_argument("--skip-rush", action="store_true")
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for n in args.clients:
             for cls in (Bare, Rero):
-                row = await measure(cls(Path(tmp)), n, args.rounds, rush=n == 1000)
+                row = await measure(
+                    cls(Path(tmp)), n, args.rounds, rush=n == 1000 and not args.skip_rush
+                )
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print("\n| clients | server | first ms | last ms | ratio (last) | KiB/conn | rush ms |")
