@@ -38,14 +38,11 @@ class Throttle:
     async def check(self, username: str, address: str) -> None:
         """Raise :class:`TooManyAttempts` while either key is over its limit."""
         now = self._timer()
-        waits = []
-        for kind, key in self._keys(username, address).items():
-            # The limit-th newest failure in the window: while it stands, the key is locked.
-            at = await self._storage.nth_failure(key, now - self._window, self._limits[kind])
-            if at is not None:
-                waits.append(at + self._window - now)
-        if waits:
-            raise TooManyAttempts(max(1, math.ceil(max(waits))))
+        keys = self._keys(username, address)
+        limits = {key: self._limits[kind] for kind, key in keys.items()}
+        locked = await self._storage.locked_since(limits, now - self._window)
+        if locked:
+            raise TooManyAttempts(max(1, math.ceil(max(locked.values()) + self._window - now)))
 
     async def failed(self, username: str, address: str) -> None:
         now = self._timer()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,8 +80,10 @@ class Storage(Protocol):
         """Audit rows, newest first, with ids below ``before``."""
         ...
 
-    async def nth_failure(self, key: str, since: float, n: int) -> float | None:
-        """When the ``n``-th newest failed login for ``key`` after ``since`` happened."""
+    async def locked_since(self, limits: Mapping[str, int], since: float) -> dict[str, float]:
+        """For each key with at least ``limits[key]`` failed logins after ``since``: when
+        the ``limits[key]``-th newest happened (the key is locked until it leaves the window).
+        One query for all keys: it runs on every password check."""
         ...
 
     async def add_failures(self, keys: Sequence[str], at: float, purge_before: float) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Final, TypeVar
@@ -255,14 +255,20 @@ class SqliteStorage:
 
         return await self._run(read)
 
-    async def nth_failure(self, key: str, since: float, n: int) -> float | None:
-        async def read() -> float | None:
+    async def locked_since(self, limits: Mapping[str, int], since: float) -> dict[str, float]:
+        keys = json.dumps(list(limits))
+        wanted = json.dumps([[k, n] for k, n in limits.items()])
+
+        async def read() -> dict[str, float]:
             rows = await self._db.execute_fetchall(
-                "SELECT at FROM login_failures WHERE key = ? AND at > ?"
-                " ORDER BY at DESC LIMIT 1 OFFSET ?",
-                (key, since, n - 1),
+                "SELECT key, at FROM (SELECT key, at, ROW_NUMBER() OVER"
+                " (PARTITION BY key ORDER BY at DESC) AS n FROM login_failures"
+                " WHERE key IN (SELECT value FROM json_each(?)) AND at > ?)"
+                " WHERE (key, n) IN (SELECT json_extract(value, '$[0]'),"
+                " json_extract(value, '$[1]') FROM json_each(?))",
+                (keys, since, wanted),
             )
-            return next((float(r[0]) for r in rows), None)
+            return {str(k): float(at) for k, at in rows}
 
         return await self._run(read)
 
