@@ -1,6 +1,8 @@
 """Failed-login throttling per username and per client address, in a sliding window.
 
-The failures live in the database, so every worker sees the same counts. Checking
+The failures live in the database, so every worker sees the same counts (another
+worker's new failures count here once the change feed has seen its commit, within
+one poll interval). Checking
 happens before the cache and the upstream, so a locked-out client learns nothing,
 not even whether a password it tries is right.
 """
@@ -13,6 +15,8 @@ from collections.abc import Callable
 
 from rero.errors import TooManyAttempts
 from rero.storage import Storage
+
+MAX_REMEMBERED = 100_000
 
 
 class Throttle:
@@ -30,6 +34,10 @@ class Throttle:
         self._limits = {"user": per_user, "address": per_address}
         self._window = window
         self._timer = timer
+        #: key -> storage generation at which it was seen unlocked. A key only becomes
+        #: locked through a new failure, which bumps the generation, so while it is
+        #: unchanged the database need not be asked again.
+        self._unlocked: dict[str, int] = {}
 
     @staticmethod
     def _keys(username: str, address: str) -> dict[str, str]:
@@ -39,10 +47,16 @@ class Throttle:
         """Raise :class:`TooManyAttempts` while either key is over its limit."""
         now = self._timer()
         keys = self._keys(username, address)
+        generation = self._storage.generation
+        if all(self._unlocked.get(key) == generation for key in keys.values()):
+            return
         limits = {key: self._limits[kind] for kind, key in keys.items()}
         locked = await self._storage.locked_since(limits, now - self._window)
         if locked:
             raise TooManyAttempts(max(1, math.ceil(max(locked.values()) + self._window - now)))
+        if len(self._unlocked) > MAX_REMEMBERED:
+            self._unlocked.clear()
+        self._unlocked.update(dict.fromkeys(keys.values(), generation))
 
     async def failed(self, username: str, address: str) -> None:
         now = self._timer()

@@ -44,6 +44,8 @@ class Storage(Protocol):
 
     description: str
     bus: str
+    #: Changes whenever failed logins may have been written (here or by another process).
+    generation: int
 
     async def slots(self) -> tuple[SlotRow, ...]:
         """Every slot, ordered by id."""

@@ -124,6 +124,9 @@ class SqliteStorage:
         self.description = "sqlite"
         #: How other processes' commits are noticed: polling ``PRAGMA data_version``.
         self.bus = "sqlite-data-version"
+        #: Bumped by every failed-login write here and every commit seen from elsewhere.
+        self.generation = 0
+        self._version: int | None = None
 
     async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` alone on the connection; driver errors become a 503, not a 500."""
@@ -280,6 +283,7 @@ class SqliteStorage:
                 "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys]
             )
             await self._db.execute("COMMIT")
+            self.generation += 1
 
         await self._run(add)
 
@@ -292,7 +296,11 @@ class SqliteStorage:
     async def data_version(self) -> int:
         async def read() -> int:
             rows = await self._db.execute_fetchall("PRAGMA data_version")
-            return int(next(iter(rows))[0])
+            version = int(next(iter(rows))[0])
+            if version != self._version:
+                self._version = version
+                self.generation += 1
+            return version
 
         return await self._run(read)
 
