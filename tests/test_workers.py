@@ -117,6 +117,8 @@ async def test_quota_and_throttle_hold_across_workers(
             cluster.url + "/auth/login", json={"username": "user8", "password": "bad"}
         ) as resp:
             assert resp.status == 401
+    # Another worker counts these failures once its change feed has seen them (one poll).
+    await asyncio.sleep(0.2)
     seen = set()
     for _ in range(8):  # fresh connections land on different workers
         async with (
