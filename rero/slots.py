@@ -291,11 +291,12 @@ class SlotService:
             # lock, without queueing for the database; the store decides the winner.
             skip=lambda board: slot_id in board.by_id and board.by_id[slot_id].is_booked,
         )
-        if write is None or not write.changed:
-            slot = next((s for s in (write.slots if write else ()) if s.id == slot_id), None)
-            held = sum(1 for s in (write.slots if write else ()) if s.booked_by == user.srn)
-            if slot is not None and not slot.is_booked and limit and held >= limit:
+        if write is not None and not write.changed:
+            # Free, yet refused: the quota's condition in the same UPDATE said no.
+            slot = next((s for s in write.slots if s.id == slot_id), None)
+            if limit and slot is not None and not slot.is_booked:
                 raise QuotaReached(f"Booking limit reached: at most {limit} slots per user")
+        if write is None or not write.changed:
             raise SlotUnavailable(f"Slot {slot_id} is not available")
         log.info("slot booked", extra={"slot_id": slot_id, "srn": user.srn})
         return user
