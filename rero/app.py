@@ -26,7 +26,6 @@ from rero.openapi import setup_docs
 from rero.realtime import Hub, slot_booking
 from rero.settings import Settings, load_settings
 from rero.slots import Clock, Schedule, SlotService, utcnow
-from rero.storage import Storage
 from rero.storage.sqlite import open_sqlite
 from rero.views import setup_routes
 
@@ -82,7 +81,8 @@ def create_app(
         hub.publish(service.board)
         service.subscribe(hub.publish)
         app[SERVICE] = service
-        tasks = [asyncio.create_task(watch_other_writers(app[STORAGE], service))]
+        # Commits by other processes (workers, hosts, operator tools) reach this hub too.
+        tasks = [asyncio.create_task(app[STORAGE].watch(service.refresh))]
         if settings.release_after_slot_end:
             tasks.append(asyncio.create_task(expire_bookings(service)))
         yield
@@ -106,25 +106,6 @@ def create_app(
 
 
 EXPIRY_INTERVAL = 30.0
-CHANGE_POLL_INTERVAL = 0.05
-
-
-async def watch_other_writers(storage: Storage, service: SlotService) -> None:
-    """Publish commits made by other processes (workers, operator tools) on the same file.
-
-    SQLite's ``PRAGMA data_version`` changes only when another connection commits, so
-    this costs one tiny read per interval and a board read only when something changed.
-    """
-    last = await storage.data_version()
-    while True:
-        await asyncio.sleep(CHANGE_POLL_INTERVAL)
-        try:
-            version = await storage.data_version()
-            if version != last:
-                last = version
-                await service.refresh()
-        except Exception:  # a storage hiccup must not end the watch
-            log.exception("watching for other writers failed")
 
 
 async def expire_bookings(service: SlotService) -> None:

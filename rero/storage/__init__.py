@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -94,8 +94,9 @@ class Storage(Protocol):
 
     async def clear_failures(self, key: str) -> None: ...
 
-    async def data_version(self) -> int:
-        """Changes whenever another connection (another worker) commits."""
+    async def watch(self, on_change: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_change`` whenever another process may have committed; also after a
+        lost connection to the change feed is back. Runs until cancelled."""
         ...
 
     async def counts(self) -> Counts:

@@ -24,6 +24,8 @@ from rero.storage import Counts, SlotRow, Write
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
 
+CHANGE_POLL_INTERVAL: Final = 0.05
+
 #: SQL and its parameters.
 Statement = tuple[str, Sequence[object]]
 
@@ -303,6 +305,23 @@ class SqliteStorage:
             return version
 
         return await self._run(read)
+
+    async def watch(self, on_change: Callable[[], Awaitable[None]]) -> None:
+        """Call ``on_change`` after another connection commits; runs until cancelled.
+
+        ``PRAGMA data_version`` changes only when another connection commits, so this
+        costs one tiny read per interval and a board read only when something changed.
+        """
+        last = await self.data_version()
+        while True:
+            await asyncio.sleep(CHANGE_POLL_INTERVAL)
+            try:
+                version = await self.data_version()
+                if version != last:
+                    last = version
+                    await on_change()
+            except Exception:  # a hiccup must not end the watch
+                log.exception("watching for other writers failed")
 
     async def counts(self) -> Counts:
         async def count() -> Counts:
