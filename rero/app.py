@@ -48,6 +48,13 @@ def create_app(
     schedule = Schedule(settings.first_hour, settings.last_hour)
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.database_url:  # any number of hosts
+            from rero.storage.postgres import open_postgres  # the optional extra
+
+            async with open_postgres(settings.database_url, schedule.rows()) as pg:
+                app[STORAGE] = pg
+                yield
+            return
         async with open_sqlite(settings.database_path, schedule.rows()) as storage:
             app[STORAGE] = storage
             yield

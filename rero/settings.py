@@ -37,6 +37,7 @@ ENV_OVERRIDES: Final = (
     "FAKE_USERS_FILE",
     "SESSION_MINUTES",
     "WORKERS",
+    "DATABASE_URL",
 )
 
 
@@ -91,6 +92,7 @@ class Settings:
     show_booked_by: bool = True
     admins: tuple[str, ...] = ()
     workers: int = 1
+    database_url: str = ""
 
 
 class _FakeUserSchema(Schema):
@@ -158,6 +160,9 @@ class _SettingsSchema(Schema):
     show_booked_by = fields.Boolean()
     admins = fields.List(fields.String(validate=validate.Length(min=1)))
     workers = fields.Integer(validate=validate.Range(1, 64))
+    database_url = fields.String(
+        validate=validate.Regexp(r"^(postgres|postgresql)://", error="Must be a postgresql:// URL.")
+    )
 
     @validates_schema
     def _hours_in_order(self, data: dict[str, Any], **_: Any) -> None:

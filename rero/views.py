@@ -77,7 +77,7 @@ async def database_counts(app: web.Application) -> dict[str, Any]:
         "total_slots": counts.total,
         "booked_slots": counts.booked,
         "available_slots": counts.total - counts.booked,
-        "database_path": app[SETTINGS].database_path,
+        "database_path": app[SETTINGS].database_path if not app[SETTINGS].database_url else "",
     }
 
 
@@ -104,7 +104,7 @@ async def health(request: web.Request) -> web.Response:
     }
     store = {"kind": request.app[STORAGE].description, "reachable": True}
     body["store"] = store
-    body["bus"] = {"kind": request.app[STORAGE].bus, "reachable": True}
+    body["bus"] = {"kind": request.app[STORAGE].bus, "reachable": request.app[STORAGE].listening}
     try:
         body["database"] = await database_counts(request.app)
     except Exception as e:  # any failure to read means unhealthy, never a 500

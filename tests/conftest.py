@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import shutil
 import socket
-from collections.abc import Awaitable, Callable
+import subprocess
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,3 +104,82 @@ async def pesu(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> FakePesu
     server = await aiohttp_server(app)
     fake.url = str(server.make_url("/authenticate"))
     return fake
+
+
+# ---- PostgreSQL: a throwaway cluster, found or made --------------------------------------
+
+
+@dataclass
+class PgCluster:
+    """A running cluster: its URL to the ``postgres`` database, and how to restart it."""
+
+    url: str
+    pg_ctl: list[str]
+
+    def restart(self) -> None:
+        subprocess.run([*self.pg_ctl, "restart", "-m", "fast", "-w"], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """``RERO_TEST_DATABASE_URL`` (+ ``RERO_TEST_PGDATA``) from CI, else a cluster of our own."""
+    bindir = _pg_bin()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.environ.get("RERO_TEST_DATABASE_URL"):
+        data = os.environ.get("RERO_TEST_PGDATA", "")
+        ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", data] if bindir and data else []
+        yield PgCluster(os.environ["RERO_TEST_DATABASE_URL"], ctl)
+        return
+    if bindir is None:
+        pytest.skip(
+            "no PostgreSQL found: install Debian's postgresql or set RERO_TEST_DATABASE_URL"
+        )
+    # Not under pytest's own temp folder: that is private to root, and the server is not.
+    root = Path(tempfile.mkdtemp(prefix="rero-pg-"))
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
+           "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1"]  # fmt: skip
+    subprocess.run([*ctl, "start", "-w"], check=True, capture_output=True, timeout=60)
+    try:
+        yield PgCluster(f"postgresql://postgres@127.0.0.1:{port}/postgres", ctl)
+    finally:
+        subprocess.run([*ctl, "stop", "-m", "immediate"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+async def pg_url(pg_cluster: PgCluster) -> str:
+    """A fresh, empty database on the cluster for one test."""
+    import asyncpg
+
+    name = f"rero_{os.getpid()}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(pg_cluster.url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg_cluster.url.rsplit("/", 1)[0] + "/" + name

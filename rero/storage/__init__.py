@@ -46,6 +46,8 @@ class Storage(Protocol):
     bus: str
     #: Changes whenever failed logins may have been written (here or by another process).
     generation: int
+    #: Whether the change feed from other processes is connected.
+    listening: bool
 
     async def slots(self) -> tuple[SlotRow, ...]:
         """Every slot, ordered by id."""

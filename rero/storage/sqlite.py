@@ -126,6 +126,7 @@ class SqliteStorage:
         self.description = "sqlite"
         #: How other processes' commits are noticed: polling ``PRAGMA data_version``.
         self.bus = "sqlite-data-version"
+        self.listening = True  # the change feed is this connection itself
         #: Bumped by every failed-login write here and every commit seen from elsewhere.
         self.generation = 0
         self._version: int | None = None

@@ -1,0 +1,348 @@
+"""PostgreSQL storage over asyncpg, for any number of hosts, with LISTEN/NOTIFY as the bus.
+
+Same tables, same guarantees as the SQLite store: each booking is one conditional
+UPDATE decided by its row count, audit rows commit with their change, sessions and
+throttling counts are shared. Every committing write also sends a NOTIFY (delivered on
+commit), which each process turns into a fresh board for its clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import asyncpg
+
+from rero.errors import StorageUnavailable
+from rero.storage import Counts, SlotRow, Write
+
+log: Final = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHANNEL: Final = "rero_changes"
+MIGRATION_LOCK: Final = 7_262_001  # an advisory lock id for migrations
+KEEPALIVE: Final = 2.0  # seconds between checks that the LISTEN connection still lives
+_SELECT_SLOTS: Final = (
+    "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots ORDER BY id"
+)
+_EVENT: Final = (
+    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
+    " VALUES ($1, $2, $3, $4, $5)"
+)
+
+#: Migration N brings the schema from version N-1 to N. Append only.
+MIGRATIONS: Final = (
+    """
+    CREATE TABLE IF NOT EXISTS slots (
+        id INTEGER PRIMARY KEY,
+        start_time TEXT NOT NULL,
+        end_time TEXT NOT NULL,
+        is_booked BOOLEAN DEFAULT FALSE,
+        booked_by TEXT DEFAULT NULL,
+        booked_at TEXT DEFAULT NULL,
+        created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
+        updated_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        token_hash TEXT PRIMARY KEY, srn TEXT NOT NULL, expires_at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+    CREATE TABLE IF NOT EXISTS booking_events (
+        id BIGSERIAL PRIMARY KEY, slot_id INTEGER NOT NULL, holder_srn TEXT,
+        actor_srn TEXT, action TEXT NOT NULL, at TEXT NOT NULL)
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+    CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)
+    """,
+)
+
+_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+def _row(r: asyncpg.Record) -> SlotRow:
+    return SlotRow(
+        r["id"], r["start_time"], r["end_time"], bool(r["is_booked"]), r["booked_by"],
+        r["booked_at"],
+    )  # fmt: skip
+
+
+class PostgresStorage:
+    """The shared store; see the module docstring for its guarantees."""
+
+    description = "postgresql"
+    bus = "postgresql-notify"
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self.generation = 0
+        self.listening = False
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run ``work`` on a pooled connection; an unreachable database is a 503."""
+        try:
+            async with self._pool.acquire(timeout=5) as conn:
+                return await work(conn)
+        except _ERRORS as e:
+            log.error("database error: %s", type(e).__name__)
+            raise StorageUnavailable() from None
+
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        update: tuple[str, Sequence[object]],
+        *,
+        before: tuple[str, Sequence[object]] | None = None,
+        after: tuple[str, Sequence[object]] | None = None,
+        lock_key: str | None = None,
+    ) -> Write:
+        """One transaction decided by ``update``'s row count; notifies on commit."""
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            if lock_key is not None:  # serializes one user's bookings (the quota's count)
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_key)
+            if before is not None:
+                await conn.execute(before[0], *before[1])
+            status = await conn.execute(update[0], *update[1])
+            changed = int(status.split()[-1]) > 0
+            if changed:
+                if after is not None:
+                    await conn.execute(after[0], *after[1])
+                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+            slots = tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS))
+        except BaseException:
+            await tx.rollback()
+            raise
+        if changed:
+            await tx.commit()
+        else:
+            await tx.rollback()
+        return Write(changed, slots)
+
+    async def slots(self) -> tuple[SlotRow, ...]:
+        async def read(conn: asyncpg.Connection) -> tuple[SlotRow, ...]:
+            return tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS))
+
+        return await self._run(read)
+
+    async def book(self, slot_id: int, srn: str, at: str, limit: int = 0) -> Write:
+        update = (
+            "UPDATE slots SET is_booked = TRUE, booked_by = $1, booked_at = $2,"
+            " updated_at = CURRENT_TIMESTAMP WHERE id = $3 AND NOT is_booked AND ($4 = 0 OR"
+            " (SELECT COUNT(*) FROM slots WHERE is_booked AND booked_by = $1) < $4)"
+        )
+        return await self._run(
+            lambda conn: self._write(
+                conn,
+                (update, (srn, at, slot_id, limit)),
+                after=(_EVENT, (slot_id, srn, srn, "booked", at)),
+                lock_key=srn if limit else None,
+            )
+        )
+
+    async def cancel(
+        self, slot_id: int, srn: str | None, actor: str, action: str, at: str
+    ) -> Write:
+        update = (
+            "UPDATE slots SET is_booked = FALSE, booked_by = NULL, booked_at = NULL,"
+            " updated_at = CURRENT_TIMESTAMP WHERE id = $1 AND is_booked"
+            " AND ($2::TEXT IS NULL OR booked_by = $2)"
+        )
+        event = (
+            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
+            " VALUES ($1, (SELECT booked_by FROM slots WHERE id = $1), $2, $3, $4)"
+        )
+        return await self._run(
+            lambda conn: self._write(
+                conn, (update, (slot_id, srn)), before=(event, (slot_id, actor, action, at))
+            )
+        )
+
+    async def release(
+        self, slot_ids: Sequence[int], actor: str | None, action: str, at: str
+    ) -> Write:
+        ids = list(slot_ids)
+        event = (
+            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
+            " SELECT id, booked_by, $2, $3, $4 FROM slots WHERE is_booked AND id = ANY($1)"
+            " ORDER BY id"
+        )
+        update = (
+            "UPDATE slots SET is_booked = FALSE, booked_by = NULL, booked_at = NULL,"
+            " updated_at = CURRENT_TIMESTAMP WHERE is_booked AND id = ANY($1)"
+        )
+        return await self._run(
+            lambda conn: self._write(
+                conn, (update, (ids,)), before=(event, (ids, actor, action, at))
+            )
+        )
+
+    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
+        async def create(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
+                await conn.execute(
+                    "INSERT INTO sessions (token_hash, srn, expires_at) VALUES ($1, $2, $3)",
+                    token_hash, srn, expires_at,
+                )  # fmt: skip
+
+        await self._run(create)
+
+    async def session(self, token_hash: str, now: str) -> str | None:
+        async def find(conn: asyncpg.Connection) -> str | None:
+            srn: str | None = await conn.fetchval(
+                "SELECT srn FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+                token_hash, now,
+            )  # fmt: skip
+            return srn
+
+        return await self._run(find)
+
+    async def delete_session(self, token_hash: str) -> bool:
+        async def delete(conn: asyncpg.Connection) -> bool:
+            status = await conn.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash)
+            return bool(int(status.split()[-1]))
+
+        return await self._run(delete)
+
+    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
+        async def read(conn: asyncpg.Connection) -> list[dict[str, object]]:
+            rows = await conn.fetch(
+                "SELECT id, slot_id, holder_srn, actor_srn, action, at FROM booking_events"
+                " WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                before if before is not None else 2**62, limit,
+            )  # fmt: skip
+            return [dict(r) for r in rows]
+
+        return await self._run(read)
+
+    async def locked_since(self, limits: Mapping[str, int], since: float) -> dict[str, float]:
+        async def read(conn: asyncpg.Connection) -> dict[str, float]:
+            rows = await conn.fetch(
+                "SELECT key, at FROM (SELECT key, at, ROW_NUMBER() OVER"
+                " (PARTITION BY key ORDER BY at DESC) AS n FROM login_failures"
+                " WHERE key = ANY($1) AND at > $2) ranked"
+                " JOIN unnest($1::TEXT[], $3::INT[]) AS wanted(k, limit_n)"
+                " ON ranked.key = wanted.k AND ranked.n = wanted.limit_n",
+                list(limits), since, list(limits.values()),
+            )  # fmt: skip
+            return {str(r["key"]): float(r["at"]) for r in rows}
+
+        return await self._run(read)
+
+    async def add_failures(self, keys: Sequence[str], at: float, purge_before: float) -> None:
+        async def add(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute("DELETE FROM login_failures WHERE at <= $1", purge_before)
+                await conn.executemany(
+                    "INSERT INTO login_failures (key, at) VALUES ($1, $2)", [(k, at) for k in keys]
+                )
+                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+            self.generation += 1
+
+        await self._run(add)
+
+    async def clear_failures(self, key: str) -> None:
+        async def clear(conn: asyncpg.Connection) -> None:
+            await conn.execute("DELETE FROM login_failures WHERE key = $1", key)
+
+        await self._run(clear)
+
+    async def counts(self) -> Counts:
+        async def count(conn: asyncpg.Connection) -> Counts:
+            row = await conn.fetchrow(
+                "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE is_booked) AS booked FROM slots"
+            )
+            assert row is not None
+            return Counts(int(row["total"]), int(row["booked"]))
+
+        return await self._run(count)
+
+    async def watch(self, on_change: Callable[[], Awaitable[None]]) -> None:
+        """LISTEN on a connection of its own; reconnect with backoff after it is lost.
+
+        Every (re)connection is followed by ``on_change``: a client gets a fresh board
+        after an outage instead of missing the changes made meanwhile.
+        """
+        delay = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=5)
+            except _ERRORS:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            try:
+                await self._listen(conn, on_change)
+            except _ERRORS:
+                log.warning("change feed lost; reconnecting")
+            finally:
+                self.listening = False
+                if not conn.is_closed():
+                    conn.terminate()
+
+    async def _listen(self, conn: Any, on_change: Callable[[], Awaitable[None]]) -> None:
+        wake = asyncio.Event()
+        await conn.add_listener(CHANNEL, lambda *_: wake.set())
+        self.listening = True
+        wake.set()  # a fresh board after every (re)connection
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), KEEPALIVE)
+            except asyncio.TimeoutError:
+                await conn.execute("SELECT 1", timeout=KEEPALIVE)  # raises once it is gone
+                continue
+            wake.clear()
+            self.generation += 1
+            try:
+                await on_change()
+            except Exception:
+                log.exception("publishing a change from another process failed")
+
+
+async def _migrate(conn: asyncpg.Connection, schedule: Sequence[tuple[int, str, str]]) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        version = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
+        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("migration: applying version %d", number)
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+        await conn.executemany(
+            "INSERT INTO slots (id, start_time, end_time) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO UPDATE SET start_time = excluded.start_time,"
+            " end_time = excluded.end_time, updated_at = CURRENT_TIMESTAMP"
+            " WHERE slots.start_time <> excluded.start_time OR slots.end_time <> excluded.end_time",
+            schedule,
+        )
+        ids = [slot_id for slot_id, _, _ in schedule]
+        await conn.execute("DELETE FROM slots WHERE NOT is_booked AND NOT (id = ANY($1))", ids)
+        for row in await conn.fetch(
+            "SELECT id, booked_by FROM slots WHERE NOT (id = ANY($1))", ids
+        ):
+            log.warning(
+                "slot %s is outside the schedule but booked by %s: kept until cancelled",
+                row["id"], row["booked_by"],
+            )  # fmt: skip
+
+
+@asynccontextmanager
+async def open_postgres(
+    dsn: str, schedule: Sequence[tuple[int, str, str]]
+) -> AsyncIterator[PostgresStorage]:
+    """Connect a pool, migrate under an advisory lock (workers start together), close on exit."""
+    pool: Any = await asyncpg.create_pool(dsn, min_size=1, max_size=10, timeout=10)
+    try:
+        async with pool.acquire() as conn:
+            await _migrate(conn, schedule)
+        yield PostgresStorage(pool, dsn)
+    finally:
+        await pool.close()
