@@ -1,6 +1,7 @@
 """The ceiling: a bare aiohttp WebSocket server, for comparison with rero in the same run.
 
-``POST /change`` serializes a board of the same shape and size as rero's once and
+``GET /json`` answers a small JSON dict and ``POST /echo`` echoes a JSON body: the HTTP
+ceilings. ``POST /change`` serializes a board of the same shape and size as rero's once and
 sends it to each client in turn (awaiting each send), then answers. Each text
 message a client sends is echoed back, and the first one of a round also
 triggers one broadcast: the ceiling for a booking rush.
@@ -62,6 +63,14 @@ async def socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def small_json(request: web.Request) -> web.Response:
+    return web.json_response({"message": "ok", "active_connections": len(clients)})
+
+
+async def echo(request: web.Request) -> web.Response:
+    return web.json_response(await request.json())
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"active_connections": len(clients)})
 
@@ -72,6 +81,8 @@ def main() -> None:
     app.router.add_post("/reset", reset)
     app.router.add_get("/slot-booking", socket)
     app.router.add_get("/health", health)
+    app.router.add_get("/json", small_json)
+    app.router.add_post("/echo", echo)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 

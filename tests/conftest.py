@@ -117,8 +117,9 @@ class PgCluster:
     pg_ctl: list[str]
 
     def restart(self) -> None:
+        # No pipes: the restarted server inherits them and would hold them open forever.
         subprocess.run([*self.pg_ctl, "restart", "-m", "fast", "-w"], check=True,
-                       capture_output=True, timeout=60)  # fmt: skip
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)  # fmt: skip
 
 
 def _pg_bin() -> Path | None:
