@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import ROOT, free_port, wait_ready  # noqa: E402
+from fanout import ROOT, free_port, wait_ready
 
 LUA_POST = """
 local n = 0
@@ -51,8 +51,7 @@ def wrk(url: str, seconds: int, script: Path | None = None, echo: bool = False) 
     argv = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
     if script is not None:
         argv += ["-s", str(script)]
-    env = {**os.environ}
-    out = subprocess.run(argv + [url], capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -120,10 +119,10 @@ def main() -> None:
     print("\n| server | GET req/s | GET / bare | book+cancel req/s | POST / bare echo | non-2xx |")
     print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
+        get, post = row["get"], row["post"]
         print(
-            f"| {row['server']} | {row['get']['rps']} | {row['get']['rps'] / bare['get']['rps']:.2f} |"
-            f" {row['post']['rps']} | {row['post']['rps'] / bare['post']['rps']:.2f} |"
-            f" {row['post']['non_2xx_share']} |"
+            f"| {row['server']} | {get['rps']} | {get['rps'] / bare['get']['rps']:.2f} |"
+            f" {post['rps']} | {post['rps'] / bare['post']['rps']:.2f} | {post['non_2xx_share']} |"
         )
 
 

@@ -118,8 +118,10 @@ class PgCluster:
 
     def restart(self) -> None:
         # No pipes: the restarted server inherits them and would hold them open forever.
-        subprocess.run([*self.pg_ctl, "restart", "-m", "fast", "-w"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)  # fmt: skip
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        subprocess.run(
+            [*self.pg_ctl, "restart", "-m", "fast", "-w"], check=True, timeout=60, **quiet
+        )
 
 
 def _pg_bin() -> Path | None:
