@@ -34,6 +34,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 1
+DATABASE_URL = ""
 
 
 class Round:
@@ -263,6 +264,7 @@ class Rero(Target):
             "DATABASE_PATH": str(self.tmp / f"rero-{self.port}.db"),
             "LOG_LEVEL": "warning",
             "WORKERS": str(WORKERS),
+            "DATABASE_URL": DATABASE_URL,
         }
         return [sys.executable, "-m", "rero"], env
 
@@ -341,9 +343,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1, help="rero worker processes")
     parser.add_argument("--skip-rush", action="store_true")
+    parser.add_argument("--database-url", default="", help="run rero on PostgreSQL")
     args = parser.parse_args()
-    global WORKERS
-    WORKERS = args.workers
+    global WORKERS, DATABASE_URL
+    WORKERS, DATABASE_URL = args.workers, args.database_url
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for n in args.clients:

@@ -161,7 +161,9 @@ class _SettingsSchema(Schema):
     admins = fields.List(fields.String(validate=validate.Length(min=1)))
     workers = fields.Integer(validate=validate.Range(1, 64))
     database_url = fields.String(
-        validate=validate.Regexp(r"^(postgres|postgresql)://", error="Must be a postgresql:// URL.")
+        validate=validate.Regexp(
+            r"^$|^(postgres|postgresql)://", error="Must be a postgresql:// URL."
+        )
     )
 
     @validates_schema

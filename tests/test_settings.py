@@ -94,6 +94,11 @@ def test_fake_users_file(tmp_path: Path) -> None:
         ({"PESU_AUTH_URL": "not a url"}, "PESU_AUTH_URL='not a url'"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
         (
+            {"DATABASE_URL": "mysql://x"},
+            "DATABASE_URL='mysql://x' (from environment DATABASE_URL): Must be",
+        ),
+        ({"WORKERS": "0"}, "WORKERS='0'"),
+        (
             {"FAKE_USERS_FILE": "/nonexistent/users.toml"},
             "FAKE_USERS_FILE='/nonexistent/users.toml': cannot read",
         ),
