@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -95,8 +94,9 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, stuck = await asyncio.wait(tasks, timeout=5)
+        if stuck:
+            log.warning("background tasks did not stop: %d", len(stuck))
 
     async def close_websockets(app: web.Application) -> None:
         await hub.close_all()

@@ -42,7 +42,7 @@ def write_users(path: Path, n: int) -> None:
 
 def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
     """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it."""
-    write_users(tmp_path / "users.toml", 300)
+    write_users(tmp_path / "users.toml", 320)
     config = tmp_path / "profile.toml"
     config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
     port = free_port()

@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 CHANNEL: Final = "rero_changes"
 MIGRATION_LOCK: Final = 7_262_001  # an advisory lock id for migrations
+CLOSE_TIMEOUT: Final = 5.0
 KEEPALIVE: Final = 2.0  # seconds between checks that the LISTEN connection still lives
 _SELECT_SLOTS: Final = (
     "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots ORDER BY id"
@@ -294,9 +295,14 @@ class PostgresStorage:
         self.listening = True
         wake.set()  # a fresh board after every (re)connection
         while True:
+            # asyncio.wait, not wait_for: before 3.12, wait_for can swallow a cancellation
+            # that lands as the event fires, and shutdown would wait on this loop forever.
+            waiter = asyncio.ensure_future(wake.wait())
             try:
-                await asyncio.wait_for(wake.wait(), KEEPALIVE)
-            except asyncio.TimeoutError:
+                done, _ = await asyncio.wait({waiter}, timeout=KEEPALIVE)
+            finally:
+                waiter.cancel()
+            if not done:
                 await conn.execute("SELECT 1", timeout=KEEPALIVE)  # raises once it is gone
                 continue
             wake.clear()
@@ -345,4 +351,7 @@ async def open_postgres(
             await _migrate(conn, schedule)
         yield PostgresStorage(pool, dsn)
     finally:
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:  # a connection stuck on a dead server: drop it
+            pool.terminate()
