@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
@@ -83,6 +84,8 @@ class PostgresStorage:
         self._dsn = dsn
         self.generation = 0
         self.listening = False
+        #: Sent with every NOTIFY, so this process skips its own (it already has the board).
+        self.origin = secrets.token_hex(8)
 
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``work`` on a pooled connection; an unreachable database is a 503."""
@@ -115,7 +118,7 @@ class PostgresStorage:
             if changed:
                 if after is not None:
                     await conn.execute(after[0], *after[1])
-                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.origin)
             slots = tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS))
         except BaseException:
             await tx.rollback()
@@ -244,7 +247,7 @@ class PostgresStorage:
                 await conn.executemany(
                     "INSERT INTO login_failures (key, at) VALUES ($1, $2)", [(k, at) for k in keys]
                 )
-                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.origin)
             self.generation += 1
 
         await self._run(add)
@@ -291,7 +294,11 @@ class PostgresStorage:
 
     async def _listen(self, conn: Any, on_change: Callable[[], Awaitable[None]]) -> None:
         wake = asyncio.Event()
-        await conn.add_listener(CHANNEL, lambda *_: wake.set())
+        def notified(_conn: object, _pid: int, _channel: str, origin: str) -> None:
+            if origin != self.origin:
+                wake.set()
+
+        await conn.add_listener(CHANNEL, notified)
         self.listening = True
         wake.set()  # a fresh board after every (re)connection
         while True:
