@@ -8,7 +8,7 @@ aiohttp ceiling measured in the same run.
 
 Needs wrk (Debian package). Loopback only, ``--seconds`` per measurement.
 
-    python bench/http.py --seconds 10 [--database-url postgresql://...]
+    python bench/throughput.py --seconds 10 [--database-url postgresql://...]
 """
 
 from __future__ import annotations
