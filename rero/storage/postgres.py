@@ -294,6 +294,7 @@ class PostgresStorage:
 
     async def _listen(self, conn: Any, on_change: Callable[[], Awaitable[None]]) -> None:
         wake = asyncio.Event()
+
         def notified(_conn: object, _pid: int, _channel: str, origin: str) -> None:
             if origin != self.origin:
                 wake.set()
