@@ -398,3 +398,33 @@ async def test_cors_restricted_origins(aiohttp_client: ClientFactory, settings: 
     assert "Access-Control-Allow-Origin" not in resp.headers
     resp = await client.get("/slots", headers={"Origin": "http://ok.example"})
     assert resp.headers["Access-Control-Allow-Origin"] == "http://ok.example"
+
+
+@pytest.mark.parametrize("fault", ["500", "html", "slow", "down"])
+async def test_upstream_fault_spares_cached_users(
+    aiohttp_client: ClientFactory, settings: Any, pesu: Any, fault: str
+) -> None:
+    """An outage fails new logins with 503 at once, and cached students keep booking."""
+    app = create_app(
+        replace(
+            settings, auth_backend="pesu", pesu_auth_url=pesu.url, pesu_auth_timeout_seconds=0.3
+        )
+    )
+    client = await aiohttp_client(app)
+    cached = {"username": "cached", "password": "right"}
+    assert (await client.post("/auth/login", json=cached)).status == 200
+    if fault == "slow":
+        pesu.delay = 2.0
+    elif fault == "down":
+        app[SERVICE]._auth._backend._url = "http://127.0.0.1:9/authenticate"  # type: ignore[attr-defined]
+    else:
+        pesu.mode = "500" if fault == "500" else "html"
+    resp = await client.post("/auth/login", json={"username": "new", "password": "right"})
+    assert (resp.status, await resp.json()) == (
+        503,
+        {"detail": "Authentication service unavailable"},
+    )
+    resp = await client.post("/book-slot", json={"slot_id": 4, **cached})
+    assert resp.status == 200
+    health = await (await client.get("/health")).json()
+    assert health["status"] == "healthy"
