@@ -330,20 +330,28 @@ async def stalled_socket(port: int) -> tuple[asyncio.StreamReader, asyncio.Strea
     return reader, writer
 
 
+async def with_stalled_client(
+    aiohttp_client: ClientFactory, settings: Any, send_timeout: float
+) -> tuple[Any, Any, asyncio.StreamWriter]:
+    """An app with one connected client that never reads; the server's kernel buffer for it
+    is shrunk so the stall shows within a few hundred changes instead of being soaked up by
+    megabytes of loopback socket buffers."""
+    client = await aiohttp_client(
+        create_app(replace(settings, fake_users=users(1), ws_send_timeout_seconds=send_timeout))
+    )
+    assert client.port is not None
+    _, writer = await stalled_socket(client.port)
+    (stalled,) = client.server.app[HUB].clients
+    assert stalled.transport is not None
+    stalled.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return client, stalled, writer
+
+
 async def test_stalled_client_does_not_delay_anyone(
     aiohttp_client: ClientFactory, settings: Any
 ) -> None:
-    client = await aiohttp_client(
-        create_app(replace(settings, fake_users=users(1), ws_send_timeout_seconds=60))
-    )
+    client, stalled, stalled_writer = await with_stalled_client(aiohttp_client, settings, 60)
     hub = client.server.app[HUB]
-    assert client.port is not None
-    _, stalled_writer = await stalled_socket(client.port)
-    (stalled,) = hub.clients
-    # Shrink the server's kernel buffer for it, so the stall shows within 500 changes
-    # instead of being soaked up by megabytes of loopback socket buffers.
-    assert stalled.transport is not None
-    stalled.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     # The test client's own pool stops at 100 connections.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     url = client.make_url("/slot-booking")
@@ -383,15 +391,8 @@ async def test_stalled_client_does_not_delay_anyone(
 
 
 async def test_blocked_client_is_cut_off(aiohttp_client: ClientFactory, settings: Any) -> None:
-    client = await aiohttp_client(
-        create_app(replace(settings, fake_users=users(1), ws_send_timeout_seconds=0.3))
-    )
+    client, stalled, writer = await with_stalled_client(aiohttp_client, settings, 0.3)
     hub = client.server.app[HUB]
-    assert client.port is not None
-    _, writer = await stalled_socket(client.port)
-    (stalled,) = hub.clients
-    assert stalled.transport is not None
-    stalled.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     who = {"username": "user0", "password": "pw-0"}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
