@@ -31,17 +31,11 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from fanout import free_port  # noqa: E402 - bench scripts run as files, not a package
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(folder: Path, port: int, users: int) -> subprocess.Popen[bytes]:
+def start_server(folder: Path, port: int, users: int) -> subprocess.Popen[bytes]:
     users_file = folder / "users.toml"
     if not users_file.exists():
         users_file.write_text(
@@ -138,11 +132,11 @@ def check(db_path: Path, acked: Counter, attempted: Counter) -> list[str]:
 async def crash_once(folder: Path, clients: int, seed: int) -> list[str]:
     """One round; returns the problems found (none is a pass)."""
     rng = random.Random(seed)
-    port = _free_port()
-    proc = _start(folder, port, clients)
+    port = free_port()
+    proc = start_server(folder, port, clients)
     acked, attempted = await _storm(port, clients, rng.uniform(0.3, 1.5), proc.pid)
     proc.wait(10)
-    restarted = _start(folder, port, clients)  # migrations and recovery on the same file
+    restarted = start_server(folder, port, clients)  # migrations and recovery on the same file
     try:
         return check(folder / "rero.db", acked, attempted) + (
             [] if sum(acked.values()) else ["nothing was acknowledged: the storm did not run"]
