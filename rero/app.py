@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import aiohttp_cors
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
@@ -19,7 +19,7 @@ from rero.auth.pesu import PesuAuth
 from rero.auth.throttle import Throttle
 from rero.keys import AUTH, HUB, METRICS, SERVICE, SETTINGS, STORAGE
 from rero.logs import setup_logging
-from rero.metrics import Metrics, metrics_middleware
+from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
 from rero.openapi import setup_docs
 from rero.realtime import Hub, slot_booking
@@ -38,9 +38,7 @@ def create_app(
     timer: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """Build the service; ``clock`` and ``timer`` let tests move time instead of sleeping."""
-    app = web.Application(
-        client_max_size=MAX_BODY, middlewares=[metrics_middleware, error_middleware]
-    )
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[HUB] = hub = Hub(settings.ws_send_timeout_seconds)
     app[METRICS] = Metrics(app)
@@ -103,10 +101,9 @@ def create_app(
 
     app.cleanup_ctx.extend([storage_ctx, auth_ctx, service_ctx])
     app.on_shutdown.append(close_websockets)
-    app.on_response_prepare.append(security_headers)
     setup_routes(app)
     setup_docs(app)
-    setup_cors(app, settings.cors_origins)
+    setup_response_headers(app, settings.cors_origins)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)
     return app
@@ -125,7 +122,7 @@ async def expire_bookings(service: SlotService) -> None:
         await asyncio.sleep(EXPIRY_INTERVAL)
 
 
-async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """On every response; no caching of anything that may carry a token or a user."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -136,14 +133,31 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers["X-Rero-Worker"] = str(os.getpid())
 
 
-def setup_cors(app: web.Application, origins: tuple[str, ...]) -> None:
-    """CORS for every HTTP route, from the configured origins, without credentials."""
+def setup_response_headers(app: web.Application, origins: tuple[str, ...]) -> None:
+    """Security headers on every response; CORS for every HTTP route, from the configured
+    origins, without credentials.
+
+    One response hook does both, and runs aiohttp-cors (which looks up the route's
+    configuration per response) only for requests with an Origin header: together
+    about 10% of ``GET /slots`` throughput (docs/performance.md).
+    """
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
         allow_credentials=False, expose_headers="*", allow_headers="*", allow_methods="*"
     )
+    hooks = len(app.on_response_prepare)
     cors = aiohttp_cors.setup(app, defaults=dict.fromkeys(origins, options))
     for route in list(app.router.routes()):
         cors.add(route)
+    cors_hooks = app.on_response_prepare[hooks:]
+    del app.on_response_prepare[hooks:]
+
+    async def response_headers(request: web.Request, response: web.StreamResponse) -> None:
+        security_headers(request, response)
+        if hdrs.ORIGIN in request.headers:
+            for hook in cors_hooks:
+                await hook(request, response)
+
+    app.on_response_prepare.append(response_headers)
 
 
 async def app_factory() -> web.Application:

@@ -31,6 +31,11 @@ def setup_logging(level: str) -> None:
 class AccessLogger(AbstractAccessLogger):
     """One structured line per request: method, path (no query), status, duration."""
 
+    @property
+    def enabled(self) -> bool:
+        """Below INFO aiohttp then skips the call and the clock reads around each request."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             "request",

@@ -389,6 +389,9 @@ async def test_cors_preflight_and_simple(client: Any) -> None:
     assert "Access-Control-Allow-Credentials" not in resp.headers
     resp = await client.get("/slots", headers={"Origin": origin})
     assert resp.headers["Access-Control-Allow-Origin"] in ("*", origin)
+    assert resp.headers["Access-Control-Expose-Headers"]
+    resp = await client.get("/slots")  # same origin: no CORS headers at all
+    assert not [h for h in resp.headers if h.startswith("Access-Control-")]
 
 
 async def test_cors_restricted_origins(aiohttp_client: ClientFactory, settings: Any) -> None:

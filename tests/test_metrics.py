@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from rero.app import create_app
+from rero.keys import METRICS
 from tests.conftest import ALICE, BOB, ClientFactory, FakePesu
 from tests.test_ws import connect, receive
 
@@ -69,3 +70,22 @@ async def test_upstream_latency_is_observed(
     samples = await scrape(client)
     assert samples[("rero_auth_upstream_seconds_count", ())] == 1
     assert samples[("rero_auth_cache_misses_total", ())] == 1
+
+
+async def test_request_labels_stay_bounded(client: Any) -> None:
+    """Invented methods and paths share labels; a WebSocket's lifetime is no response time."""
+    for i, method in enumerate(("PROPFIND", "MKCOL", "LOCK", "UNLOCK", "PURGE")):
+        await client.request(method, "/slots")
+        await client.get(f"/nowhere/{i}")
+    await client.get("/slots")
+    ws = await connect(client)
+    await ws.close()
+    samples = await scrape(client)
+    series = {
+        labels for (name, labels) in samples if name == "rero_http_request_duration_seconds_count"
+    }
+    assert (("method", "OTHER"), ("route", "unmatched"), ("status", "405")) in series
+    assert (("method", "GET"), ("route", "unmatched"), ("status", "404")) in series
+    assert not [labels for labels in series if ("method", "LOCK") in labels]
+    # 11 requests and the WebSocket so far: only the requests count as response times.
+    assert len(client.app[METRICS].recent) == 12  # the scrape above is the 12th
