@@ -96,6 +96,12 @@ class DatabaseCounts(Schema):
     booked_slots = fields.Integer()
     available_slots = fields.Integer()
     database_path = fields.String()
+    error = fields.String(metadata={"description": "When the database could not be read"})
+
+
+class Reachability(Schema):
+    kind = fields.String(required=True)
+    reachable = fields.Boolean(required=True)
 
 
 class Health(Schema):
@@ -105,6 +111,8 @@ class Health(Schema):
     total_slots = fields.Integer(required=True)
     booked_slots_count = fields.Integer(required=True)
     available_slots_count = fields.Integer(required=True)
+    store = fields.Nested(Reachability, required=True)
+    bus = fields.Nested(Reachability, required=True)
     database = fields.Nested(DatabaseCounts, required=True)
 
 
