@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import statistics
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wsclient import RawWebSocket
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 1
@@ -57,57 +59,15 @@ class Round:
             self.done.set_result(None)
 
 
-class Client(asyncio.Protocol):
-    """A WebSocket client that splits frames and checks each one for the round's marker."""
+class Client(RawWebSocket):
+    """Checks each frame for the current round's marker."""
 
     current: Round | None = None
 
     def __init__(self) -> None:
-        self.buf = bytearray()
-        self.open = asyncio.get_running_loop().create_future()
-        self.handshaken = False
+        super().__init__()
         self.got_marker = False
         self.got_reply = False
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            (
-                "GET /slot-booking HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.handshaken:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self.handshaken = True
-            del self.buf[: end + 4]
-            self.open.set_result(None)
-        buf = self.buf
-        while len(buf) >= 2:
-            n = buf[1] & 0x7F
-            head = 2
-            if n == 126:
-                if len(buf) < 4:
-                    return
-                n, head = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    return
-                n, head = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < head + n:
-                return
-            payload = bytes(buf[head : head + n])
-            del buf[: head + n]
-            self.frame(payload)
 
     def frame(self, payload: bytes) -> None:
         r = Client.current
@@ -121,17 +81,6 @@ class Client(asyncio.Protocol):
             self.got_reply = True
             if self.got_marker:
                 r.arrived()
-
-    def send_text(self, text: str) -> None:
-        """A masked text frame with an all-zero mask (valid, and no XOR work)."""
-        data = text.encode()
-        assert len(data) < 65536
-        assert self.transport is not None
-        if len(data) < 126:
-            header = bytes((0x81, 0x80 | len(data)))
-        else:
-            header = bytes((0x81, 0x80 | 126)) + len(data).to_bytes(2, "big")
-        self.transport.write(header + b"\0\0\0\0" + data)
 
 
 def start_round(clients: list[Client], marker: bytes, need_reply: bool = False) -> Round:
