@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def rero_server() -> Iterator[tuple[Rero, subprocess.Popen[bytes]]]:
+    """A rero server (fake auth, a fresh SQLite file) in a temporary folder, then stopped."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Rero(Path(tmp))
+        proc = target.start()
+        try:
+            yield target, proc
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def _report(future: asyncio.Future[Any]) -> None:

@@ -23,7 +23,6 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import Rero, rss_kib
+from fanout import rero_server, rss_kib
 from wsclient import RawWebSocket
 
 USER = {"username": "u1000", "password": "p1000"}
@@ -107,61 +106,55 @@ async def drive(http: aiohttp.ClientSession, url: str, interval: float, stop: as
 async def soak(clients: int, seconds: float, interval: float = 0.1, reconnect: float = 0.05,
                period: float = 60.0, warmup: float = 60.0) -> dict[str, Any]:  # fmt: skip
     failures: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Rero(Path(tmp))
-        proc = target.start()
-        try:
-            async with aiohttp.ClientSession() as http:
-                watchers = await connect(target.port, clients)
-                left: list[Watcher] = []
-                stop = asyncio.Event()
-                driver = asyncio.create_task(drive(http, target.url, interval, stop, failures))
-                started = time.monotonic()
-                samples: list[tuple[float, int]] = []
-                next_sample, next_swap = started, started + period
-                reconnects = 0
-                while (now := time.monotonic()) - started < seconds:
-                    if now >= next_sample:
-                        samples.append((now - started, rss_kib(proc.pid)))
-                        next_sample += 5
-                    if now >= next_swap:
-                        next_swap += period
-                        k = max(1, round(reconnect * clients))
-                        for w in random.sample(watchers, k):
-                            watchers.remove(w)
-                            w.leave()
-                            left.append(w)
-                        try:
-                            watchers += await connect(target.port, k)
-                        except (OSError, ConnectionError) as e:
-                            failures.append(f"reconnect failed: {e!r}")
-                        reconnects += k
-                    await asyncio.sleep(0.2)
-                stop.set()
-                requests = await driver
-                samples.append((time.monotonic() - started, rss_kib(proc.pid)))
-                async with http.get(target.url + "/slots") as resp:
-                    final = await resp.json()
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    stale = [w for w in watchers if w.data() != final]
-                    if not stale:
-                        break
-                    await asyncio.sleep(0.1)
-                if stale:
-                    failures.append(f"{len(stale)} clients do not hold the final board")
-                dropped = [w for w in watchers if w.closed.done()]
-                if dropped:
-                    codes = sorted({w.close_code for w in dropped}, key=str)
-                    failures.append(f"{len(dropped)} clients closed by the server: {codes}")
-                errors = sum(w.errors for w in watchers + left)
-                if errors:
-                    failures.append(f"{errors} error messages")
-                for w in watchers:
-                    w.close()
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with rero_server() as (target, proc):
+        async with aiohttp.ClientSession() as http:
+            watchers = await connect(target.port, clients)
+            left: list[Watcher] = []
+            stop = asyncio.Event()
+            driver = asyncio.create_task(drive(http, target.url, interval, stop, failures))
+            started = time.monotonic()
+            samples: list[tuple[float, int]] = []
+            next_sample, next_swap = started, started + period
+            reconnects = 0
+            while (now := time.monotonic()) - started < seconds:
+                if now >= next_sample:
+                    samples.append((now - started, rss_kib(proc.pid)))
+                    next_sample += 5
+                if now >= next_swap:
+                    next_swap += period
+                    k = max(1, round(reconnect * clients))
+                    for w in random.sample(watchers, k):
+                        watchers.remove(w)
+                        w.leave()
+                        left.append(w)
+                    try:
+                        watchers += await connect(target.port, k)
+                    except (OSError, ConnectionError) as e:
+                        failures.append(f"reconnect failed: {e!r}")
+                    reconnects += k
+                await asyncio.sleep(0.2)
+            stop.set()
+            requests = await driver
+            samples.append((time.monotonic() - started, rss_kib(proc.pid)))
+            async with http.get(target.url + "/slots") as resp:
+                final = await resp.json()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                stale = [w for w in watchers if w.data() != final]
+                if not stale:
+                    break
+                await asyncio.sleep(0.1)
+            if stale:
+                failures.append(f"{len(stale)} clients do not hold the final board")
+            dropped = [w for w in watchers if w.closed.done()]
+            if dropped:
+                codes = sorted({w.close_code for w in dropped}, key=str)
+                failures.append(f"{len(dropped)} clients closed by the server: {codes}")
+            errors = sum(w.errors for w in watchers + left)
+            if errors:
+                failures.append(f"{errors} error messages")
+            for w in watchers:
+                w.close()
     base = next((kib for t, kib in samples if t >= warmup), samples[0][1])
     growth = (samples[-1][1] - base) / base
     return {
