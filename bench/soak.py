@@ -80,9 +80,12 @@ async def drive(http: aiohttp.ClientSession, url: str, interval: float, stop: as
     sent = 0
 
     async def one(path: str, slot: int) -> None:
-        async with http.post(url + path, json={"slot_id": slot, **USER}) as resp:
-            if resp.status != 200:
-                failures.append(f"{path} {slot}: HTTP {resp.status} {await resp.text()}")
+        try:
+            async with http.post(url + path, json={"slot_id": slot, **USER}) as resp:
+                if resp.status != 200:
+                    failures.append(f"{path} {slot}: HTTP {resp.status} {await resp.text()}")
+        except aiohttp.ClientError as e:
+            failures.append(f"{path} {slot}: {e!r}")
 
     # Sequential per slot: a cancel is sent only after its booking was answered.
     async def pair(slot: int) -> None:
@@ -104,7 +107,7 @@ async def drive(http: aiohttp.ClientSession, url: str, interval: float, stop: as
 
 
 async def soak(clients: int, seconds: float, interval: float = 0.1, reconnect: float = 0.05,
-               period: float = 60.0, warmup: float = 60.0) -> dict[str, Any]:  # fmt: skip
+               period: float = 60.0, warmup: float = 120.0) -> dict[str, Any]:  # fmt: skip
     failures: list[str] = []
     with rero_server() as (target, proc):
         async with aiohttp.ClientSession() as http:
@@ -166,6 +169,7 @@ async def soak(clients: int, seconds: float, interval: float = 0.1, reconnect: f
         "rss_kib_end": samples[-1][1],
         "rss_kib_max": max(kib for _, kib in samples),
         "memory_growth": round(growth, 4),
+        "rss_kib_every_30s": [kib for t, kib in samples if int(t) % 30 < 5],
         "failures": failures,
     }
 
@@ -177,7 +181,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--reconnect", type=float, default=0.05, help="share per period")
     parser.add_argument("--period", type=float, default=60)
-    parser.add_argument("--warmup", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=120)
     args = parser.parse_args()
     result = asyncio.run(
         soak(args.clients, args.seconds, args.interval, args.reconnect, args.period, args.warmup)

@@ -4,7 +4,10 @@ aiohttp ceiling measured in the same run.
 * ``GET /slots`` against the bare ``GET /json`` (a small dict);
 * book-then-cancel pairs over ``POST /book-slot`` / ``POST /cancel-slot`` with cached
   credentials against the bare ``POST /echo``. Each wrk thread books and cancels its own
-  slot as its own user, so most requests are real, durable writes.
+  slot as its own user, so most requests are real, durable writes;
+* logins with a warm auth cache: ``POST /auth/login`` (each opens a session, a durable
+  write) and ``POST /my-bookings`` with a password (the cached check alone, no write),
+  against the same echo.
 
 Needs wrk (Debian package). Loopback only, ``--seconds`` per measurement.
 
@@ -41,6 +44,7 @@ function request()
   n = n + 1
   local path = (n % 2 == 1) and "/book-slot" or "/cancel-slot"
   if ECHO then path = "/echo" end
+  if PATH then path = PATH end
   local body = string.format('{"slot_id":%d,%s}', slot, user)
   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
@@ -84,6 +88,10 @@ def main() -> None:
         post.write_text(LUA_POST)
         echo = Path(tmp) / "echo.lua"
         echo.write_text("ECHO = true\n" + LUA_POST)
+        login = Path(tmp) / "login.lua"
+        login.write_text('PATH = "/auth/login"\n' + LUA_POST)
+        mine = Path(tmp) / "mine.lua"
+        mine.write_text('PATH = "/my-bookings"\n' + LUA_POST)
 
         port = free_port()
         proc = serve([sys.executable, str(ROOT / "bench" / "bare.py"), str(port)], {}, port)
@@ -109,21 +117,27 @@ def main() -> None:
                 # Warm the auth cache of every worker.
                 wrk(base + "/slots", 1, post)
                 rows.append({"server": name, "get": wrk(base + "/slots", args.seconds),
-                             "post": wrk(base, args.seconds, post)})  # fmt: skip
+                             "post": wrk(base, args.seconds, post),
+                             "login": wrk(base, args.seconds, login),
+                             "auth": wrk(base, args.seconds, mine)})  # fmt: skip
             finally:
                 proc.terminate()
                 proc.wait()
     for row in rows:
         print(json.dumps(row))
     bare = rows[0]
-    print("\n| server | GET req/s | GET / bare | book+cancel req/s | POST / bare echo | non-2xx |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n| server | GET req/s | GET / bare | book+cancel req/s | POST / bare echo | non-2xx |"
+          " logins/s | / echo | cached auth checks/s | / echo |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    echo = bare["post"]["rps"]
     for row in rows:
         get, post = row["get"], row["post"]
-        print(
-            f"| {row['server']} | {get['rps']} | {get['rps'] / bare['get']['rps']:.2f} |"
-            f" {post['rps']} | {post['rps'] / bare['post']['rps']:.2f} | {post['non_2xx_share']} |"
-        )
+        cells = [row["server"], get["rps"], f"{get['rps'] / bare['get']['rps']:.2f}",
+                 post["rps"], f"{post['rps'] / echo:.2f}", post["non_2xx_share"]]  # fmt: skip
+        for key in ("login", "auth"):
+            rps = row[key]["rps"] if key in row else ""
+            cells += [rps, f"{rps / echo:.2f}" if rps else ""]
+        print("| " + " | ".join(map(str, cells)) + " |")
 
 
 if __name__ == "__main__":
