@@ -46,20 +46,21 @@ def token(url: str) -> str:
         return str(json.load(resp)["token"])
 
 
-def schemathesis(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(url: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The CLI, run in ``cwd`` (it keeps a cache folder where it runs)."""
     cli = Path(sys.executable).with_name("schemathesis")
     return subprocess.run(
         [str(cli), "run", url + "/openapi.json", "--checks", "all",
          "--exclude-checks", "positive_data_acceptance", "--max-examples", EXAMPLES,
          "--seed", SEED, "--no-color", *extra],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True, text=True, timeout=600, check=False, cwd=cwd,
     )  # fmt: skip
 
 
 @pytest.mark.parametrize("signed_in", [False, True], ids=["anonymous", "bearer"])
-def test_every_response_matches_the_document(live: Server, signed_in: bool) -> None:
+def test_every_response_matches_the_document(live: Server, signed_in: bool, tmp_path: Path) -> None:
     extra = ("-H", f"Authorization: Bearer {token(live.url)}") if signed_in else ()
-    run = schemathesis(live.url, *extra)
+    run = schemathesis(live.url, tmp_path, *extra)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "generated" in run.stdout  # it really ran
     assert live.proc.poll() is None
