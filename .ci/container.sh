@@ -54,4 +54,7 @@ echo "container /health: ${body:-no answer}"
 echo "$body" | grep -q '"status": "healthy"'
 [ "$(podman exec rero-ci id -u)" != 0 ]
 podman healthcheck run rero-ci
+# The board page and its assets come from the installed wheel (package data).
+curl -fsS http://127.0.0.1:18080/board | grep -q '/board/static/board.js'
+curl -fsS http://127.0.0.1:18080/board/static/board.js | grep -q 'slot-booking'
 echo "container: built, started, healthy"

@@ -17,6 +17,7 @@ from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.auth.throttle import Throttle
+from rero.board import setup_board
 from rero.keys import AUTH, HUB, METRICS, SERVICE, SETTINGS, STORAGE
 from rero.logs import setup_logging
 from rero.metrics import Metrics
@@ -103,6 +104,7 @@ def create_app(
     app.on_shutdown.append(close_websockets)
     setup_routes(app)
     setup_docs(app)
+    setup_board(app)
     setup_response_headers(app, settings.cors_origins)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)

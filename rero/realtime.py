@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from marshmallow import ValidationError
@@ -302,16 +303,19 @@ async def answer(service: SlotService, conn: Connection, text: str) -> Reply | N
 # ---- the handler ----------------------------------------------------------------------------
 
 
-def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
-    """Browsers always send Origin; tools that send none are not the CSRF risk."""
-    return origin is None or "*" in allowed or origin in allowed
+def origin_allowed(origin: str | None, allowed: tuple[str, ...], host: str) -> bool:
+    """Browsers always send Origin; tools that send none are not the CSRF risk. The
+    server's own pages (``/board``) are same-origin: allowed whatever the list says."""
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == host
 
 
 async def slot_booking(request: web.Request) -> web.StreamResponse:
     """``/slot-booking``: one reader task per socket; all writes are whole frames."""
     settings = request.app[SETTINGS]
     hub = request.app[HUB]
-    if not origin_allowed(request.headers.get("Origin"), settings.ws_allowed_origins):
+    if not origin_allowed(request.headers.get("Origin"), settings.ws_allowed_origins, request.host):
         raise web.HTTPForbidden(reason="Origin not allowed")
     if len(hub.clients) >= settings.ws_max_connections:
         raise web.HTTPServiceUnavailable(reason="Too many connections, try again later")

@@ -186,3 +186,17 @@ async def pg_url(pg_cluster: PgCluster) -> str:
     finally:
         await conn.close()
     return pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Any]:
+    """``python -m rero`` on the test profile in a real process (tests/test_process.py)."""
+    from tests.test_process import start_server
+
+    srv = start_server(tmp_path)
+    yield srv
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
     write_users(tmp_path / "users.toml", 320)
     config = tmp_path / "profile.toml"
     config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
-    port = free_port()
+    port = int(env.pop("PORT", 0)) or free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rero", "--config", str(config)],
         env={
@@ -72,17 +72,6 @@ def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path)
-    yield srv
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
 
 
 @pytest.fixture

@@ -18,23 +18,14 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_process import Server, start_server
+from tests.test_process import Server
 
 EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "40")
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261124")
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path)
-    yield srv
-    srv.proc.terminate()
-    srv.proc.wait(10)
 
 
 def token(url: str) -> str:
@@ -58,9 +49,11 @@ def schemathesis(url: str, cwd: Path, *extra: str) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize("signed_in", [False, True], ids=["anonymous", "bearer"])
-def test_every_response_matches_the_document(live: Server, signed_in: bool, tmp_path: Path) -> None:
-    extra = ("-H", f"Authorization: Bearer {token(live.url)}") if signed_in else ()
-    run = schemathesis(live.url, tmp_path, *extra)
+def test_every_response_matches_the_document(
+    server: Server, signed_in: bool, tmp_path: Path
+) -> None:
+    extra = ("-H", f"Authorization: Bearer {token(server.url)}") if signed_in else ()
+    run = schemathesis(server.url, tmp_path, *extra)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "generated" in run.stdout  # it really ran
-    assert live.proc.poll() is None
+    assert server.proc.poll() is None

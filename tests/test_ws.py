@@ -250,6 +250,13 @@ async def test_disallowed_origin_is_refused_before_upgrade(
     assert info.value.status == 403
     ws = await connect(client, headers={"Origin": "https://lab.example"})
     await ws.close()
+    # The server's own page (/board) is same-origin, whatever the list says.
+    host = f"{client.host}:{client.port}"
+    ws = await connect(client, headers={"Origin": f"http://{host}"})
+    await ws.close()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.ws_connect("/slot-booking", headers={"Origin": f"http://{host}.evil.example"})
+    assert info.value.status == 403
 
 
 async def test_connection_limit_answers_503(aiohttp_client: ClientFactory, settings: Any) -> None:

@@ -1,0 +1,248 @@
+"""The board page in a real browser: Debian's Chromium driven headless by Playwright.
+
+Two browser contexts are two students on the same server board. Skipped where Chromium or
+Playwright is missing, unless ``RERO_REQUIRE_BROWSER=1`` (CI sets it: there a missing
+browser is a failure). Screenshots go to ``RERO_SCREENSHOTS`` (default: the test's
+temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_process import Server, start_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
+REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
+# As root in a sandbox, and with no network beyond loopback: no background requests.
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+A_USER = ("user0", "pw-0")  # the test server's fake users (tests/conftest.py)
+B_USER = ("user1", "pw-1")
+SLOT_9 = "09:00\u201310:00"  # as the page writes it, with an en dash
+
+if not REQUIRED and not Path(CHROMIUM).exists():
+    pytest.skip("no Chromium here (CI installs it)", allow_module_level=True)
+if not REQUIRED:
+    pytest.importorskip("playwright")
+
+from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("RERO_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def open_board(browser: Browser, url: str, **context: Any) -> Page:
+    page = await (await browser.new_context(**context)).new_page()
+    await page.goto(url + "/board")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def sign_in(page: Page, user: tuple[str, str]) -> None:
+    await page.get_by_label("Username").fill(user[0])
+    await page.get_by_label("Password").fill(user[1])
+    await page.get_by_role("button", name="Sign in").click()
+
+
+def slot(page: Page, slot_id: int) -> Any:
+    return page.locator(f'li[data-slot="{slot_id}"]')
+
+
+async def test_two_students_book_and_cancel_live(
+    browser: Browser, server: Server, shots: Path
+) -> None:
+    a = await open_board(browser, server.url, viewport={"width": 1100, "height": 820})
+    b = await open_board(browser, server.url, viewport={"width": 390, "height": 844})  # a phone
+    await expect(a.locator("#slots li")).to_have_count(12)
+    await expect(slot(a, 9).locator(".time")).to_have_text(SLOT_9)
+    await sign_in(a, A_USER)
+    await expect(a.locator("#who")).to_have_text("User 0")
+    await sign_in(b, B_USER)
+    await expect(b.locator("#who")).to_have_text("User 1")
+
+    # A books slot 9; B sees it taken within one second, without a reload.
+    await slot(a, 9).get_by_role("button", name=f"Book {SLOT_9}").click()
+    await expect(slot(b, 9)).to_have_attribute("data-state", "taken", timeout=1000)
+    await expect(slot(a, 9)).to_have_attribute("data-state", "mine")
+    await expect(a.locator("#message")).to_have_text("Slot 9 booked successfully")
+    await expect(a.locator("#mine")).to_have_text(f"Slot 9: {SLOT_9}")
+    await expect(b.locator("#announce")).to_contain_text(f"Slot {SLOT_9} is now booked.")
+    await a.screenshot(path=shots / "board.png")
+
+    # B tries it anyway: the server says no, and the page says so.
+    await slot(b, 9).get_by_role("button").click()
+    await expect(b.locator("#message")).to_have_text("Slot 9 is not available")
+    await b.screenshot(path=shots / "board-phone-taken.png", full_page=True)
+
+    # A cancels; B sees it free again.
+    await slot(a, 9).get_by_role("button", name=f"Cancel {SLOT_9}").click()
+    await expect(slot(b, 9)).to_have_attribute("data-state", "free", timeout=1000)
+    await expect(a.locator("#mine")).to_have_text("None yet.")
+
+    # No password anywhere in the page's storage: only the session token.
+    stored = await a.evaluate("JSON.stringify(localStorage)")
+    assert A_USER[1] not in stored
+    assert "token" in stored
+    assert await a.get_by_label("Password").input_value() == ""
+
+
+async def test_a_bad_password_shows_the_error(
+    browser: Browser, server: Server, shots: Path
+) -> None:
+    page = await open_board(browser, server.url)
+    await sign_in(page, ("user0", "wrong-password"))
+    await expect(page.locator("#message")).to_have_text("Wrong username or password.")
+    await expect(page.locator("#signin")).to_be_visible()
+    await page.screenshot(path=shots / "board-bad-password.png")
+
+
+async def test_keyboard_booking_and_sign_out(browser: Browser, server: Server) -> None:
+    page = await open_board(browser, server.url)
+    await page.get_by_label("Username").focus()
+    await page.keyboard.type(B_USER[0])
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(B_USER[1])
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#who")).to_have_text("User 1")
+    button = slot(page, 4).get_by_role("button")
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(slot(page, 4)).to_have_attribute("data-state", "mine")
+    # The session survives a reload (token, not password) ...
+    await page.reload()
+    await expect(page.locator("#who")).to_have_text("User 1")
+    await expect(slot(page, 4)).to_have_attribute("data-state", "mine")
+    # ... and signing out revokes it on the server too.
+    token = await page.evaluate("JSON.parse(localStorage.getItem('rero.session')).token")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.locator("#signin")).to_be_visible()
+    resp = await page.request.post(
+        server.url + "/my-bookings", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status == 401
+    await slot(page, 5).get_by_role("button").click()
+    await expect(page.locator("#message")).to_have_text("Sign in to book a slot.")
+
+
+async def test_reconnects_and_rereads_the_board(browser: Browser, tmp_path: Path) -> None:
+    srv = start_server(tmp_path)
+    page = await open_board(browser, srv.url)
+    srv.proc.terminate()
+    srv.proc.wait(10)
+    await expect(page.locator("#status")).to_have_attribute("data-state", "offline")
+    await expect(page.locator("#status-text")).to_contain_text("retrying in")
+    # While it is down, the board changes behind its back.
+    with closing(sqlite3.connect(tmp_path / "rero.db")) as db, db:
+        db.execute(
+            "UPDATE slots SET is_booked = 1, booked_by = 'SRN0007',"
+            " booked_at = CURRENT_TIMESTAMP WHERE id = 5"
+        )
+    port = srv.url.rsplit(":", 1)[1]
+    again = start_server(tmp_path, PORT=port)
+    try:
+        await expect(page.locator("#status")).to_have_attribute("data-state", "live", timeout=20000)
+        await expect(slot(page, 5)).to_have_attribute("data-state", "taken")
+    finally:
+        again.proc.terminate()
+        try:
+            again.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            again.proc.kill()
+
+
+async def test_page_is_served_offline_with_its_assets(browser: Browser, server: Server) -> None:
+    page = await (await browser.new_context()).new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(server.url) else outside.append(r.url))
+    resp = await page.goto(server.url + "/board")
+    assert resp is not None
+    assert resp.status == 200
+    assert "default-src 'self'" in resp.headers["content-security-policy"]
+    await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    assert outside == []
+    await page.get_by_role("button", name="Help").click()
+    await expect(page.locator("#help")).to_contain_text("?server=")
+
+
+async def test_yours_without_booked_by_on_the_board(browser: Browser, tmp_path: Path) -> None:
+    """A server that hides who booked what (show_booked_by = false): the page asks for
+    its own bookings with its token."""
+    srv = start_server(tmp_path, profile="show_booked_by = false")
+    try:
+        a = await open_board(browser, srv.url)
+        b = await open_board(browser, srv.url)
+        await sign_in(a, A_USER)
+        await expect(a.locator("#who")).to_have_text("User 0")
+        await slot(a, 7).get_by_role("button").click()
+        await expect(slot(a, 7)).to_have_attribute("data-state", "mine")
+        await expect(slot(b, 7)).to_have_attribute("data-state", "taken")
+        await expect(a.locator("#mine")).to_contain_text("Slot 7")
+    finally:
+        srv.proc.terminate()
+        srv.proc.wait(10)
+
+
+async def test_limits_and_throttling_are_explained(browser: Browser, tmp_path: Path) -> None:
+    profile = "max_bookings_per_user = 2\nmax_failed_logins_per_user = 2\n"
+    srv = start_server(tmp_path, profile=profile)
+    try:
+        page = await open_board(browser, srv.url)
+        for _ in range(2):
+            await sign_in(page, ("user2", "wrong"))
+            await expect(page.locator("#message")).to_have_text("Wrong username or password.")
+            await expect(page.get_by_role("button", name="Sign in")).to_be_enabled()
+        await sign_in(page, ("user2", "wrong"))
+        await expect(page.locator("#message")).to_contain_text("Too many failed attempts")
+        await sign_in(page, A_USER)
+        await expect(page.locator("#who")).to_have_text("User 0")
+        for slot_id in (3, 4):
+            await slot(page, slot_id).get_by_role("button").click()
+            await expect(slot(page, slot_id)).to_have_attribute("data-state", "mine")
+        await slot(page, 5).get_by_role("button").click()
+        await expect(page.locator("#message")).to_have_text(
+            "Booking limit reached: at most 2 slots per user"
+        )
+    finally:
+        srv.proc.terminate()
+        srv.proc.wait(10)
+
+
+async def test_sign_in_service_down_is_not_a_wrong_password(
+    browser: Browser, tmp_path: Path
+) -> None:
+    srv = start_server(
+        tmp_path, AUTH_BACKEND="pesu", PESU_AUTH_URL="http://127.0.0.1:9/authenticate"
+    )
+    try:
+        page = await open_board(browser, srv.url)
+        await sign_in(page, A_USER)
+        await expect(page.locator("#message")).to_have_text(
+            "The PESU sign-in service is unavailable right now. Try again in a minute."
+        )
+    finally:
+        srv.proc.terminate()
+        srv.proc.wait(10)
