@@ -140,8 +140,8 @@ def setup_response_headers(app: web.Application, origins: tuple[str, ...]) -> No
     origins, without credentials.
 
     One response hook does both, and runs aiohttp-cors (which looks up the route's
-    configuration per response) only for requests with an Origin header: together
-    about 10% of ``GET /slots`` throughput (docs/performance.md).
+    configuration per response) only for requests with an Origin header: each hook
+    costs ``GET /slots`` throughput (docs/performance.md).
     """
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
         allow_credentials=False, expose_headers="*", allow_headers="*", allow_methods="*"

@@ -44,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Map domain errors, aiohttp's HTTP errors and surprises to JSON; never a traceback.
 
     It also times the request, with the status the client got: one middleware rather
-    than two, as each layer cost about 8% of ``GET /slots`` throughput (docs/performance.md).
+    than two, as each layer costs ``GET /slots`` throughput (docs/performance.md).
     """
     started = time.perf_counter()
     try:
