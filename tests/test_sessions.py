@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rero.app import create_app
-from rero.keys import SERVICE
+from rero.keys import SERVICE, STORAGE
 from rero.settings import Settings
 from tests.conftest import ALICE, ALICE_SRN, BOB, BOB_SRN, ClientFactory, FakePesu, users
 from tests.test_ws import collect, connect, receive
@@ -228,6 +228,28 @@ async def test_success_resets_the_username_count(make: Any) -> None:
     for _ in range(4):
         assert (await client.post("/auth/login", json=bad)).status == 401
     assert (await client.post("/auth/login", json=ALICE)).status == 200
+
+
+async def test_a_success_writes_only_when_there_is_something_to_forgive(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every password check succeeds this way: it must not cost a database write."""
+    client = await make()
+    storage = client.app[STORAGE]
+    cleared: list[str] = []
+    clear = storage.clear_failures
+
+    async def counting(key: str) -> None:
+        cleared.append(key)
+        await clear(key)
+
+    monkeypatch.setattr(storage, "clear_failures", counting)
+    for _ in range(3):
+        assert (await client.post("/my-bookings", json=ALICE)).status == 200
+    assert cleared == ["user:alice"]
+    await client.post("/auth/login", json={"username": "alice", "password": "wrong"})
+    assert (await client.post("/my-bookings", json=ALICE)).status == 200
+    assert cleared == ["user:alice", "user:alice"]
 
 
 async def test_address_lockout_and_trusted_proxies(make: Any) -> None:

@@ -38,6 +38,10 @@ class Throttle:
         #: locked through a new failure, which bumps the generation, so while it is
         #: unchanged the database need not be asked again.
         self._unlocked: dict[str, int] = {}
+        #: username key -> storage generation at which its failures were cleared. No
+        #: failure can have been written since while the generation is unchanged, so a
+        #: success need not write to the database (it runs on every password check).
+        self._cleared: dict[str, int] = {}
 
     @staticmethod
     def _keys(username: str, address: str) -> dict[str, str]:
@@ -65,4 +69,11 @@ class Throttle:
 
     async def succeeded(self, username: str) -> None:
         """A success forgives the username (not the address: one host may try many)."""
-        await self._storage.clear_failures(self._keys(username, "")["user"])
+        key = self._keys(username, "")["user"]
+        generation = self._storage.generation
+        if self._cleared.get(key) == generation:
+            return
+        await self._storage.clear_failures(key)
+        if len(self._cleared) > MAX_REMEMBERED:
+            self._cleared.clear()
+        self._cleared[key] = generation
