@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from rero.app import create_app
 from rero.settings import FakeUser, Settings, load_settings
+from rero.storage import Change, Storage, Write
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = {"username": "alice", "password": "alice-pw-Zq7"}
@@ -28,6 +29,12 @@ ALICE_SRN = "PES1UG22CS001"
 BOB_SRN = "PES1UG22EC002"
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+async def one(storage: Storage, change: Change) -> Write:
+    """Apply a single change."""
+    (write,) = await storage.apply([change])
+    return write
 
 
 def users(n: int) -> tuple[FakeUser, ...]:

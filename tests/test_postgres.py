@@ -16,7 +16,8 @@ import pytest
 from rero.app import create_app
 from rero.settings import Settings
 from rero.slots import Schedule
-from tests.conftest import ALICE, BOB, ClientFactory, PgCluster, users
+from rero.storage import Book, Cancel, Release
+from tests.conftest import ALICE, BOB, ClientFactory, PgCluster, one, users
 from tests.test_process import Observer, Server, start_server
 
 pytest.importorskip("asyncpg")
@@ -27,15 +28,15 @@ async def test_store_contract(pg_url: str) -> None:
 
     async with open_postgres(pg_url, Schedule().rows()) as storage:
         assert [s.id for s in await storage.slots()] == list(range(3, 15))
-        assert (await storage.book(5, "A", "t")).changed
-        assert not (await storage.book(5, "B", "t")).changed
-        assert not (await storage.cancel(5, "B", "B", "cancelled", "t")).changed
-        assert (await storage.cancel(5, "A", "A", "cancelled", "t")).changed
-        assert (await storage.book(5, "B", "t", limit=1)).changed
-        assert not (await storage.book(6, "B", "t", limit=1)).changed
-        assert (await storage.cancel(5, None, "ADMIN", "admin_cancelled", "t")).changed
-        assert (await storage.book(7, "C", "t")).changed
-        assert (await storage.release([7, 8], None, "expired", "t")).changed
+        assert (await one(storage, Book(5, "A", "t"))).changed
+        assert not (await one(storage, Book(5, "B", "t"))).changed
+        assert not (await one(storage, Cancel(5, "B", "B", "cancelled", "t"))).changed
+        assert (await one(storage, Cancel(5, "A", "A", "cancelled", "t"))).changed
+        assert (await one(storage, Book(5, "B", "t", limit=1))).changed
+        assert not (await one(storage, Book(6, "B", "t", limit=1))).changed
+        assert (await one(storage, Cancel(5, None, "ADMIN", "admin_cancelled", "t"))).changed
+        assert (await one(storage, Book(7, "C", "t"))).changed
+        assert (await one(storage, Release((7, 8), None, "expired", "t"))).changed
         events = await storage.events(10, None)
         assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events] == [
             ("expired", "C", None),

@@ -1,13 +1,24 @@
-"""A booking rush through the real app: the store decides, exactly one wins."""
+"""A booking rush through the real app: the store decides, exactly one wins; changes in
+flight share one commit."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rero.app import create_app
+from rero.auth import User
+from rero.errors import StorageUnavailable
+from rero.keys import SERVICE, STORAGE
+from rero.slots import Schedule
+from rero.storage import Book, Cancel, Change, Release, Write
+from rero.storage.sqlite import open_sqlite
 from tests.conftest import ClientFactory, users
 
 
@@ -64,3 +75,104 @@ async def test_book_cancel_storm_ends_consistent(
     board = await (await client.get("/slots")).json()
     health = await (await client.get("/health")).json()
     assert health["database"]["booked_slots"] == len(board["booked_slots"])
+
+
+# ---- group commit -----------------------------------------------------------------------------
+
+
+async def test_changes_in_flight_share_one_commit(
+    aiohttp_client: ClientFactory, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve bookings at once take far fewer than twelve commits, and every one is made."""
+    client = await aiohttp_client(create_app(replace(settings, fake_users=users(12))))
+    storage = client.app[STORAGE]
+    groups: list[int] = []
+    apply = storage.apply
+
+    async def counting(changes: Sequence[Change]) -> list[Write]:
+        groups.append(len(changes))
+        return await apply(changes)
+
+    monkeypatch.setattr(storage, "apply", counting)
+    for i in range(12):  # warm the auth cache: the bookings then arrive together
+        await client.post("/my-bookings", json={"username": f"user{i}", "password": f"pw-{i}"})
+    resps = await asyncio.gather(
+        *(
+            client.post(
+                "/book-slot", json={"slot_id": 3 + i, "username": f"user{i}", "password": f"pw-{i}"}
+            )
+            for i in range(12)
+        )
+    )
+    assert [r.status for r in resps] == [200] * 12
+    assert sum(groups) == 12
+    assert len(groups) <= 3, groups
+    assert (await storage.counts()).booked == 12
+
+
+async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:
+    """Each change in a group is decided in order and audited; refusals see the state
+    that refused them, changes the state after the commit."""
+    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
+        writes = await storage.apply(
+            [
+                Book(5, "A", "t1"),
+                Book(5, "B", "t2"),  # taken by A, just before
+                Book(6, "A", "t3", limit=1),  # A's quota, reached just before
+                Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
+                Cancel(5, "A", "A", "cancelled", "t5"),
+                Book(5, "B", "t6"),
+                Release((5, 7), "ADMIN", "reset", "t7"),
+            ]
+        )
+        assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
+        refused_b = {s.id: s for s in writes[1].slots}
+        assert refused_b[5].booked_by == "A"
+        assert not {s.id: s for s in writes[2].slots}[6].is_booked  # why: the quota
+        final = writes[0].slots
+        assert all(w.slots == final for w in writes if w.changed)
+        assert not any(s.is_booked for s in final)
+        events = await storage.events(10, None)
+    assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
+        (5, "B", "ADMIN", "reset"),
+        (5, "B", "B", "booked"),
+        (5, "A", "A", "cancelled"),
+        (5, "A", "A", "booked"),
+    ]
+
+
+async def test_a_failed_commit_fails_its_whole_group_and_the_next_one_works(
+    aiohttp_client: ClientFactory, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, fake_users=users(4))))
+    storage = client.app[STORAGE]
+    apply = storage.apply
+    failing = True
+
+    async def flaky(changes: Sequence[Change]) -> list[Write]:
+        if failing:
+            raise StorageUnavailable()
+        return await apply(changes)
+
+    monkeypatch.setattr(storage, "apply", flaky)
+    bodies = [{"slot_id": 3 + i, "username": f"user{i}", "password": f"pw-{i}"} for i in range(4)]
+    resps = await asyncio.gather(*(client.post("/book-slot", json=b) for b in bodies))
+    assert [r.status for r in resps] == [503] * 4
+    assert (await (await client.get("/slots")).json())["booked_slots"] == []
+    failing = False
+    resps = await asyncio.gather(*(client.post("/book-slot", json=b) for b in bodies))
+    assert [r.status for r in resps] == [200] * 4
+    assert (await (await client.get("/slots")).json())["booked_slots"] == [3, 4, 5, 6]
+
+
+async def test_a_requester_that_goes_away_does_not_undo_its_group(
+    aiohttp_client: ClientFactory, settings: Any
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, fake_users=users(2))))
+    service = client.app[SERVICE]
+    first = asyncio.create_task(service.book(User("", "SRN0000"), 3))
+    second = asyncio.create_task(service.book(User("", "SRN0001"), 4))
+    await asyncio.sleep(0)
+    first.cancel()
+    await second
+    assert (await (await client.get("/slots")).json())["booked_slots"] == [3, 4]

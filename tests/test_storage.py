@@ -7,7 +7,9 @@ from contextlib import closing
 from pathlib import Path
 
 from rero.slots import Schedule
+from rero.storage import Book, Cancel
 from rero.storage.sqlite import MIGRATIONS, open_sqlite
+from tests.conftest import one
 
 SCHEDULE = Schedule().rows()
 
@@ -56,7 +58,7 @@ async def test_full_sync_on_the_connection(tmp_path: Path) -> None:
 async def test_bookings_survive_reopen(tmp_path: Path) -> None:
     path = str(tmp_path / "r.db")
     async with open_sqlite(path, SCHEDULE) as storage:
-        assert (await storage.book(5, "SRN1", "2026-01-01T10:00:00+00:00")).changed
+        assert (await one(storage, Book(5, "SRN1", "2026-01-01T10:00:00+00:00"))).changed
     async with open_sqlite(path, SCHEDULE) as storage:
         slot = {s.id: s for s in await storage.slots()}[5]
         assert (slot.is_booked, slot.booked_by, slot.booked_at) == (
@@ -68,13 +70,13 @@ async def test_bookings_survive_reopen(tmp_path: Path) -> None:
 
 async def test_conditional_writes(tmp_path: Path) -> None:
     async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
-        assert (await storage.book(5, "A", "t")).changed
-        assert not (await storage.book(5, "B", "t")).changed
-        assert not (await storage.cancel(5, "B", "B", "cancelled", "t")).changed
-        assert (await storage.cancel(5, "A", "A", "cancelled", "t")).changed
-        assert not (await storage.cancel(5, "A", "A", "cancelled", "t")).changed
-        assert (await storage.book(5, "B", "t")).changed
-        assert (await storage.cancel(5, None, "ADMIN", "admin_cancelled", "t")).changed
+        assert (await one(storage, Book(5, "A", "t"))).changed
+        assert not (await one(storage, Book(5, "B", "t"))).changed
+        assert not (await one(storage, Cancel(5, "B", "B", "cancelled", "t"))).changed
+        assert (await one(storage, Cancel(5, "A", "A", "cancelled", "t"))).changed
+        assert not (await one(storage, Cancel(5, "A", "A", "cancelled", "t"))).changed
+        assert (await one(storage, Book(5, "B", "t"))).changed
+        assert (await one(storage, Cancel(5, None, "ADMIN", "admin_cancelled", "t"))).changed
         events = await storage.events(10, None)
         assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events] == [
             ("admin_cancelled", "B", "ADMIN"),
@@ -112,7 +114,7 @@ async def test_migrates_old_schema_keeping_rows(tmp_path: Path) -> None:
 async def test_reconciles_schedule(tmp_path: Path) -> None:
     path = str(tmp_path / "r.db")
     async with open_sqlite(path, SCHEDULE) as storage:
-        await storage.book(14, "HOLDER", "t")
+        await one(storage, Book(14, "HOLDER", "t"))
     raw(path, "UPDATE slots SET start_time = '99:99' WHERE id = 5")
     # Shrink to 3..12, then check: free 13 dropped, booked 14 kept, times repaired.
     async with open_sqlite(path, Schedule(3, 13).rows()) as storage:
@@ -127,6 +129,6 @@ async def test_reconciles_schedule(tmp_path: Path) -> None:
 
 async def test_counts(tmp_path: Path) -> None:
     async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
-        await storage.book(3, "A", "t")
+        await one(storage, Book(3, "A", "t"))
         counts = await storage.counts()
     assert (counts.total, counts.booked) == (12, 1)

@@ -21,14 +21,51 @@ class SlotRow:
 
 @dataclass(frozen=True)
 class Write:
-    """What a conditional write did: whether it changed the row, and the board after it.
+    """What a conditional write did: whether it changed anything, and the board.
 
-    ``slots`` is read in the same transaction as the write, so it is exactly
-    what the database holds once the write is committed.
+    ``slots`` is read in the write's transaction: for a change, after it and every
+    change committed with it, so exactly what the database holds once committed; for
+    a refusal, as the refused condition saw it (to tell the caller why).
     """
 
     changed: bool
     slots: tuple[SlotRow, ...]
+
+
+@dataclass(frozen=True)
+class Book:
+    """Book ``slot_id`` for ``srn`` only if it is free and ``srn`` holds fewer than
+    ``limit`` slots (0: no limit)."""
+
+    slot_id: int
+    srn: str
+    at: str
+    limit: int = 0
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Free ``slot_id`` only if it is booked (by ``srn``, unless None)."""
+
+    slot_id: int
+    srn: str | None
+    actor: str
+    action: str
+    at: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """Free every booked slot among ``slot_ids`` (a reset, or bookings that expired)."""
+
+    slot_ids: tuple[int, ...]
+    actor: str | None
+    action: str
+    at: str
+
+
+#: A write to the slots: it happens only if its condition holds, with one audit row per slot.
+Change = Book | Cancel | Release
 
 
 @dataclass(frozen=True)
@@ -53,21 +90,9 @@ class Storage(Protocol):
         """Every slot, ordered by id."""
         ...
 
-    async def book(self, slot_id: int, srn: str, at: str, limit: int = 0) -> Write:
-        """Book ``slot_id`` for ``srn`` only if it is free and ``srn`` holds fewer than
-        ``limit`` slots (0: no limit); an audit row is written in the same transaction."""
-        ...
-
-    async def cancel(
-        self, slot_id: int, srn: str | None, actor: str, action: str, at: str
-    ) -> Write:
-        """Free ``slot_id`` only if it is booked (by ``srn``, unless None), with an audit row."""
-        ...
-
-    async def release(
-        self, slot_ids: Sequence[int], actor: str | None, action: str, at: str
-    ) -> Write:
-        """Free every booked slot among ``slot_ids``, one audit row each."""
+    async def apply(self, changes: Sequence[Change]) -> list[Write]:
+        """Make ``changes`` in order, each decided by its own condition; one :class:`Write`
+        each. Every change that happened is durable when this returns, with its audit row."""
         ...
 
     async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:

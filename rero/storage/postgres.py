@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from rero.errors import StorageUnavailable
-from rero.storage import Counts, SlotRow, Write
+from rero.storage import Book, Cancel, Change, Counts, Release, SlotRow, Write
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,7 +135,21 @@ class PostgresStorage:
 
         return await self._run(read)
 
-    async def book(self, slot_id: int, srn: str, at: str, limit: int = 0) -> Write:
+    async def apply(self, changes: Sequence[Change]) -> list[Write]:
+        """One transaction per change: a group would hold its row locks against the other
+        workers for longer, and PostgreSQL groups concurrent commits itself."""
+        writes = []
+        for change in changes:
+            if isinstance(change, Book):
+                writes.append(await self._book(change))
+            elif isinstance(change, Cancel):
+                writes.append(await self._cancel(change))
+            else:
+                writes.append(await self._release(change))
+        return writes
+
+    async def _book(self, change: Book) -> Write:
+        c = change
         update = (
             "UPDATE slots SET is_booked = TRUE, booked_by = $1, booked_at = $2,"
             " updated_at = CURRENT_TIMESTAMP WHERE id = $3 AND NOT is_booked AND ($4 = 0 OR"
@@ -144,15 +158,14 @@ class PostgresStorage:
         return await self._run(
             lambda conn: self._write(
                 conn,
-                (update, (srn, at, slot_id, limit)),
-                after=(_EVENT, (slot_id, srn, srn, "booked", at)),
-                lock_key=srn if limit else None,
+                (update, (c.srn, c.at, c.slot_id, c.limit)),
+                after=(_EVENT, (c.slot_id, c.srn, c.srn, "booked", c.at)),
+                lock_key=c.srn if c.limit else None,
             )
         )
 
-    async def cancel(
-        self, slot_id: int, srn: str | None, actor: str, action: str, at: str
-    ) -> Write:
+    async def _cancel(self, change: Cancel) -> Write:
+        c = change
         update = (
             "UPDATE slots SET is_booked = FALSE, booked_by = NULL, booked_at = NULL,"
             " updated_at = CURRENT_TIMESTAMP WHERE id = $1 AND is_booked"
@@ -164,14 +177,14 @@ class PostgresStorage:
         )
         return await self._run(
             lambda conn: self._write(
-                conn, (update, (slot_id, srn)), before=(event, (slot_id, actor, action, at))
+                conn,
+                (update, (c.slot_id, c.srn)),
+                before=(event, (c.slot_id, c.actor, c.action, c.at)),
             )
         )
 
-    async def release(
-        self, slot_ids: Sequence[int], actor: str | None, action: str, at: str
-    ) -> Write:
-        ids = list(slot_ids)
+    async def _release(self, change: Release) -> Write:
+        c, ids = change, list(change.slot_ids)
         event = (
             "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
             " SELECT id, booked_by, $2, $3, $4 FROM slots WHERE is_booked AND id = ANY($1)"
@@ -183,7 +196,7 @@ class PostgresStorage:
         )
         return await self._run(
             lambda conn: self._write(
-                conn, (update, (ids,)), before=(event, (ids, actor, action, at))
+                conn, (update, (ids,)), before=(event, (ids, c.actor, c.action, c.at))
             )
         )
 

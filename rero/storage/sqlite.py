@@ -1,8 +1,9 @@
 """SQLite storage over aiosqlite: WAL, full sync, versioned migrations.
 
 One connection serves the process. Each method runs its whole transaction
-under one lock, so transactions never interleave across awaits, and each
-booking is a single conditional UPDATE whose row count decides the race.
+under one lock, so transactions never interleave across awaits. Every change
+is decided by one conditional statement's row count, and the changes queued
+while a commit was in flight share the next one (group commit: one fsync).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Final, TypeVar
 import aiosqlite
 
 from rero.errors import StorageUnavailable
-from rero.storage import Counts, SlotRow, Write
+from rero.storage import Book, Cancel, Change, Counts, SlotRow, Write
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,6 +117,46 @@ def _row(r: sqlite3.Row | tuple[object, ...]) -> SlotRow:
     )
 
 
+_BOOK: Final = (
+    "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ?, updated_at = ?"
+    " WHERE id = ? AND is_booked = 0 AND (? = 0 OR"
+    " (SELECT COUNT(*) FROM slots WHERE is_booked = 1 AND booked_by = ?) < ?)"
+)
+# These two pick the same rows: the booked slots among a JSON list of ids, held by a
+# given SRN unless it is NULL.
+_FREEING_EVENTS: Final = (
+    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
+    " SELECT id, booked_by, ?, ?, ? FROM slots WHERE is_booked = 1"
+    " AND id IN (SELECT value FROM json_each(?)) AND (? IS NULL OR booked_by = ?) ORDER BY id"
+)
+_FREE: Final = (
+    "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL, updated_at = ?"
+    " WHERE is_booked = 1"
+    " AND id IN (SELECT value FROM json_each(?)) AND (? IS NULL OR booked_by = ?)"
+)
+
+
+def _statements(change: Change) -> tuple[Statement, Statement]:
+    """The statement that decides ``change`` (by its row count) and the one completing it.
+
+    A cancel or release decides by writing its audit rows (they read the holder the
+    update is about to clear); a booking decides by its update.
+    """
+    if isinstance(change, Book):
+        c = change
+        decide = (c.srn, c.at, c.at, c.slot_id, c.limit, c.srn, c.limit)
+        return (_BOOK, decide), (_EVENT, (c.slot_id, c.srn, c.srn, "booked", c.at))
+    if isinstance(change, Cancel):
+        ids, holder = [change.slot_id], change.srn
+    else:
+        ids, holder = list(change.slot_ids), None
+    which = (json.dumps(ids), holder, holder)
+    return (_FREEING_EVENTS, (change.actor, change.action, change.at, *which)), (
+        _FREE,
+        (change.at, *which),
+    )
+
+
 class SqliteStorage:
     """The embedded store; see the module docstring for its guarantees."""
 
@@ -146,77 +187,31 @@ class SqliteStorage:
         rows = await self._db.execute_fetchall(_SELECT_SLOTS)
         return tuple(_row(r) for r in rows)
 
-    async def _write(
-        self, update: Statement, *, before: Statement | None = None, after: Statement | None = None
-    ) -> Write:
-        """One write transaction decided by ``update``'s row count.
-
-        ``before`` and ``after`` (audit rows) commit with it or not at all; ``before``
-        runs first so it can read what ``update`` is about to change.
-        """
-        await self._db.execute("BEGIN IMMEDIATE")
-        if before is not None:
-            await self._db.execute(*before)
-        changed = (await self._db.execute(*update)).rowcount > 0
-        if changed and after is not None:
-            await self._db.execute(*after)
-        slots = await self._slots()
-        await self._db.execute("COMMIT" if changed else "ROLLBACK")
-        return Write(changed, slots)
-
     async def slots(self) -> tuple[SlotRow, ...]:
         return await self._run(self._slots)
 
-    async def book(self, slot_id: int, srn: str, at: str, limit: int = 0) -> Write:
-        update = (
-            "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ?, updated_at = ?"
-            " WHERE id = ? AND is_booked = 0 AND (? = 0 OR"
-            " (SELECT COUNT(*) FROM slots WHERE is_booked = 1 AND booked_by = ?) < ?)"
-        )
-        return await self._run(
-            lambda: self._write(
-                (update, (srn, at, at, slot_id, limit, srn, limit)),
-                after=(_EVENT, (slot_id, srn, srn, "booked", at)),
-            )
-        )
+    async def apply(self, changes: Sequence[Change]) -> list[Write]:
+        """Every change in one transaction: one commit, one fsync, however many changes.
 
-    async def cancel(
-        self, slot_id: int, srn: str | None, actor: str, action: str, at: str
-    ) -> Write:
-        holder = "(SELECT booked_by FROM slots WHERE id = ?)"
-        update = (
-            "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL,"
-            " updated_at = ? WHERE id = ? AND is_booked = 1"
-        )
-        event = _EVENT.replace("VALUES (?, ?,", f"VALUES (?, {holder},")
-        params: tuple[object, ...] = (at, slot_id)
-        if srn is not None:
-            update += " AND booked_by = ?"
-            params += (srn,)
-        # The audit row reads the holder before the update clears it.
-        return await self._run(
-            lambda: self._write(
-                (update, params), before=(event, (slot_id, slot_id, actor, action, at))
-            )
-        )
+        Each change is one conditional statement whose row count decides it, and one
+        more to complete it; a refused change writes nothing, so none needs undoing.
+        """
 
-    async def release(
-        self, slot_ids: Sequence[int], actor: str | None, action: str, at: str
-    ) -> Write:
-        """Free every booked slot among ``slot_ids``, with one audit row each."""
-        ids = json.dumps(list(slot_ids))
-        event = (
-            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
-            " SELECT id, booked_by, ?, ?, ? FROM slots WHERE is_booked = 1"
-            " AND id IN (SELECT value FROM json_each(?)) ORDER BY id"
-        )
-        update = (
-            "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL,"
-            " updated_at = ? WHERE is_booked = 1 AND id IN (SELECT value FROM json_each(?))"
-        )
-        return await self._run(
-            lambda: self._write((update, (at, ids)), before=(event, (actor, action, at, ids)))
-        )
+        async def run() -> list[Write]:
+            await self._db.execute("BEGIN IMMEDIATE")
+            refusals: list[Write | None] = []
+            for change in changes:
+                decide, complete = _statements(change)
+                if (await self._db.execute(*decide)).rowcount > 0:
+                    await self._db.execute(*complete)
+                    refusals.append(None)
+                else:
+                    refusals.append(Write(False, await self._slots()))
+            slots = await self._slots()
+            await self._db.execute("ROLLBACK" if all(refusals) else "COMMIT")
+            return [w or Write(True, slots) for w in refusals]
+
+        return await self._run(run)
 
     async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
         async def create() -> None:
