@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -46,6 +46,7 @@ Listener = Callable[["Board"], None]
 Refusal = Callable[["Board"], bool]
 
 
+@cache
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 

@@ -49,11 +49,11 @@ class Throttle:
 
     async def check(self, username: str, address: str) -> None:
         """Raise :class:`TooManyAttempts` while either key is over its limit."""
-        now = self._timer()
         keys = self._keys(username, address)
         generation = self._storage.generation
         if all(self._unlocked.get(key) == generation for key in keys.values()):
             return
+        now = self._timer()
         limits = {key: self._limits[kind] for kind, key in keys.items()}
         locked = await self._storage.locked_since(limits, now - self._window)
         if locked:

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 import aiosqlite
 
@@ -157,6 +157,35 @@ def _statements(change: Change) -> tuple[Statement, Statement]:
     )
 
 
+def _read_slots(conn: sqlite3.Connection) -> tuple[SlotRow, ...]:
+    return tuple(_row(r) for r in conn.execute(_SELECT_SLOTS))
+
+
+def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
+    """Make ``changes`` in order in one transaction (on the connection's thread).
+
+    Each is decided by one conditional statement's row count and completed by one
+    more; a refused change writes nothing, so none needs undoing.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        refusals: list[Write | None] = []
+        for change in changes:
+            decide, complete = _statements(change)
+            if conn.execute(*decide).rowcount > 0:
+                conn.execute(*complete)
+                refusals.append(None)
+            else:
+                refusals.append(Write(False, _read_slots(conn)))
+        slots = _read_slots(conn)
+        conn.execute("ROLLBACK" if all(refusals) else "COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return [w or Write(True, slots) for w in refusals]
+
+
 class SqliteStorage:
     """The embedded store; see the module docstring for its guarantees."""
 
@@ -191,27 +220,17 @@ class SqliteStorage:
         return await self._run(self._slots)
 
     async def apply(self, changes: Sequence[Change]) -> list[Write]:
-        """Every change in one transaction: one commit, one fsync, however many changes.
+        """Every change in one transaction: one commit, one fsync, however many changes."""
+        return await self._run(lambda: self._in_thread(lambda conn: _apply(conn, changes)))
 
-        Each change is one conditional statement whose row count decides it, and one
-        more to complete it; a refused change writes nothing, so none needs undoing.
+    async def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the connection's own thread, in one hop.
+
+        aiosqlite hops between threads once per statement, and a hop costs more than a
+        statement (docs/performance.md). It has no public call for a whole function, so
+        this queues one the way its own methods do.
         """
-
-        async def run() -> list[Write]:
-            await self._db.execute("BEGIN IMMEDIATE")
-            refusals: list[Write | None] = []
-            for change in changes:
-                decide, complete = _statements(change)
-                if (await self._db.execute(*decide)).rowcount > 0:
-                    await self._db.execute(*complete)
-                    refusals.append(None)
-                else:
-                    refusals.append(Write(False, await self._slots()))
-            slots = await self._slots()
-            await self._db.execute("ROLLBACK" if all(refusals) else "COMMIT")
-            return [w or Write(True, slots) for w in refusals]
-
-        return await self._run(run)
+        return cast(T, await self._db._execute(work, self._db._conn))  # type: ignore[no-untyped-call]
 
     async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
         async def create() -> None:
