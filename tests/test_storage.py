@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -132,3 +134,13 @@ async def test_counts(tmp_path: Path) -> None:
         await one(storage, Book(3, "A", "t"))
         counts = await storage.counts()
     assert (counts.total, counts.booked) == (12, 1)
+
+
+def test_the_store_benchmark_runs() -> None:
+    """bench/store.py's short form: every grouped change is made (it asserts so)."""
+    bench = Path(__file__).resolve().parents[1] / "bench" / "store.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--seconds", "0.2", "--sizes", "1", "5"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert "| 5 |" in out

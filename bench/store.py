@@ -1,0 +1,61 @@
+"""The SQLite store alone: durable changes per second by group size, and the cost of
+one round trip to aiosqlite's thread (what a statement run from the event loop pays).
+
+Alternating book and cancel of one slot through ``SqliteStorage.apply`` on a fresh file
+(WAL, ``synchronous=FULL``), ``--seconds`` per group size; no server, no network.
+
+    python bench/store.py --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rero.slots import Schedule
+from rero.storage import Book, Cancel, Change
+from rero.storage.sqlite import SqliteStorage, open_sqlite
+
+
+async def changes_per_second(storage: SqliteStorage, size: int, seconds: float) -> float:
+    made, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        group: list[Change] = [
+            Book(5, "S1", "t") if (made + i) % 2 == 0 else Cancel(5, "S1", "S1", "cancelled", "t")
+            for i in range(size)
+        ]
+        writes = await storage.apply(group)
+        assert all(w.changed for w in writes), "every change in the group should be made"
+        made += size
+    if made % 2:  # leave the slot free for the next size
+        await storage.apply([Cancel(5, "S1", "S1", "cancelled", "t")])
+    return made / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_sqlite(str(Path(tmp) / "store.db"), Schedule().rows()) as storage:
+            trips, started = 0, time.perf_counter()
+            while time.perf_counter() - started < args.seconds:
+                await storage.counts()  # one statement, one round trip
+                trips += 1
+            trip_us = (time.perf_counter() - started) / trips * 1e6
+            print(f"one round trip (a one-statement read): {trip_us:.0f} us")
+            print("\n| changes per commit | changes/s | ms per commit |")
+            print("| --- | --- | --- |")
+            for size in args.sizes:
+                rate = await changes_per_second(storage, size, args.seconds)
+                print(f"| {size} | {rate:,.0f} | {size / rate * 1000:.2f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
