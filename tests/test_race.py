@@ -4,8 +4,10 @@ flight share one commit."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from rero.keys import SERVICE, STORAGE
 from rero.slots import Schedule
 from rero.storage import Book, Cancel, Change, Release, Write
 from rero.storage.sqlite import open_sqlite
-from tests.conftest import ClientFactory, users
+from tests.conftest import ClientFactory, one, users
 
 
 async def test_200_concurrent_bookers_one_winner(
@@ -176,3 +178,41 @@ async def test_a_requester_that_goes_away_does_not_undo_its_group(
     first.cancel()
     await second
     assert (await (await client.get("/slots")).json())["booked_slots"] == [3, 4]
+
+
+async def test_a_failing_statement_rolls_back_its_whole_group(tmp_path: Path) -> None:
+    path = str(tmp_path / "g.db")
+    async with open_sqlite(path, Schedule().rows()) as storage:
+        with closing(sqlite3.connect(path)) as db:  # the disk fails on slot 7's audit row
+            db.execute(
+                "CREATE TRIGGER fail BEFORE INSERT ON booking_events WHEN NEW.slot_id = 7"
+                " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            )
+            db.commit()
+        with pytest.raises(StorageUnavailable):
+            await storage.apply([Book(5, "A", "t"), Book(7, "B", "t")])
+        assert not any(s.is_booked for s in await storage.slots())
+        assert await storage.events(10, None) == []
+        assert (await one(storage, Book(5, "A", "t"))).changed  # the connection is usable
+
+
+async def test_an_unexpected_error_mid_group_leaves_no_transaction_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a database error, so nothing above the store would roll back for it."""
+    import rero.storage.sqlite as sqlite_store
+
+    statements = sqlite_store._statements
+
+    def broken(change: Change) -> Any:
+        if isinstance(change, Cancel):
+            raise ValueError("a bug")
+        return statements(change)
+
+    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
+        monkeypatch.setattr(sqlite_store, "_statements", broken)
+        with pytest.raises(ValueError, match="a bug"):
+            await storage.apply([Book(5, "A", "t"), Cancel(5, "A", "A", "cancelled", "t")])
+        monkeypatch.undo()
+        assert not any(s.is_booked for s in await storage.slots())
+        assert (await one(storage, Book(5, "A", "t"))).changed

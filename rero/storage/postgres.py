@@ -148,8 +148,7 @@ class PostgresStorage:
                 writes.append(await self._release(change))
         return writes
 
-    async def _book(self, change: Book) -> Write:
-        c = change
+    async def _book(self, c: Book) -> Write:
         update = (
             "UPDATE slots SET is_booked = TRUE, booked_by = $1, booked_at = $2,"
             " updated_at = CURRENT_TIMESTAMP WHERE id = $3 AND NOT is_booked AND ($4 = 0 OR"
@@ -164,8 +163,7 @@ class PostgresStorage:
             )
         )
 
-    async def _cancel(self, change: Cancel) -> Write:
-        c = change
+    async def _cancel(self, c: Cancel) -> Write:
         update = (
             "UPDATE slots SET is_booked = FALSE, booked_by = NULL, booked_at = NULL,"
             " updated_at = CURRENT_TIMESTAMP WHERE id = $1 AND is_booked"
@@ -183,8 +181,8 @@ class PostgresStorage:
             )
         )
 
-    async def _release(self, change: Release) -> Write:
-        c, ids = change, list(change.slot_ids)
+    async def _release(self, c: Release) -> Write:
+        ids = list(c.slot_ids)
         event = (
             "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
             " SELECT id, booked_by, $2, $3, $4 FROM slots WHERE is_booked AND id = ANY($1)"

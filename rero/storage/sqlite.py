@@ -12,8 +12,8 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, closing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Final, TypeVar, cast
 
@@ -161,15 +161,26 @@ def _read_slots(conn: sqlite3.Connection) -> tuple[SlotRow, ...]:
     return tuple(_row(r) for r in conn.execute(_SELECT_SLOTS))
 
 
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction: committed if the block ends, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
     """Make ``changes`` in order in one transaction (on the connection's thread).
 
     Each is decided by one conditional statement's row count and completed by one
     more; a refused change writes nothing, so none needs undoing.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        refusals: list[Write | None] = []
+    refusals: list[Write | None] = []
+    with _immediate(conn):
         for change in changes:
             decide, complete = _statements(change)
             if conn.execute(*decide).rowcount > 0:
@@ -178,11 +189,6 @@ def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
             else:
                 refusals.append(Write(False, _read_slots(conn)))
         slots = _read_slots(conn)
-        conn.execute("ROLLBACK" if all(refusals) else "COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return [w or Write(True, slots) for w in refusals]
 
 
@@ -233,16 +239,15 @@ class SqliteStorage:
         return cast(T, await self._db._execute(work, self._db._conn))  # type: ignore[no-untyped-call]
 
     async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
-        async def create() -> None:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
-            await self._db.execute(
-                "INSERT INTO sessions (token_hash, srn, expires_at) VALUES (?, ?, ?)",
-                (token_hash, srn, expires_at),
-            )
-            await self._db.execute("COMMIT")
+        def create(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
+                conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+                conn.execute(
+                    "INSERT INTO sessions (token_hash, srn, expires_at) VALUES (?, ?, ?)",
+                    (token_hash, srn, expires_at),
+                )
 
-        await self._run(create)
+        await self._run(lambda: self._in_thread(create))
 
     async def session(self, token_hash: str, now: str) -> str | None:
         async def find() -> str | None:
@@ -293,16 +298,15 @@ class SqliteStorage:
         return await self._run(read)
 
     async def add_failures(self, keys: Sequence[str], at: float, purge_before: float) -> None:
-        async def add() -> None:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._db.execute("DELETE FROM login_failures WHERE at <= ?", (purge_before,))
-            await self._db.executemany(
-                "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys]
-            )
-            await self._db.execute("COMMIT")
-            self.generation += 1
+        def add(conn: sqlite3.Connection) -> None:
+            with _immediate(conn):
+                conn.execute("DELETE FROM login_failures WHERE at <= ?", (purge_before,))
+                conn.executemany(
+                    "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys]
+                )
 
-        await self._run(add)
+        await self._run(lambda: self._in_thread(add))
+        self.generation += 1
 
     async def clear_failures(self, key: str) -> None:
         async def clear() -> None:
