@@ -19,8 +19,16 @@ from rero.slots import Schedule
 from rero.storage import Book, Cancel, Release
 from tests.conftest import ALICE, BOB, ClientFactory, PgCluster, one, users
 from tests.test_process import Observer, Server, start_server
+from tests.test_race import apply_mixed_group
 
 pytest.importorskip("asyncpg")
+
+
+async def test_a_group_of_changes(pg_url: str) -> None:
+    from rero.storage.postgres import open_postgres
+
+    async with open_postgres(pg_url, Schedule().rows()) as storage:
+        await apply_mixed_group(storage)
 
 
 async def test_store_contract(pg_url: str) -> None:

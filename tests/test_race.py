@@ -19,7 +19,7 @@ from rero.auth import User
 from rero.errors import StorageUnavailable
 from rero.keys import SERVICE, STORAGE
 from rero.slots import Schedule
-from rero.storage import Book, Cancel, Change, Release, Write
+from rero.storage import Book, Cancel, Change, Release, Storage, Write
 from rero.storage.sqlite import open_sqlite
 from tests.conftest import ClientFactory, one, users
 
@@ -112,35 +112,40 @@ async def test_changes_in_flight_share_one_commit(
     assert (await storage.counts()).booked == 12
 
 
-async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:
-    """Each change in a group is decided in order and audited; refusals see the state
-    that refused them, changes the state after the commit."""
-    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
-        writes = await storage.apply(
-            [
-                Book(5, "A", "t1"),
-                Book(5, "B", "t2"),  # taken by A, just before
-                Book(6, "A", "t3", limit=1),  # A's quota, reached just before
-                Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
-                Cancel(5, "A", "A", "cancelled", "t5"),
-                Book(5, "B", "t6"),
-                Release((5, 7), "ADMIN", "reset", "t7"),
-            ]
-        )
-        assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
-        refused_b = {s.id: s for s in writes[1].slots}
-        assert refused_b[5].booked_by == "A"
-        assert not {s.id: s for s in writes[2].slots}[6].is_booked  # why: the quota
-        final = writes[0].slots
-        assert all(w.slots == final for w in writes if w.changed)
-        assert not any(s.is_booked for s in final)
-        events = await storage.events(10, None)
+async def apply_mixed_group(storage: Storage) -> list[Write]:
+    """Each change in a group is decided in order and audited; a refusal sees the state
+    that refused it. Shared with the PostgreSQL store's test."""
+    writes = await storage.apply(
+        [
+            Book(5, "A", "t1"),
+            Book(5, "B", "t2"),  # taken by A, just before
+            Book(6, "A", "t3", limit=1),  # A's quota, reached just before
+            Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
+            Cancel(5, "A", "A", "cancelled", "t5"),
+            Book(5, "B", "t6"),
+            Release((5, 7), "ADMIN", "reset", "t7"),
+        ]
+    )
+    assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
+    assert {s.id: s for s in writes[1].slots}[5].booked_by == "A"
+    assert not {s.id: s for s in writes[2].slots}[6].is_booked  # why: the quota
+    assert not any(s.is_booked for s in writes[-1].slots)
+    events = await storage.events(10, None)
     assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
         (5, "B", "ADMIN", "reset"),
         (5, "B", "B", "booked"),
         (5, "A", "A", "cancelled"),
         (5, "A", "A", "booked"),
     ]
+    return writes
+
+
+async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:
+    """On SQLite the group is one commit: every change sees the board after it."""
+    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
+        writes = await apply_mixed_group(storage)
+    final = writes[-1].slots
+    assert all(w.slots == final for w in writes if w.changed)
 
 
 async def test_a_failed_commit_fails_its_whole_group_and_the_next_one_works(
