@@ -9,9 +9,14 @@ aiohttp ceiling measured in the same run.
   write) and ``POST /my-bookings`` with a password (the cached check alone, no write),
   against the same echo.
 
+The bare server stays up beside each rero setup, and every rero figure is measured next to
+its own ceiling, ``--repeat`` times over, so a machine whose speed drifts between runs
+bears on both sides of each ratio alike. The table gives each ratio's median and its
+range over the repeats (per-run figures go to stderr as JSON).
+
 Needs wrk (Debian package). Loopback only, ``--seconds`` per measurement.
 
-    python bench/throughput.py --seconds 10 [--database-url postgresql://...]
+    python bench/throughput.py --seconds 5 --repeat 3 [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,73 +77,81 @@ def serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
     return proc
 
 
+def ratios(pairs: list[tuple[float, float]]) -> str:
+    """``median (min-max)`` of rero / ceiling over the repeats."""
+    r = sorted(x / ceiling for x, ceiling in pairs)
+    spread = f" ({r[0]:.2f}-{r[-1]:.2f})" if len(r) > 1 else ""
+    return f"{statistics.median(r):.2f}{spread}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    rows = []
+    print("| server | GET /slots req/s | / bare GET | book+cancel req/s | / bare echo | non-2xx |"
+          " logins/s | / echo | cached auth checks/s | / echo |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         users = Path(tmp) / "users.toml"
         users.write_text("".join(
             f'[[users]]\nusername = "u{i}"\npassword = "p{i}"\nname = "U{i}"\nsrn = "S{i}"\n'
             for i in range(64)
         ))  # fmt: skip
-        post = Path(tmp) / "post.lua"
-        post.write_text(LUA_POST)
-        echo = Path(tmp) / "echo.lua"
-        echo.write_text("ECHO = true\n" + LUA_POST)
-        login = Path(tmp) / "login.lua"
-        login.write_text('PATH = "/auth/login"\n' + LUA_POST)
-        mine = Path(tmp) / "mine.lua"
-        mine.write_text('PATH = "/my-bookings"\n' + LUA_POST)
+        scripts = {}
+        for name, prefix in (("post", ""), ("echo", "ECHO = true\n"),
+                             ("login", 'PATH = "/auth/login"\n'),
+                             ("mine", 'PATH = "/my-bookings"\n')):  # fmt: skip
+            scripts[name] = Path(tmp) / f"{name}.lua"
+            scripts[name].write_text(prefix + LUA_POST)
 
-        port = free_port()
-        proc = serve([sys.executable, str(ROOT / "bench" / "bare.py"), str(port)], {}, port)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            rows.append({"server": "bare aiohttp", "get": wrk(base + "/json", args.seconds),
-                         "post": wrk(base, args.seconds, echo)})  # fmt: skip
-        finally:
-            proc.terminate()
-            proc.wait()
-
+        bare_port = free_port()
+        bare_argv = [sys.executable, str(ROOT / "bench" / "bare.py"), str(bare_port)]
+        bare_proc = serve(bare_argv, {}, bare_port)
+        bare = f"http://127.0.0.1:{bare_port}"
         setups = [(f"rero, {n} worker(s), SQLite", {"WORKERS": str(n)}) for n in args.workers]
         if args.database_url:
             setups.append(("rero, 1 worker, PostgreSQL", {"DATABASE_URL": args.database_url}))
-        for name, extra in setups:
-            port = free_port()
-            env = {"HOST": "127.0.0.1", "PORT": str(port), "AUTH_BACKEND": "fake",
-                   "FAKE_USERS_FILE": str(users), "LOG_LEVEL": "warning",
-                   "DATABASE_PATH": str(Path(tmp) / f"rero-{port}.db"), **extra}  # fmt: skip
-            proc = serve([sys.executable, "-m", "rero"], env, port)
-            try:
+        try:
+            for name, extra in setups:
+                port = free_port()
+                env = {"HOST": "127.0.0.1", "PORT": str(port), "AUTH_BACKEND": "fake",
+                       "FAKE_USERS_FILE": str(users), "LOG_LEVEL": "warning",
+                       "DATABASE_PATH": str(Path(tmp) / f"rero-{port}.db"), **extra}  # fmt: skip
+                proc = serve([sys.executable, "-m", "rero"], env, port)
                 base = f"http://127.0.0.1:{port}"
-                # Warm the auth cache of every worker.
-                wrk(base + "/slots", 1, post)
-                rows.append({"server": name, "get": wrk(base + "/slots", args.seconds),
-                             "post": wrk(base, args.seconds, post),
-                             "login": wrk(base, args.seconds, login),
-                             "auth": wrk(base, args.seconds, mine)})  # fmt: skip
-            finally:
-                proc.terminate()
-                proc.wait()
-    for row in rows:
-        print(json.dumps(row))
-    bare = rows[0]
-    print("\n| server | GET req/s | GET / bare | book+cancel req/s | POST / bare echo | non-2xx |"
-          " logins/s | / echo | cached auth checks/s | / echo |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    echo = bare["post"]["rps"]
-    for row in rows:
-        get, post = row["get"], row["post"]
-        cells = [row["server"], get["rps"], f"{get['rps'] / bare['get']['rps']:.2f}",
-                 post["rps"], f"{post['rps'] / echo:.2f}", post["non_2xx_share"]]  # fmt: skip
-        for key in ("login", "auth"):
-            rps = row[key]["rps"] if key in row else ""
-            cells += [rps, f"{rps / echo:.2f}" if rps else ""]
-        print("| " + " | ".join(map(str, cells)) + " |")
+                pairs: dict[str, list[tuple[float, float]]] = {
+                    k: [] for k in ("get", "post", "login", "auth")
+                }
+                non2xx = []
+                try:
+                    wrk(base + "/slots", 1, scripts["post"])  # warm every worker's auth cache
+                    for _ in range(args.repeat):
+                        get = wrk(base + "/slots", args.seconds)["rps"]
+                        pairs["get"].append((get, wrk(bare + "/json", args.seconds)["rps"]))
+                        for key, script in (("post", "post"), ("login", "login"),
+                                            ("auth", "mine")):  # fmt: skip
+                            ours = wrk(base, args.seconds, scripts[script])
+                            echo = wrk(bare, args.seconds, scripts["echo"])["rps"]
+                            pairs[key].append((ours["rps"], echo))
+                            if key == "post":
+                                non2xx.append(ours["non_2xx_share"])
+                finally:
+                    proc.terminate()
+                    proc.wait()
+                row = {k: statistics.median(x for x, _ in v) for k, v in pairs.items()}
+                print(json.dumps({"server": name, "pairs": pairs}), file=sys.stderr)
+                cells = [name]
+                for key in ("get", "post", "login", "auth"):
+                    cells += [f"{row[key]:,.0f}", ratios(pairs[key])]
+                    if key == "post":
+                        cells.append(f"{max(non2xx):.3f}")
+                print("| " + " | ".join(cells) + " |", flush=True)
+        finally:
+            bare_proc.terminate()
+            bare_proc.wait()
 
 
 if __name__ == "__main__":
