@@ -399,7 +399,14 @@ class SlotService:
         One lock orders commit and publish, so boards go out in commit order, and
         makes ``skip`` (a refusal read from the board) exact within this process.
         """
-        async with self._lock:
+        try:
+            await self._lock.acquire()
+        except asyncio.CancelledError:  # cancelled before taking its group: no task else would
+            queued, self._queue = self._queue, []
+            for _, _, done in queued:
+                done.cancel()
+            raise
+        try:
             queued, self._queue = self._queue, []
             todo: list[tuple[Change, asyncio.Future[Write | None]]] = []
             for change, skip, done in queued:
@@ -425,6 +432,8 @@ class SlotService:
                 self._publish(Board(changed[-1].slots, self._settings.show_booked_by))
             for (_, done), write in zip(todo, writes, strict=True):
                 _settle(done, write)
+        finally:
+            self._lock.release()
 
 
 def _settle(done: asyncio.Future[Write | None], write: Write | None) -> None:

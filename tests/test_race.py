@@ -221,3 +221,22 @@ async def test_an_unexpected_error_mid_group_leaves_no_transaction_open(
         monkeypatch.undo()
         assert not any(s.is_booked for s in await storage.slots())
         assert (await one(storage, Book(5, "A", "t"))).changed
+
+
+async def test_a_commit_cancelled_before_its_group_leaves_no_queue_behind(
+    aiohttp_client: ClientFactory, settings: Any
+) -> None:
+    """Stopping while a group waits for the lock answers it (cancelled), and later
+    changes are still committed rather than queued behind it for ever."""
+    client = await aiohttp_client(create_app(replace(settings, fake_users=users(2))))
+    service = client.app[SERVICE]
+    await service._lock.acquire()  # a commit in flight
+    waiting = asyncio.create_task(service.book(User("", "SRN0000"), 3))
+    await asyncio.sleep(0.01)
+    (commit,) = service._committing
+    commit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 5)
+    service._lock.release()
+    await asyncio.wait_for(service.book(User("", "SRN0001"), 4), 5)
+    assert (await (await client.get("/slots")).json())["booked_slots"] == [4]
