@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rero.errors import TooManyAttempts
 from rero.storage import Storage
@@ -58,9 +58,7 @@ class Throttle:
         locked = await self._storage.locked_since(limits, now - self._window)
         if locked:
             raise TooManyAttempts(max(1, math.ceil(max(locked.values()) + self._window - now)))
-        if len(self._unlocked) > MAX_REMEMBERED:
-            self._unlocked.clear()
-        self._unlocked.update(dict.fromkeys(keys.values(), generation))
+        _remember(self._unlocked, keys.values(), generation)
 
     async def failed(self, username: str, address: str) -> None:
         now = self._timer()
@@ -74,6 +72,11 @@ class Throttle:
         if self._cleared.get(key) == generation:
             return
         await self._storage.clear_failures(key)
-        if len(self._cleared) > MAX_REMEMBERED:
-            self._cleared.clear()
-        self._cleared[key] = generation
+        _remember(self._cleared, [key], generation)
+
+
+def _remember(memo: dict[str, int], keys: Iterable[str], generation: int) -> None:
+    """Note ``keys`` as seen at ``generation``, forgetting everything past a bound."""
+    if len(memo) > MAX_REMEMBERED:
+        memo.clear()
+    memo.update(dict.fromkeys(keys, generation))

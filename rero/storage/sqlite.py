@@ -218,25 +218,25 @@ class SqliteStorage:
                     await self._db.rollback()
                 raise StorageUnavailable() from None
 
-    async def _slots(self) -> tuple[SlotRow, ...]:
-        rows = await self._db.execute_fetchall(_SELECT_SLOTS)
-        return tuple(_row(r) for r in rows)
-
-    async def slots(self) -> tuple[SlotRow, ...]:
-        return await self._run(self._slots)
-
-    async def apply(self, changes: Sequence[Change]) -> list[Write]:
-        """Every change in one transaction: one commit, one fsync, however many changes."""
-        return await self._run(lambda: self._in_thread(lambda conn: _apply(conn, changes)))
-
     async def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` on the connection's own thread, in one hop.
+        """Run ``work`` alone on the connection, on its own thread, in one hop.
 
         aiosqlite hops between threads once per statement, and a hop costs more than a
         statement (docs/performance.md). It has no public call for a whole function, so
         this queues one the way its own methods do.
         """
-        return cast(T, await self._db._execute(work, self._db._conn))  # type: ignore[no-untyped-call]
+
+        async def hop() -> T:
+            return cast(T, await self._db._execute(work, self._db._conn))  # type: ignore[no-untyped-call]
+
+        return await self._run(hop)
+
+    async def slots(self) -> tuple[SlotRow, ...]:
+        return await self._in_thread(_read_slots)
+
+    async def apply(self, changes: Sequence[Change]) -> list[Write]:
+        """Every change in one transaction: one commit, one fsync, however many changes."""
+        return await self._in_thread(lambda conn: _apply(conn, changes))
 
     async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
         def create(conn: sqlite3.Connection) -> None:
@@ -247,7 +247,7 @@ class SqliteStorage:
                     (token_hash, srn, expires_at),
                 )
 
-        await self._run(lambda: self._in_thread(create))
+        await self._in_thread(create)
 
     async def session(self, token_hash: str, now: str) -> str | None:
         async def find() -> str | None:
@@ -305,7 +305,7 @@ class SqliteStorage:
                     "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys]
                 )
 
-        await self._run(lambda: self._in_thread(add))
+        await self._in_thread(add)
         self.generation += 1
 
     async def clear_failures(self, key: str) -> None:
