@@ -7,6 +7,7 @@ usage, 1 for an operation that could not be done.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import logging
@@ -24,7 +25,7 @@ from aiohttp import web
 from rero.app import create_app
 from rero.logs import AccessLogger, setup_logging
 from rero.settings import Settings, SettingsError, load_settings
-from rero.storage import sqlite as store
+from rero.storage import backends
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
     command("serve", "serve the API (the default)")
     command("check-config", "print the effective settings, secrets masked; exit 2 if invalid")
-    command("backup", "copy the database consistently, even while the server runs").add_argument(
-        "dest", help="file to write the copy to"
-    )
-    command("export", "write slots and audit events to stdout").add_argument(
+    command(
+        "backup", "copy the SQLite database consistently, even while the server runs"
+    ).add_argument("dest", help="file to write the copy to")
+    command("export", "write slots and audit events to stdout (SQLite or PostgreSQL)").add_argument(
         "--format", choices=("json", "csv"), default="json", help="output format (json)"
     )
     return parser
@@ -77,13 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "check-config":
             print(json.dumps(masked(settings), indent=2))
         elif command == "backup":
-            result = store.backup(settings.database_path, args.dest)
+            result = asyncio.run(
+                backends.backup(settings.database_path, settings.database_url, args.dest)
+            )
             if result != "ok":
                 print(f"rero: backup integrity check failed: {result}", file=sys.stderr)
                 return 1
             print(f"backed up {settings.database_path} to {args.dest}: integrity ok")
         elif command == "export":
-            data = store.export(settings.database_path)
+            data = asyncio.run(backends.export(settings.database_path, settings.database_url))
             if args.format == "json":
                 print(json.dumps(data, indent=2))
             else:
@@ -92,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _write_csv(data["events"])
         else:
             serve(settings)
-    except (OSError, sqlite3.Error) as e:
+    except (OSError, sqlite3.Error, backends.Unsupported) as e:
         print(f"rero: {command}: {e}", file=sys.stderr)
         return 1
     return 0

@@ -6,7 +6,7 @@ the WebSocket as a failed response of the request's type.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ReroError(Exception):
@@ -93,3 +93,13 @@ class AdminRequired(ReroError):
 
 class QuotaReached(ReroError):
     """The user already holds ``max_bookings_per_user`` slots."""
+
+
+class RequestInvalid(ReroError):
+    """A body or query that failed its schema: 422 with the messages per field."""
+
+    status = 422
+
+    def __init__(self, errors: Any) -> None:
+        super().__init__("Request validation failed")
+        self.errors = errors

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 
 from rero.auth.cache import CachedAuth
+from rero.hub import Hub
+from rero.identity import IdentityService
+from rero.metrics import Metrics
 from rero.settings import Settings
 from rero.slots import SlotService
 from rero.storage import Storage
 
-if TYPE_CHECKING:  # these modules import the keys
-    from rero.metrics import Metrics
-    from rero.realtime import Hub
-
 SETTINGS: Final = web.AppKey("settings", Settings)
 STORAGE: Final = web.AppKey("storage", Storage)
 AUTH: Final = web.AppKey("auth", CachedAuth)
+IDENTITY: Final = web.AppKey("identity", IdentityService)
 SERVICE: Final = web.AppKey("service", SlotService)
-HUB: Final[web.AppKey[Hub]] = web.AppKey("hub")
-METRICS: Final[web.AppKey[Metrics]] = web.AppKey("metrics")
+HUB: Final = web.AppKey("hub", Hub)
+METRICS: Final = web.AppKey("metrics", Metrics)

@@ -1,7 +1,7 @@
 """Prometheus metrics and the response-time figures of ``/stats``.
 
-Counters that the hub, the auth cache and the slot service already keep are
-read at scrape time by a collector, so nothing is counted twice. The error
+Counters that the hub, the auth cache and the services already keep are read
+at scrape time by a collector, so nothing is counted twice. The error
 middleware records HTTP traffic through ``observe``. Each application has its
 own registry.
 """
@@ -15,20 +15,25 @@ from typing import Final
 
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import AbstractResource
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rero.keys import AUTH, HUB, METRICS, SERVICE
+from rero.auth.cache import CachedAuth
+from rero.hub import Hub
+from rero.outcomes import Outcomes
 
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 RECENT: Final = 2048
 
 
 class Metrics:
     """The registry, the HTTP histogram, and a window of recent response times."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, hub: Hub, outcomes: Outcomes) -> None:
+        self.hub = hub
+        self.outcomes = outcomes
+        #: Set once the auth backend is up (its cleanup context).
+        self.auth_cache: CachedAuth | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.http = Histogram(
             "rero_http_request_duration_seconds",
@@ -44,7 +49,7 @@ class Metrics:
         self.recent: deque[float] = deque(maxlen=RECENT)
         # One labelled child per (route, method, status): ``labels()`` costs 3x an observe.
         self.children: dict[tuple[AbstractResource | None, str, int], Histogram] = {}
-        self.registry.register(_StateCollector(app))
+        self.registry.register(_StateCollector(self))
 
     def percentiles(self) -> dict[str, float]:
         """p50/p90/p99 of the last requests, in milliseconds."""
@@ -59,15 +64,14 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    """Reads the counters the service, hub and auth cache keep anyway."""
+    """Reads the counters the services, hub and auth cache keep anyway."""
 
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        app = self._app
-        hub = app[HUB]
-        yield GaugeMetricFamily("rero_websocket_connections", "Open WebSockets", len(hub.clients))
+        hub = self._metrics.hub
+        yield GaugeMetricFamily("rero_websocket_connections", "Open WebSockets", hub.connections)
         for name, doc, value in (
             ("rero_boards_broadcast", "Boards published to the hub", hub.boards),
             ("rero_ws_messages_sent", "Boards written to WebSocket clients", hub.sent),
@@ -75,24 +79,21 @@ class _StateCollector(Collector):
             ("rero_ws_clients_cut_off", "Clients closed for staying blocked", hub.cut_off),
         ):
             yield CounterMetricFamily(name, doc, value=value)
-        if AUTH in app:
-            yield CounterMetricFamily("rero_auth_cache_hits", "Auth cache hits", app[AUTH].hits)
-            yield CounterMetricFamily(
-                "rero_auth_cache_misses", "Auth cache misses", app[AUTH].misses
-            )
-        if SERVICE in app:
-            ops = CounterMetricFamily(
-                "rero_operations", "Booking operations by outcome", labels=["action", "outcome"]
-            )
-            for (action, outcome), count in sorted(app[SERVICE].outcomes.items()):
-                ops.add_metric([action, outcome], count)
-            yield ops
+        cache = self._metrics.auth_cache
+        if cache is not None:
+            yield CounterMetricFamily("rero_auth_cache_hits", "Auth cache hits", cache.hits)
+            yield CounterMetricFamily("rero_auth_cache_misses", "Auth cache misses", cache.misses)
+        ops = CounterMetricFamily(
+            "rero_operations", "Booking operations by outcome", labels=["action", "outcome"]
+        )
+        for (action, outcome), count in sorted(self._metrics.outcomes.items()):
+            ops.add_metric([action, outcome], count)
+        yield ops
 
 
-def observe(request: web.Request, status: int, started: float) -> None:
+def observe(metrics: Metrics, request: web.Request, status: int, started: float) -> None:
     """Record one request, labelled by its route's pattern, not its raw path."""
     elapsed = time.perf_counter() - started
-    metrics = request.app[METRICS]
     # Unknown methods share one label, so a client cannot grow the series without bound.
     method = request.method if request.method in hdrs.METH_ALL else "OTHER"
     key = (request.match_info.route.resource, method, status)
@@ -104,8 +105,3 @@ def observe(request: web.Request, status: int, started: float) -> None:
     child.observe(elapsed)
     if status != 101:  # a WebSocket's lifetime is no response time
         metrics.recent.append(elapsed)
-
-
-async def metrics_view(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

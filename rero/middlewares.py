@@ -9,22 +9,13 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from rero.errors import AuthUnavailable, ReroError, TooManyAttempts
+from rero.errors import AuthUnavailable, RequestInvalid, ReroError, TooManyAttempts
+from rero.keys import METRICS
 from rero.metrics import observe
 
 log: Final = logging.getLogger(__name__)
 
 MAX_BODY: Final = 64 * 1024
-
-
-class RequestInvalid(ReroError):
-    """A body that failed its schema: 422 with the messages per field."""
-
-    status = 422
-
-    def __init__(self, errors: Any) -> None:
-        super().__init__("Request validation failed")
-        self.errors = errors
 
 
 def error_response(
@@ -47,6 +38,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     than two, as each layer costs ``GET /slots`` throughput (docs/performance.md).
     """
     started = time.perf_counter()
+    metrics = request.app[METRICS]
     try:
         response = await handler(request)
     except RequestInvalid as e:
@@ -57,12 +49,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(e.status, e.detail)
     except web.HTTPException as e:
         if e.status < 400:
-            observe(request, e.status, started)
+            observe(metrics, request, e.status, started)
             raise
         headers = {k: v for k, v in e.headers.items() if k in ("Allow", "Retry-After")}
         response = error_response(e.status, _http_detail(e), headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = error_response(500, "Internal server error")
-    observe(request, response.status, started)
+    observe(metrics, request, response.status, started)
     return response

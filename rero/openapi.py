@@ -1,41 +1,16 @@
 """The OpenAPI 3 document, generated from the route table and the marshmallow schemas
-that validate requests, and Swagger UI served from the packaged assets (no CDN)."""
+that validate requests (``rero.operator`` serves it, with Swagger UI)."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from typing import Any, Final
 
-import swagger_ui_bundle
-from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from rero import __version__, schemas
-from rero.views import ROUTES
-
-DOCS_PAGE: Final = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8"><title>rero API</title>
-<link rel="stylesheet" href="/docs/static/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="/docs/static/swagger-ui-bundle.js"></script>
-<script src="/docs/static/swagger-ui-standalone-preset.js"></script>
-<script src="/docs/init.js"></script>
-</body>
-</html>
-"""
-
-DOCS_INIT: Final = """window.ui = SwaggerUIBundle({
-  url: "/openapi.json",
-  dom_id: "#swagger-ui",
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-  layout: "StandaloneLayout",
-});
-"""
+from rero.routes import Route
 
 _REASONS: Final = {
     400: "Not JSON, or a request the rules refuse (slot taken, not booked, unknown slot)",
@@ -48,8 +23,8 @@ _REASONS: Final = {
 }
 
 
-def build_spec() -> dict[str, Any]:
-    """Every route in ``ROUTES``, its body, its answer and its error statuses."""
+def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
+    """Every route of ``routes``, its body, its answer and its error statuses."""
     spec = APISpec(
         title="rero",
         version=__version__,
@@ -59,7 +34,7 @@ def build_spec() -> dict[str, Any]:
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=schemas.Error)
-    for route in ROUTES:
+    for route in routes:
         responses: dict[Any, Any] = {}
         if route.response is not None:
             responses[route.status] = {
@@ -93,22 +68,3 @@ def build_spec() -> dict[str, Any]:
             )
         spec.path(path=route.path, operations={route.method.lower(): operation})
     return spec.to_dict()
-
-
-def setup_docs(app: web.Application) -> None:
-    """``/openapi.json`` (built once), ``/docs`` and its packaged assets."""
-    document = json.dumps(build_spec())
-
-    async def openapi(request: web.Request) -> web.Response:
-        return web.Response(text=document, content_type="application/json")
-
-    async def docs(request: web.Request) -> web.Response:
-        return web.Response(text=DOCS_PAGE, content_type="text/html")
-
-    async def init(request: web.Request) -> web.Response:
-        return web.Response(text=DOCS_INIT, content_type="application/javascript")
-
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/docs", docs)
-    app.router.add_get("/docs/init.js", init)
-    app.router.add_static("/docs/static", swagger_ui_bundle.swagger_ui_path)

@@ -78,7 +78,8 @@ class Slot(Schema):
     booked_at = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
 
 
-class Board(Schema):
+# The body of GET /slots: documented as "Board", as apispec drops the suffix.
+class BoardSchema(Schema):
     slots = fields.List(fields.Nested(Slot), required=True)
     available_slots = fields.List(fields.Integer(), required=True)
     booked_slots = fields.List(fields.Integer(), required=True)

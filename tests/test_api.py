@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rero.app import create_app
-from rero.keys import AUTH, SERVICE, STORAGE
+from rero.keys import AUTH, IDENTITY, SERVICE, STORAGE
 from tests.conftest import ALICE, ALICE_SRN, BOB, BOB_SRN, ClientFactory
 
 pytestmark = pytest.mark.usefixtures("settings")
@@ -261,8 +261,9 @@ def untouched(client: Any) -> Any:
         async def authenticate(self, *_: Any) -> Any:
             raise AssertionError("reached auth")
 
-    app[SERVICE]._auth = Boom()
-    app[SERVICE]._storage = None
+    app[IDENTITY]._auth = Boom()
+    app[IDENTITY]._sessions = app[IDENTITY]._throttle._store = None
+    app[SERVICE]._store = app[SERVICE]._commit._store = None
     return app
 
 
@@ -419,7 +420,7 @@ async def test_upstream_fault_spares_cached_users(
     if fault == "slow":
         pesu.delay = 2.0
     elif fault == "down":
-        app[SERVICE]._auth._backend._url = "http://127.0.0.1:9/authenticate"  # type: ignore[attr-defined]
+        app[IDENTITY]._auth._backend._url = "http://127.0.0.1:9/authenticate"  # type: ignore[attr-defined]
     else:
         pesu.mode = "500" if fault == "500" else "html"
     resp = await client.post("/auth/login", json={"username": "new", "password": "right"})

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from rero.slots import Schedule
 from rero.storage import Book, Cancel
-from rero.storage.sqlite import MIGRATIONS, open_sqlite
+from rero.storage.sqlite import open_sqlite
+from rero.storage.sqlite_schema import MIGRATIONS
 from tests.conftest import one
 
 SCHEDULE = Schedule().rows()

@@ -1,7 +1,14 @@
-"""The storage seam: the slot service talks to this protocol, never to a driver."""
+"""The storage seam: narrow protocols, one per consumer, and the changes they take.
+
+Each consumer names only the protocol it uses: the group commit a :class:`SlotStore`,
+identity a :class:`SessionStore` and a :class:`LoginFailureStore`, the wiring a
+:class:`ChangeFeed`, the operator endpoints a :class:`Probe`. Both stores (SQLite and
+PostgreSQL) satisfy every one of them, and :class:`Storage` as a whole.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,17 +26,28 @@ class SlotRow:
     booked_at: str | None
 
 
+class Refusal(enum.Enum):
+    """Why the store refused a change: its condition, read in the same transaction."""
+
+    TAKEN = "taken"  # a booking of a slot someone holds (or that does not exist)
+    QUOTA = "quota"  # a booking of a free slot by someone at their limit
+    NOT_BOOKED = "not_booked"  # a cancel of a slot nobody holds
+    NOT_YOURS = "not_yours"  # a cancel of a slot somebody else holds
+
+
 @dataclass(frozen=True)
 class Write:
-    """What a conditional write did: whether it changed anything, and the board.
+    """What a conditional write did.
 
-    ``slots`` is read in the write's transaction: for a change, after it and every
-    change committed with it, so exactly what the database holds once committed; for
-    a refusal, as the refused condition saw it (to tell the caller why).
+    For a change, ``slots`` is the board read in the commit's transaction, after it and
+    every change committed with it: exactly what the database holds once committed. For a
+    refusal, ``refused`` says why and ``slots`` is empty. A release that found nothing to
+    free is neither changed nor refused.
     """
 
     changed: bool
-    slots: tuple[SlotRow, ...]
+    slots: tuple[SlotRow, ...] = ()
+    refused: Refusal | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,19 @@ class Release:
 #: A write to the slots: it happens only if its condition holds, with one audit row per slot.
 Change = Book | Cancel | Release
 
+#: The slots a schedule defines, as ``(id, start_time, end_time)`` rows.
+SlotDefinitions = Sequence[tuple[int, str, str]]
+
+
+def refusal(change: Change, slot: tuple[bool, str | None] | None) -> Refusal | None:
+    """Why ``change`` was refused, from its slot's ``(is_booked, booked_by)`` as the refused
+    condition saw it (None: no such slot). One rule for both stores."""
+    if isinstance(change, Book):
+        return Refusal.QUOTA if slot is not None and not slot[0] else Refusal.TAKEN
+    if isinstance(change, Cancel):
+        return Refusal.NOT_YOURS if slot is not None and slot[0] else Refusal.NOT_BOOKED
+    return None
+
 
 @dataclass(frozen=True)
 class Counts:
@@ -76,15 +107,8 @@ class Counts:
     booked: int
 
 
-class Storage(Protocol):
-    """A durable store of slots whose writes decide races by their row count."""
-
-    description: str
-    bus: str
-    #: Changes whenever failed logins may have been written (here or by another process).
-    generation: int
-    #: Whether the change feed from other processes is connected.
-    listening: bool
+class SlotStore(Protocol):
+    """The slots, their conditional writes and their audit trail."""
 
     async def slots(self) -> tuple[SlotRow, ...]:
         """Every slot, ordered by id."""
@@ -95,6 +119,14 @@ class Storage(Protocol):
         each. Every change that happened is durable when this returns, with its audit row."""
         ...
 
+    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
+        """Audit rows, newest first, with ids below ``before``."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Sessions, by the hash of their token only."""
+
     async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
         """Store a session (a token's hash only), purging expired ones."""
         ...
@@ -103,11 +135,16 @@ class Storage(Protocol):
         """The SRN of a live session, or None."""
         ...
 
-    async def delete_session(self, token_hash: str) -> bool: ...
-
-    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
-        """Audit rows, newest first, with ids below ``before``."""
+    async def delete_session(self, token_hash: str) -> bool:
+        """Whether a session was there to delete."""
         ...
+
+
+class LoginFailureStore(Protocol):
+    """Failed logins by key, shared by every process for throttling."""
+
+    #: Changes whenever failed logins may have been written (here or by another process).
+    generation: int
 
     async def locked_since(self, limits: Mapping[str, int], since: float) -> dict[str, float]:
         """For each key with at least ``limits[key]`` failed logins after ``since``: when
@@ -119,13 +156,36 @@ class Storage(Protocol):
         """Record a failed login under each key; forget failures older than the window."""
         ...
 
-    async def clear_failures(self, key: str) -> None: ...
+    async def clear_failures(self, key: str) -> None:
+        """Forget every failure under ``key``."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """Tells this process that another one committed."""
+
+    #: How other processes' commits are noticed.
+    bus: str
+    #: Whether the change feed from other processes is connected.
+    listening: bool
 
     async def watch(self, on_change: Callable[[], Awaitable[None]]) -> None:
         """Call ``on_change`` whenever another process may have committed; also after a
         lost connection to the change feed is back. Runs until cancelled."""
         ...
 
+
+class Probe(Protocol):
+    """What the operator endpoints read from the database itself."""
+
+    description: str
+    bus: str
+    listening: bool
+
     async def counts(self) -> Counts:
         """Count slots in the database (touches the database, unlike the board)."""
         ...
+
+
+class Storage(SlotStore, SessionStore, LoginFailureStore, ChangeFeed, Probe, Protocol):
+    """A whole store, as :func:`rero.storage.backends.open_storage` yields it."""

@@ -18,13 +18,23 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from rero.errors import StorageUnavailable
-from rero.storage import Book, Cancel, Change, Counts, Release, SlotRow, Write
+from rero.storage import (
+    Book,
+    Cancel,
+    Change,
+    Counts,
+    Release,
+    SlotDefinitions,
+    SlotRow,
+    Write,
+    refusal,
+)
+from rero.storage.postgres_schema import migrate
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CHANNEL: Final = "rero_changes"
-MIGRATION_LOCK: Final = 7_262_001  # an advisory lock id for migrations
 CLOSE_TIMEOUT: Final = 5.0
 KEEPALIVE: Final = 2.0  # seconds between checks that the LISTEN connection still lives
 _SELECT_SLOTS: Final = (
@@ -35,34 +45,6 @@ _EVENT: Final = (
     " VALUES ($1, $2, $3, $4, $5)"
 )
 
-#: Migration N brings the schema from version N-1 to N. Append only.
-MIGRATIONS: Final = (
-    """
-    CREATE TABLE IF NOT EXISTS slots (
-        id INTEGER PRIMARY KEY,
-        start_time TEXT NOT NULL,
-        end_time TEXT NOT NULL,
-        is_booked BOOLEAN DEFAULT FALSE,
-        booked_by TEXT DEFAULT NULL,
-        booked_at TEXT DEFAULT NULL,
-        created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
-        updated_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS sessions (
-        token_hash TEXT PRIMARY KEY, srn TEXT NOT NULL, expires_at TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
-    CREATE TABLE IF NOT EXISTS booking_events (
-        id BIGSERIAL PRIMARY KEY, slot_id INTEGER NOT NULL, holder_srn TEXT,
-        actor_srn TEXT, action TEXT NOT NULL, at TEXT NOT NULL)
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
-    CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)
-    """,
-)
-
 _ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
@@ -71,6 +53,17 @@ def _row(r: asyncpg.Record) -> SlotRow:
         r["id"], r["start_time"], r["end_time"], bool(r["is_booked"]), r["booked_by"],
         r["booked_at"],
     )  # fmt: skip
+
+
+async def _why(conn: asyncpg.Connection, change: Change) -> Write:
+    """A refusal, with its reason read in the transaction that refused it."""
+    if isinstance(change, Release):
+        return Write(False)
+    row = await conn.fetchrow(
+        "SELECT is_booked, booked_by FROM slots WHERE id = $1", change.slot_id
+    )
+    slot = None if row is None else (bool(row["is_booked"]), row["booked_by"])
+    return Write(False, refused=refusal(change, slot))
 
 
 class PostgresStorage:
@@ -99,6 +92,7 @@ class PostgresStorage:
     async def _write(
         self,
         conn: asyncpg.Connection,
+        change: Change,
         update: tuple[str, Sequence[object]],
         *,
         before: tuple[str, Sequence[object]] | None = None,
@@ -119,7 +113,9 @@ class PostgresStorage:
                 if after is not None:
                     await conn.execute(after[0], *after[1])
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.origin)
-            slots = tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS))
+                write = Write(True, tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS)))
+            else:
+                write = await _why(conn, change)
         except BaseException:
             await tx.rollback()
             raise
@@ -127,7 +123,7 @@ class PostgresStorage:
             await tx.commit()
         else:
             await tx.rollback()
-        return Write(changed, slots)
+        return write
 
     async def slots(self) -> tuple[SlotRow, ...]:
         async def read(conn: asyncpg.Connection) -> tuple[SlotRow, ...]:
@@ -157,6 +153,7 @@ class PostgresStorage:
         return await self._run(
             lambda conn: self._write(
                 conn,
+                c,
                 (update, (c.srn, c.at, c.slot_id, c.limit)),
                 after=(_EVENT, (c.slot_id, c.srn, c.srn, "booked", c.at)),
                 lock_key=c.srn if c.limit else None,
@@ -176,6 +173,7 @@ class PostgresStorage:
         return await self._run(
             lambda conn: self._write(
                 conn,
+                c,
                 (update, (c.slot_id, c.srn)),
                 before=(event, (c.slot_id, c.actor, c.action, c.at)),
             )
@@ -194,7 +192,7 @@ class PostgresStorage:
         )
         return await self._run(
             lambda conn: self._write(
-                conn, (update, (ids,)), before=(event, (ids, c.actor, c.action, c.at))
+                conn, c, (update, (ids,)), before=(event, (ids, c.actor, c.action, c.at))
             )
         )
 
@@ -332,42 +330,13 @@ class PostgresStorage:
                 log.exception("publishing a change from another process failed")
 
 
-async def _migrate(conn: asyncpg.Connection, schedule: Sequence[tuple[int, str, str]]) -> None:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        version = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
-        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("migration: applying version %d", number)
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
-        await conn.executemany(
-            "INSERT INTO slots (id, start_time, end_time) VALUES ($1, $2, $3)"
-            " ON CONFLICT (id) DO UPDATE SET start_time = excluded.start_time,"
-            " end_time = excluded.end_time, updated_at = CURRENT_TIMESTAMP"
-            " WHERE slots.start_time <> excluded.start_time OR slots.end_time <> excluded.end_time",
-            schedule,
-        )
-        ids = [slot_id for slot_id, _, _ in schedule]
-        await conn.execute("DELETE FROM slots WHERE NOT is_booked AND NOT (id = ANY($1))", ids)
-        for row in await conn.fetch(
-            "SELECT id, booked_by FROM slots WHERE NOT (id = ANY($1))", ids
-        ):
-            log.warning(
-                "slot %s is outside the schedule but booked by %s: kept until cancelled",
-                row["id"], row["booked_by"],
-            )  # fmt: skip
-
-
 @asynccontextmanager
-async def open_postgres(
-    dsn: str, schedule: Sequence[tuple[int, str, str]]
-) -> AsyncIterator[PostgresStorage]:
+async def open_postgres(dsn: str, schedule: SlotDefinitions) -> AsyncIterator[PostgresStorage]:
     """Connect a pool, migrate under an advisory lock (workers start together), close on exit."""
     pool: Any = await asyncpg.create_pool(dsn, min_size=1, max_size=10, timeout=10)
     try:
         async with pool.acquire() as conn:
-            await _migrate(conn, schedule)
+            await migrate(conn, schedule)
         yield PostgresStorage(pool, dsn)
     finally:
         try:

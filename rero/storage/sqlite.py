@@ -15,12 +15,24 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
-from typing import Final, TypeVar, cast
+from typing import Final, TypeVar
 
 import aiosqlite
 
+from rero.compat import run_on_connection_thread
 from rero.errors import StorageUnavailable
-from rero.storage import Book, Cancel, Change, Counts, SlotRow, Write
+from rero.storage import (
+    Book,
+    Cancel,
+    Change,
+    Counts,
+    Release,
+    SlotDefinitions,
+    SlotRow,
+    Write,
+    refusal,
+)
+from rero.storage.sqlite_schema import migrate
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,74 +42,8 @@ CHANGE_POLL_INTERVAL: Final = 0.05
 #: SQL and its parameters.
 Statement = tuple[str, Sequence[object]]
 
-#: The schedule as ``(id, start_time, end_time)`` rows.
-Schedule = Sequence[tuple[int, str, str]]
-
 _SELECT_SLOTS: Final = (
     "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots ORDER BY id"
-)
-
-_CREATE_SLOTS: Final = """
-CREATE TABLE IF NOT EXISTS slots (
-    id INTEGER PRIMARY KEY,
-    start_time TEXT NOT NULL,
-    end_time TEXT NOT NULL,
-    is_booked BOOLEAN DEFAULT FALSE,
-    booked_by TEXT DEFAULT NULL,
-    booked_at DATETIME DEFAULT NULL,
-    created_at DATETIME DEFAULT CURRENT_TIMESTAMP,
-    updated_at DATETIME DEFAULT CURRENT_TIMESTAMP
-)"""
-
-#: Columns an older ``slots`` table may lack, as ALTER TABLE can add them
-#: (SQLite refuses CURRENT_TIMESTAMP defaults there, hence NULL).
-_ADDABLE_COLUMNS: Final = {
-    "is_booked": "BOOLEAN DEFAULT FALSE",
-    "booked_by": "TEXT DEFAULT NULL",
-    "booked_at": "DATETIME DEFAULT NULL",
-    "created_at": "DATETIME DEFAULT NULL",
-    "updated_at": "DATETIME DEFAULT NULL",
-}
-
-
-async def _migrate_1(db: aiosqlite.Connection) -> None:
-    """The original table, plus any column an older copy of it lacks."""
-    await db.execute(_CREATE_SLOTS)
-    have = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(slots)")}
-    for column, definition in _ADDABLE_COLUMNS.items():
-        if column not in have:
-            log.info("migration: adding column slots.%s", column)
-            await db.execute(f"ALTER TABLE slots ADD COLUMN {column} {definition}")
-    await db.execute("UPDATE slots SET is_booked = 0 WHERE is_booked IS NULL")
-
-
-async def _migrate_2(db: aiosqlite.Connection) -> None:
-    """Sessions (only a hash of each token) and the append-only audit trail."""
-    await db.execute(
-        "CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY,"
-        " srn TEXT NOT NULL, expires_at TEXT NOT NULL)"
-    )
-    await db.execute("CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at)")
-    await db.execute(
-        "CREATE TABLE IF NOT EXISTS booking_events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " slot_id INTEGER NOT NULL, holder_srn TEXT, actor_srn TEXT, action TEXT NOT NULL,"
-        " at TEXT NOT NULL)"
-    )
-
-
-async def _migrate_3(db: aiosqlite.Connection) -> None:
-    """Failed logins, shared by every worker for throttling."""
-    await db.execute(
-        "CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at REAL NOT NULL)"
-    )
-    await db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)")
-
-
-#: Migration N brings a database from user_version N-1 to N. Append only.
-MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (
-    _migrate_1,
-    _migrate_2,
-    _migrate_3,
 )
 
 _EVENT: Final = (
@@ -173,6 +119,15 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def _why(conn: sqlite3.Connection, change: Change) -> Write:
+    """A refusal, with its reason read in the transaction that refused it."""
+    if isinstance(change, Release):
+        return Write(False)
+    row = conn.execute("SELECT is_booked, booked_by FROM slots WHERE id = ?", (change.slot_id,))
+    slot = next(((bool(booked), by) for booked, by in row), None)
+    return Write(False, refused=refusal(change, slot))
+
+
 def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
     """Make ``changes`` in order in one transaction (on the connection's thread).
 
@@ -187,7 +142,7 @@ def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
                 conn.execute(*complete)
                 refusals.append(None)
             else:
-                refusals.append(Write(False, _read_slots(conn)))
+                refusals.append(_why(conn, change))
         slots = _read_slots(conn)
     return [w or Write(True, slots) for w in refusals]
 
@@ -219,17 +174,9 @@ class SqliteStorage:
                 raise StorageUnavailable() from None
 
     async def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` alone on the connection, on its own thread, in one hop.
-
-        aiosqlite hops between threads once per statement, and a hop costs more than a
-        statement (docs/performance.md). It has no public call for a whole function, so
-        this queues one the way its own methods do.
-        """
-
-        async def hop() -> T:
-            return cast(T, await self._db._execute(work, self._db._conn))  # type: ignore[no-untyped-call]
-
-        return await self._run(hop)
+        """Run ``work`` alone on the connection, on its own thread, in one hop
+        (a hop costs more than a statement: docs/performance.md)."""
+        return await self._run(lambda: run_on_connection_thread(self._db, work))
 
     async def slots(self) -> tuple[SlotRow, ...]:
         return await self._in_thread(_read_slots)
@@ -352,47 +299,9 @@ class SqliteStorage:
 
         return await self._run(count)
 
-    async def migrate(self, schedule: Schedule) -> None:
-        """Bring the schema to the newest version, then the slots to the schedule."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            (version,) = next(iter(await self._db.execute_fetchall("PRAGMA user_version")))
-            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                log.info("migration: applying version %d", number)
-                await step(self._db)
-                await self._db.execute(f"PRAGMA user_version = {number}")
-            await self._reconcile(schedule)
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
-
-    async def _reconcile(self, schedule: Schedule) -> None:
-        """Add missing slots, fix times; drop free slots outside the schedule, keep booked ones."""
-        await self._db.executemany(
-            "INSERT INTO slots (id, start_time, end_time) VALUES (?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET start_time = excluded.start_time,"
-            " end_time = excluded.end_time, updated_at = CURRENT_TIMESTAMP"
-            " WHERE start_time != excluded.start_time OR end_time != excluded.end_time",
-            schedule,
-        )
-        ids = (json.dumps([slot_id for slot_id, _, _ in schedule]),)
-        await self._db.execute(
-            "DELETE FROM slots WHERE is_booked = 0 AND id NOT IN (SELECT value FROM json_each(?))",
-            ids,
-        )
-        for slot_id, holder in await self._db.execute_fetchall(
-            "SELECT id, booked_by FROM slots WHERE id NOT IN (SELECT value FROM json_each(?))", ids
-        ):
-            log.warning(
-                "slot %s is outside the schedule but booked by %s: kept until cancelled",
-                slot_id,
-                holder,
-            )
-
 
 @asynccontextmanager
-async def open_sqlite(path: str, schedule: Schedule) -> AsyncIterator[SqliteStorage]:
+async def open_sqlite(path: str, schedule: SlotDefinitions) -> AsyncIterator[SqliteStorage]:
     """Open (creating file and directory if needed), migrate, and close on exit."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -402,7 +311,7 @@ async def open_sqlite(path: str, schedule: Schedule) -> AsyncIterator[SqliteStor
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA busy_timeout = 5000")
         storage = SqliteStorage(db, path)
-        await storage.migrate(schedule)
+        await migrate(db, schedule)
         yield storage
     finally:
         await db.close()

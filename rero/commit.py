@@ -1,0 +1,101 @@
+"""Group commit: changes that arrive while a commit is in flight share the next one.
+
+In a rush, N bookings cost one transaction and one fsync rather than N, and each is
+still answered only after its own commit. One lock orders commits and publishing, so
+boards go out in commit order, and every commit publishes before it answers: a client
+never sees a state the database does not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from rero.board import Board, BoardFeed
+from rero.storage import Change, SlotStore, Write
+
+log: Final = logging.getLogger(__name__)
+
+#: Refuses a change from the committed board, without asking the database.
+Skip = Callable[[Board], bool]
+
+
+class GroupCommit:
+    """The only writer of slots: queues changes, commits them in groups, publishes."""
+
+    def __init__(self, store: SlotStore, feed: BoardFeed) -> None:
+        self._store = store
+        self._feed = feed
+        self._lock = asyncio.Lock()
+        self._queue: list[tuple[Change, Skip | None, asyncio.Future[Write | None]]] = []
+        self._committing: set[asyncio.Task[None]] = set()
+
+    async def load(self) -> None:
+        """Read the board once at start-up."""
+        self._feed.publish(await self._store.slots())
+
+    async def write(self, change: Change, skip: Skip | None = None) -> Write | None:
+        """Queue ``change`` for the next commit; its :class:`Write`, or None if ``skip``
+        refused it from the committed board (read under the lock, so exact within this
+        process; the store still decides between processes)."""
+        done: asyncio.Future[Write | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((change, skip, done))
+        if len(self._queue) == 1:  # the first since the last group was taken
+            task = asyncio.create_task(self._commit_queued())
+            self._committing.add(task)
+            task.add_done_callback(self._committing.discard)
+        return await done
+
+    async def refresh(self) -> None:
+        """Another process committed: re-read the board, publish it if it changed."""
+        async with self._lock:
+            slots = await self._store.slots()
+            if slots != self._feed.current.slots:
+                self._feed.publish(slots)
+
+    async def _commit_queued(self) -> None:
+        """Commit every queued change in one storage call, then publish and answer."""
+        try:
+            await self._lock.acquire()
+        except asyncio.CancelledError:  # cancelled before taking its group: no task else would
+            queued, self._queue = self._queue, []
+            for _, _, done in queued:
+                done.cancel()
+            raise
+        try:
+            queued, self._queue = self._queue, []
+            todo: list[tuple[Change, asyncio.Future[Write | None]]] = []
+            for change, skip, done in queued:
+                if skip is not None and skip(self._feed.current):
+                    _settle(done, None)
+                else:
+                    todo.append((change, done))
+            if todo:
+                await self._commit(todo)
+        finally:
+            self._lock.release()
+
+    async def _commit(self, todo: list[tuple[Change, asyncio.Future[Write | None]]]) -> None:
+        try:
+            writes = await self._store.apply([change for change, _ in todo])
+        except Exception as e:
+            for _, done in todo:
+                if not done.done():
+                    done.set_exception(e)
+            return
+        except BaseException:
+            for _, done in todo:
+                done.cancel()
+            raise
+        changed = [w for w in writes if w.changed]
+        if changed:
+            self._feed.publish(changed[-1].slots)
+        for (_, done), write in zip(todo, writes, strict=True):
+            _settle(done, write)
+
+
+def _settle(done: asyncio.Future[Write | None], write: Write | None) -> None:
+    if not done.done():  # its requester may have gone away; the change stands
+        done.set_result(write)

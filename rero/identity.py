@@ -1,0 +1,214 @@
+"""Who is asking: credentials, session tokens, the login throttle and the admin check.
+
+``auth/`` only checks a credential against PESU or the fake users; everything that
+remembers (sessions, failed logins) lives here, over the store's narrow protocols.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from rero.auth import AuthBackend, User
+from rero.clock import Clock, stamp
+from rero.errors import AdminRequired, InvalidCredentials, InvalidSession, TooManyAttempts
+from rero.outcomes import Outcomes
+from rero.settings import Settings
+from rero.storage import LoginFailureStore, SessionStore
+
+log: Final = logging.getLogger(__name__)
+
+MAX_REMEMBERED: Final = 100_000
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password as a client sent them; never stored or logged."""
+
+    username: str
+    password: str = ""
+    address: str = ""
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+@dataclass(frozen=True)
+class Token:
+    """A session token from ``Authorization: Bearer`` or a WebSocket message."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Token(***)"
+
+    @property
+    def digest(self) -> str:
+        """What the database holds instead of the token."""
+        return hashlib.sha256(self.value.encode()).hexdigest()
+
+
+#: Who a request says it is: credentials, a session token, or an already-known user.
+Identity = Credentials | Token | User
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session just opened: the only time its token is seen in clear."""
+
+    user: User
+    token: str
+    expires_at: str
+
+
+class Throttle:
+    """Refuses attempts after ``per_user`` / ``per_address`` failures within ``window`` s.
+
+    The failures live in the database, so every worker sees the same counts (another
+    worker's new failures count here once the change feed has seen its commit). Checking
+    happens before the cache and the upstream, so a locked-out client learns nothing,
+    not even whether a password it tries is right.
+    """
+
+    def __init__(
+        self,
+        store: LoginFailureStore,
+        per_user: int,
+        per_address: int,
+        window: float,
+        timer: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._limits = {"user": per_user, "address": per_address}
+        self._window = window
+        self._timer = timer
+        #: key -> store generation at which it was seen unlocked. A key only becomes
+        #: locked through a new failure, which bumps the generation, so while it is
+        #: unchanged the database need not be asked again.
+        self._unlocked: dict[str, int] = {}
+        #: username key -> store generation at which its failures were cleared. No
+        #: failure can have been written since while the generation is unchanged, so a
+        #: success need not write to the database (it runs on every password check).
+        self._cleared: dict[str, int] = {}
+
+    @staticmethod
+    def _keys(username: str, address: str) -> dict[str, str]:
+        return {"user": f"user:{username}", "address": f"address:{address}"}
+
+    async def check(self, username: str, address: str) -> None:
+        """Raise :class:`TooManyAttempts` while either key is over its limit."""
+        keys = self._keys(username, address)
+        generation = self._store.generation
+        if all(self._unlocked.get(key) == generation for key in keys.values()):
+            return
+        now = self._timer()
+        limits = {key: self._limits[kind] for kind, key in keys.items()}
+        locked = await self._store.locked_since(limits, now - self._window)
+        if locked:
+            raise TooManyAttempts(max(1, math.ceil(max(locked.values()) + self._window - now)))
+        _remember(self._unlocked, keys.values(), generation)
+
+    async def failed(self, username: str, address: str) -> None:
+        now = self._timer()
+        keys = list(self._keys(username, address).values())
+        await self._store.add_failures(keys, now, now - self._window)
+
+    async def succeeded(self, username: str) -> None:
+        """A success forgives the username (not the address: one host may try many)."""
+        key = self._keys(username, "")["user"]
+        generation = self._store.generation
+        if self._cleared.get(key) == generation:
+            return
+        await self._store.clear_failures(key)
+        _remember(self._cleared, [key], generation)
+
+
+def _remember(memo: dict[str, int], keys: Iterable[str], generation: int) -> None:
+    """Note ``keys`` as seen at ``generation``, forgetting everything past a bound."""
+    if len(memo) > MAX_REMEMBERED:
+        memo.clear()
+    memo.update(dict.fromkeys(keys, generation))
+
+
+class IdentityService:
+    """Turns what a request says about itself into a :class:`User`, or a domain error."""
+
+    def __init__(
+        self,
+        auth: AuthBackend,
+        sessions: SessionStore,
+        failures: LoginFailureStore,
+        settings: Settings,
+        clock: Clock,
+        outcomes: Outcomes,
+    ) -> None:
+        self._auth = auth
+        self._sessions = sessions
+        self._session_length = timedelta(minutes=settings.session_minutes)
+        self._admins = frozenset(settings.admins)
+        self._clock = clock
+        self._outcomes = outcomes
+        self._throttle = Throttle(
+            failures,
+            settings.max_failed_logins_per_user,
+            settings.max_failed_logins_per_address,
+            settings.failed_login_window_minutes * 60,
+            lambda: clock().timestamp(),  # wall time: shared by every worker
+        )
+
+    async def authenticate(self, identity: Identity) -> User:
+        """A user from credentials (throttled), a live session token, or as given."""
+        if isinstance(identity, User):
+            return identity
+        if isinstance(identity, Token):
+            srn = await self._sessions.session(identity.digest, stamp(self._clock))
+            if srn is None:
+                raise InvalidSession()
+            return User(name="", srn=srn)
+        with self._outcomes.counted("login"):
+            return await self._check_password(identity)
+
+    async def _check_password(self, credentials: Credentials) -> User:
+        await self._throttle.check(credentials.username, credentials.address)
+        try:
+            user = await self._auth.authenticate(credentials.username, credentials.password)
+        except InvalidCredentials:
+            await self._throttle.failed(credentials.username, credentials.address)
+            log.warning(
+                "login failed",
+                extra={"username": credentials.username, "address": credentials.address},
+            )
+            raise
+        await self._throttle.succeeded(credentials.username)
+        return user
+
+    async def login(self, credentials: Credentials) -> Session:
+        """Check credentials and open a session: only the token's hash is stored."""
+        user = await self.authenticate(credentials)
+        token = Token(secrets.token_urlsafe(32))
+        now = self._clock()
+        expires_at = (now + self._session_length).isoformat(timespec="seconds")
+        await self._sessions.create_session(
+            token.digest, user.srn, expires_at, now.isoformat(timespec="seconds")
+        )
+        return Session(user, token.value, expires_at)
+
+    async def logout(self, token: Token) -> None:
+        if not await self._sessions.delete_session(token.digest):
+            raise InvalidSession()
+
+    def is_admin(self, user: User) -> bool:
+        return user.srn in self._admins
+
+    async def require_admin(self, identity: Identity) -> User:
+        user = await self.authenticate(identity)
+        if not self.is_admin(user):
+            raise AdminRequired()
+        return user
