@@ -6,12 +6,13 @@ process with one line naming it, instead of failing later under load.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -23,22 +24,6 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 CONFIG_ENV: Final = "RERO_CONFIG"
 DEFAULT_PESU_AUTH_URL: Final = "https://pesu-auth.onrender.com/authenticate"
-
-#: Environment variables that override any profile, by the setting they set.
-ENV_OVERRIDES: Final = (
-    "HOST",
-    "PORT",
-    "LOG_LEVEL",
-    "DATABASE_PATH",
-    "PESU_AUTH_URL",
-    "CACHE_DURATION_MINUTES",
-    "AUTH_BACKEND",
-    "PESU_AUTH_TIMEOUT_SECONDS",
-    "FAKE_USERS_FILE",
-    "SESSION_MINUTES",
-    "WORKERS",
-    "DATABASE_URL",
-)
 
 
 class SettingsError(Exception):
@@ -57,42 +42,6 @@ class FakeUser:
     program: str = ""
     branch: str = ""
     campus: str = ""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The effective, validated configuration of one process."""
-
-    host: str = "0.0.0.0"
-    port: int = 8000
-    log_level: str = "info"
-    database_path: str = "data/rero.db"
-    auth_backend: str = "pesu"
-    pesu_auth_url: str = DEFAULT_PESU_AUTH_URL
-    pesu_auth_timeout_seconds: float = 10.0
-    cache_duration_minutes: float = 30.0
-    fake_users_file: str = ""
-    fake_users: tuple[FakeUser, ...] = ()
-    cors_origins: tuple[str, ...] = ("*",)
-    first_hour: int = 3
-    last_hour: int = 15
-    ws_allowed_origins: tuple[str, ...] = ("*",)
-    ws_heartbeat_seconds: float = 30.0
-    ws_compression: bool = False
-    ws_max_connections: int = 10_000
-    ws_send_timeout_seconds: float = 10.0
-    session_minutes: float = 30.0
-    max_failed_logins_per_user: int = 5
-    max_failed_logins_per_address: int = 20
-    failed_login_window_minutes: float = 15.0
-    trusted_proxies: tuple[str, ...] = ()
-    max_bookings_per_user: int = 0
-    release_after_slot_end: bool = False
-    timezone: str = "Asia/Kolkata"
-    show_booked_by: bool = True
-    admins: tuple[str, ...] = ()
-    workers: int = 1
-    database_url: str = ""
 
 
 class _FakeUserSchema(Schema):
@@ -123,48 +72,120 @@ def _valid_timezone(name: str) -> None:
         raise ValidationError("Unknown time zone.") from None
 
 
+_T = TypeVar("_T")
+
+
+def _setting(default: _T, check: fields.Field[Any], env: str | None = None) -> _T:
+    """One setting: its default, the marshmallow field that checks a raw value, and the
+    environment variable that overrides it, side by side so that none can drift."""
+    return dataclasses.field(default=default, metadata={"check": check, "env": env})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective, validated configuration of one process.
+
+    The one declaration of the settings: the schema and the environment overrides
+    are derived from these fields, and a test holds config/default.toml to them.
+    """
+
+    host: str = _setting("0.0.0.0", fields.String(validate=validate.Length(min=1)), env="HOST")
+    port: int = _setting(8000, fields.Integer(validate=validate.Range(1, 65535)), env="PORT")
+    log_level: str = _setting(
+        "info",
+        fields.String(validate=validate.OneOf(["debug", "info", "warning", "error", "critical"])),
+        env="LOG_LEVEL",
+    )
+    database_path: str = _setting(
+        "data/rero.db", fields.String(validate=validate.Length(min=1)), env="DATABASE_PATH"
+    )
+    auth_backend: str = _setting(
+        "pesu", fields.String(validate=validate.OneOf(["pesu", "fake"])), env="AUTH_BACKEND"
+    )
+    pesu_auth_url: str = _setting(
+        DEFAULT_PESU_AUTH_URL,
+        fields.Url(require_tld=False, schemes={"http", "https"}),
+        env="PESU_AUTH_URL",
+    )
+    pesu_auth_timeout_seconds: float = _setting(
+        10.0,
+        fields.Float(validate=validate.Range(min=0, min_inclusive=False)),
+        env="PESU_AUTH_TIMEOUT_SECONDS",
+    )
+    cache_duration_minutes: float = _setting(
+        30.0, fields.Float(validate=validate.Range(min=0)), env="CACHE_DURATION_MINUTES"
+    )
+    fake_users_file: str = _setting("", fields.String(), env="FAKE_USERS_FILE")
+    fake_users: tuple[FakeUser, ...] = _setting((), fields.List(fields.Nested(_FakeUserSchema)))
+    cors_origins: tuple[str, ...] = _setting(
+        ("*",), fields.List(fields.String(validate=validate.Length(min=1)))
+    )
+    first_hour: int = _setting(3, fields.Integer(strict=True, validate=validate.Range(0, 23)))
+    last_hour: int = _setting(15, fields.Integer(strict=True, validate=validate.Range(1, 24)))
+    ws_allowed_origins: tuple[str, ...] = _setting(
+        ("*",), fields.List(fields.String(validate=validate.Length(min=1)))
+    )
+    ws_heartbeat_seconds: float = _setting(30.0, fields.Float(validate=validate.Range(min=0)))
+    ws_compression: bool = _setting(False, fields.Boolean())
+    ws_max_connections: int = _setting(
+        10_000, fields.Integer(strict=True, validate=validate.Range(min=1))
+    )
+    ws_send_timeout_seconds: float = _setting(
+        10.0, fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    )
+    session_minutes: float = _setting(
+        30.0,
+        fields.Float(validate=validate.Range(min=0, min_inclusive=False)),
+        env="SESSION_MINUTES",
+    )
+    max_failed_logins_per_user: int = _setting(
+        5, fields.Integer(strict=True, validate=validate.Range(min=1))
+    )
+    max_failed_logins_per_address: int = _setting(
+        20, fields.Integer(strict=True, validate=validate.Range(min=1))
+    )
+    failed_login_window_minutes: float = _setting(
+        15.0, fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    )
+    trusted_proxies: tuple[str, ...] = _setting((), fields.List(fields.IP()))
+    max_bookings_per_user: int = _setting(
+        0, fields.Integer(strict=True, validate=validate.Range(min=0))
+    )
+    release_after_slot_end: bool = _setting(False, fields.Boolean())
+    timezone: str = _setting("Asia/Kolkata", fields.String(validate=_valid_timezone))
+    show_booked_by: bool = _setting(True, fields.Boolean())
+    admins: tuple[str, ...] = _setting(
+        (), fields.List(fields.String(validate=validate.Length(min=1)))
+    )
+    workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
+    database_url: str = _setting(
+        "",
+        fields.String(
+            validate=validate.Regexp(
+                r"^$|^(postgres|postgresql)://", error="Must be a postgresql:// URL."
+            )
+        ),
+        env="DATABASE_URL",
+    )
+
+
+#: The environment variable of each setting that has one, in declaration order.
+_ENV_NAMES: Final[dict[str, str]] = {
+    f.name: f.metadata["env"] for f in dataclasses.fields(Settings) if f.metadata["env"]
+}
+#: Environment variables that override any profile.
+ENV_OVERRIDES: Final = tuple(_ENV_NAMES.values())
+#: Settings read as lists of strings (TOML arrays) but kept as tuples, being frozen.
+_STRING_TUPLES: Final = frozenset(
+    name for name, hint in get_type_hints(Settings).items() if hint == tuple[str, ...]
+)
+
+
 class _SettingsSchema(Schema):
-    """Validates the merged raw values; unknown keys are typos and are refused."""
+    """The checks across settings; the per-setting fields come from Settings."""
 
     class Meta:
-        unknown = RAISE
-
-    host = fields.String(validate=validate.Length(min=1))
-    port = fields.Integer(validate=validate.Range(1, 65535))
-    log_level = fields.String(
-        validate=validate.OneOf(["debug", "info", "warning", "error", "critical"])
-    )
-    database_path = fields.String(validate=validate.Length(min=1))
-    auth_backend = fields.String(validate=validate.OneOf(["pesu", "fake"]))
-    pesu_auth_url = fields.Url(require_tld=False, schemes={"http", "https"})
-    pesu_auth_timeout_seconds = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
-    cache_duration_minutes = fields.Float(validate=validate.Range(min=0))
-    fake_users_file = fields.String()
-    fake_users = fields.List(fields.Nested(_FakeUserSchema))
-    cors_origins = fields.List(fields.String(validate=validate.Length(min=1)))
-    first_hour = fields.Integer(strict=True, validate=validate.Range(0, 23))
-    last_hour = fields.Integer(strict=True, validate=validate.Range(1, 24))
-    ws_allowed_origins = fields.List(fields.String(validate=validate.Length(min=1)))
-    ws_heartbeat_seconds = fields.Float(validate=validate.Range(min=0))
-    ws_compression = fields.Boolean()
-    ws_max_connections = fields.Integer(strict=True, validate=validate.Range(min=1))
-    ws_send_timeout_seconds = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
-    session_minutes = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
-    max_failed_logins_per_user = fields.Integer(strict=True, validate=validate.Range(min=1))
-    max_failed_logins_per_address = fields.Integer(strict=True, validate=validate.Range(min=1))
-    failed_login_window_minutes = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
-    trusted_proxies = fields.List(fields.IP())
-    max_bookings_per_user = fields.Integer(strict=True, validate=validate.Range(min=0))
-    release_after_slot_end = fields.Boolean()
-    timezone = fields.String(validate=_valid_timezone)
-    show_booked_by = fields.Boolean()
-    admins = fields.List(fields.String(validate=validate.Length(min=1)))
-    workers = fields.Integer(validate=validate.Range(1, 64))
-    database_url = fields.String(
-        validate=validate.Regexp(
-            r"^$|^(postgres|postgresql)://", error="Must be a postgresql:// URL."
-        )
-    )
+        unknown = RAISE  # an unknown key is a typo
 
     @validates_schema
     def _hours_in_order(self, data: dict[str, Any], **_: Any) -> None:
@@ -174,7 +195,9 @@ class _SettingsSchema(Schema):
             raise ValidationError(f"must be after first_hour ({first})", "last_hour")
 
 
-_SCHEMA: Final = _SettingsSchema()
+_SCHEMA: Final = _SettingsSchema.from_dict(
+    {f.name: f.metadata["check"] for f in dataclasses.fields(Settings)}
+)()
 
 
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
@@ -190,7 +213,7 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
 def _describe(key: str, raw: Mapping[str, Any], sources: Mapping[str, str]) -> str:
     """``PORT='abc' (from environment PORT)``, or ``port='abc' (from config/x.toml)``."""
     source = sources.get(key, "")
-    name = key.upper() if source.startswith("environment") else key
+    name = _ENV_NAMES[key] if source.startswith("environment") else key
     shown = "***" if key == "fake_users" else repr(raw.get(key))
     return f"{name}={shown}" + (f" (from {source})" if source else "")
 
@@ -212,10 +235,10 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         profile = _read_toml(Path(path), "config")
         raw.update(profile)
         sources.update(dict.fromkeys(profile, path))
-    for name in ENV_OVERRIDES:
+    for key, name in _ENV_NAMES.items():
         if name in env:
-            raw[name.lower()] = env[name]
-            sources[name.lower()] = f"environment {name}"
+            raw[key] = env[name]
+            sources[key] = f"environment {name}"
     if isinstance(raw.get("log_level"), str):
         raw["log_level"] = raw["log_level"].lower()
     try:
@@ -237,9 +260,8 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             raise SettingsError(
                 f"FAKE_USERS_FILE={data['fake_users_file']!r}: {_first_error(e.messages_dict)}"
             ) from None
-    for key in ("cors_origins", "ws_allowed_origins", "trusted_proxies", "admins"):
-        if key in data:
-            data[key] = tuple(str(v) for v in data[key])
+    for key in _STRING_TUPLES & data.keys():
+        data[key] = tuple(str(v) for v in data[key])
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.auth_backend == "fake" and not settings.fake_users:
         raise SettingsError("AUTH_BACKEND='fake' needs users: set fake_users or FAKE_USERS_FILE")

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
+from itertools import takewhile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rero.settings import DEFAULT_PESU_AUTH_URL, FakeUser, Settings, SettingsError, load_settings
+from rero.settings import (
+    DEFAULT_PESU_AUTH_URL,
+    ENV_OVERRIDES,
+    FakeUser,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from tests.conftest import ROOT
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
 CONFIG = ROOT / "config"
+DEFAULT_TOML = CONFIG / "default.toml"
+#: The declaration: every setting's default, and the environment variable of those that have one.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+ENV_SETTINGS = {
+    f.metadata["env"]: f.name for f in dataclasses.fields(Settings) if f.metadata["env"]
+}
 
 
 def test_default_profile_is_the_builtin_defaults() -> None:
@@ -144,3 +166,67 @@ def test_cli_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
         "rero: invalid setting PORT='abc' (from environment PORT): Not a valid integer."
     ]
     assert "Traceback" not in proc.stderr
+
+
+def _default_toml() -> dict[str, Any]:
+    with DEFAULT_TOML.open("rb") as f:
+        return tomllib.load(f)
+
+
+@pytest.mark.parametrize("key", DEFAULTS)
+def test_default_toml_writes_out_each_default(key: str) -> None:
+    written = _default_toml()
+    assert key in written, f"config/default.toml lacks {key} = {DEFAULTS[key]!r}"
+    # TOML has arrays where Settings has tuples; otherwise the types must match too (10 != 10.0).
+    value = tuple(written[key]) if isinstance(written[key], list) else written[key]
+    assert (type(value), value) == (type(DEFAULTS[key]), DEFAULTS[key]), key
+
+
+def test_default_toml_has_no_other_keys() -> None:
+    assert sorted(_default_toml().keys() - DEFAULTS.keys()) == []
+
+
+def test_default_toml_header_lists_every_environment_variable() -> None:
+    lines = DEFAULT_TOML.read_text().splitlines()
+    header = " ".join(takewhile(lambda line: line.startswith("#"), lines))
+    assert tuple(ENV_SETTINGS) == ENV_OVERRIDES
+    assert [n for n in ENV_OVERRIDES if not re.search(rf"\b{n}\b", header)] == []
+    # A name that looks like a variable but is no longer declared is stale.
+    assert sorted(set(re.findall(r"\b[A-Z]+(?:_[A-Z]+)+\b", header)) - set(ENV_OVERRIDES)) == []
+
+
+#: A valid, non-default value for each environment variable, and what it becomes.
+ENV_SAMPLES: dict[str, tuple[str, object]] = {
+    "HOST": ("127.0.0.2", "127.0.0.2"),
+    "PORT": ("9001", 9001),
+    "LOG_LEVEL": ("WARNING", "warning"),
+    "DATABASE_PATH": ("x/y.db", "x/y.db"),
+    "AUTH_BACKEND": ("fake", "fake"),
+    "PESU_AUTH_URL": ("http://127.0.0.1:1/auth", "http://127.0.0.1:1/auth"),
+    "PESU_AUTH_TIMEOUT_SECONDS": ("2.5", 2.5),
+    "CACHE_DURATION_MINUTES": ("0", 0.0),
+    "FAKE_USERS_FILE": ("users.toml", "users.toml"),
+    "SESSION_MINUTES": ("45", 45.0),
+    "WORKERS": ("4", 4),
+    "DATABASE_URL": ("postgresql://db/rero", "postgresql://db/rero"),
+}
+
+
+@pytest.mark.parametrize(("name", "key"), ENV_SETTINGS.items())
+def test_each_environment_variable_overrides_the_profile(
+    name: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert name in ENV_SAMPLES, f"add a sample value for {name} to ENV_SAMPLES"
+    raw, expected = ENV_SAMPLES[name]
+    assert expected != DEFAULTS[key]
+    monkeypatch.chdir(tmp_path)
+    user = '{username = "dev", password = "pw", name = "Dev", srn = "PES1"}'
+    Path("users.toml").write_text(f"users = [{user}]\n")
+    # default.toml sets every key, so the variable has a profile value to beat; the inline
+    # user lets AUTH_BACKEND=fake load.
+    profile = DEFAULT_TOML.read_text().replace("fake_users = []", f"fake_users = [{user}]")
+    assert profile != DEFAULT_TOML.read_text()
+    Path("profile.toml").write_text(profile)
+    got = getattr(load_settings("profile.toml", environ={name: raw}), key)
+    assert (type(got), got) == (type(expected), expected)
+    assert getattr(load_settings("profile.toml", environ={}), key) == DEFAULTS[key]
