@@ -12,8 +12,8 @@ probed every 20 ms. Reported: round and probe latencies (median, p99, max), fail
 rounds and probes, the storm's achieved rate and outcomes, and how many never-reading
 clients the server cut off (``ws_send_timeout_seconds``, from ``/metrics``).
 
-    python bench/abuse.py                     # 100 clients, 200 never-readers, 2,000/s for 5 s
-    python bench/abuse.py --clients 20 --never-read 20 --storm-rate 200 --storm-seconds 2 \
+    python -m bench.abuse                     # 100 clients, 200 never-readers, 2,000/s for 5 s
+    python -m bench.abuse --clients 20 --never-read 20 --storm-rate 200 --storm-seconds 2 \
         --seconds 4                           # CI's form
 """
 
@@ -21,19 +21,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import Target, connect, rero_server, start_round
-from wsclient import RawWebSocket
+from bench.common import verdict
+from bench.fanout import Client, Target, rero_server, start_round
+from bench.wsclient import RawWebSocket, connect
 
 
 class NeverReads(RawWebSocket):
@@ -139,7 +136,7 @@ async def abuse(clients: int = 100, never_read: int = 200, storm_rate: int = 200
     loop = asyncio.get_running_loop()
     with rero_server() as (target, proc):
         async with aiohttp.ClientSession() as http:
-            good = await connect(target.port, clients)
+            good = await connect(Client, target.port, clients)
             quiet = await window(target, http, good, seconds)
             idle = socket.create_connection(("127.0.0.1", target.port))
             stalled = []
@@ -172,7 +169,7 @@ async def abuse(clients: int = 100, never_read: int = 200, storm_rate: int = 200
 def passed(result: dict[str, Any]) -> bool:
     """Everyone else was served: every round delivered, every probe answered, nobody dropped."""
     busy = result["abused"]
-    return (
+    return bool(
         result["server_alive"]
         and result["good_clients_dropped"] == 0
         and busy["failed"] == {"rounds": 0, "probes": 0}
@@ -192,9 +189,7 @@ def main() -> None:
     result = asyncio.run(
         abuse(args.clients, args.never_read, args.storm_rate, args.storm_seconds, args.seconds)
     )
-    print(json.dumps(result))
-    print("PASS" if passed(result) else "FAIL")
-    sys.exit(0 if passed(result) else 1)
+    verdict(result, passed(result))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ sends it to each client in turn (awaiting each send), then answers. Each text
 message a client sends is echoed back, and the first one of a round also
 triggers one broadcast: the ceiling for a booking rush.
 
-    python bench/bare.py PORT
+    python -m bench.bare PORT
 """
 
 from __future__ import annotations

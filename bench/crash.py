@@ -9,7 +9,7 @@ the server with SIGKILL at a random moment, restarts it on the same file and che
   action), and there are no more audit rows of a kind than were attempted;
 * the slots table is exactly what replaying the audit trail gives.
 
-    python bench/crash.py --rounds 20 --clients 200
+    python -m bench.crash --rounds 20 --clients 200
 """
 
 from __future__ import annotations
@@ -20,59 +20,23 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-from fanout import free_port  # noqa: E402 - bench scripts run as files, not a package
+from bench.common import free_port, serve_rero
+
+Acts = Counter[tuple[int, str, str]]  # (slot, holder SRN, "booked" or "cancelled") -> count
 
 
-def start_server(folder: Path, port: int, users: int) -> subprocess.Popen[bytes]:
-    users_file = folder / "users.toml"
-    if not users_file.exists():
-        users_file.write_text(
-            "".join(
-                f'[[users]]\nusername = "u{i}"\npassword = "p{i}"\nname = "U{i}"\nsrn = "S{i}"\n'
-                for i in range(users)
-            )
-        )
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "AUTH_BACKEND": "fake",
-        "FAKE_USERS_FILE": str(users_file),
-        "DATABASE_PATH": str(folder / "rero.db"),
-        "LOG_LEVEL": "error",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rero"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    import urllib.request
-
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-async def _storm(port: int, clients: int, kill_after: float, pid: int) -> tuple[Counter, Counter]:
+async def _storm(port: int, clients: int, kill_after: float, pid: int) -> tuple[Acts, Acts]:
     """Run the storm; SIGKILL ``pid`` after ``kill_after`` s. Return (acked, attempted)."""
-    acked: Counter[tuple[int, str, str]] = Counter()
-    attempted: Counter[tuple[int, str, str]] = Counter()
+    acked: Acts = Counter()
+    attempted: Acts = Counter()
     url = f"http://127.0.0.1:{port}"
 
     async def client(i: int, http: aiohttp.ClientSession) -> None:
@@ -100,7 +64,7 @@ async def _storm(port: int, clients: int, kill_after: float, pid: int) -> tuple[
     return acked, attempted
 
 
-def check(db_path: Path, acked: Counter, attempted: Counter) -> list[str]:
+def check(db_path: Path, acked: Acts, attempted: Acts) -> list[str]:
     """Every problem found in the database after the restart; empty means all is well."""
     problems = []
     with closing(sqlite3.connect(db_path)) as db:
@@ -133,17 +97,14 @@ async def crash_once(folder: Path, clients: int, seed: int) -> list[str]:
     """One round; returns the problems found (none is a pass)."""
     rng = random.Random(seed)
     port = free_port()
-    proc = start_server(folder, port, clients)
-    acked, attempted = await _storm(port, clients, rng.uniform(0.3, 1.5), proc.pid)
-    proc.wait(10)
-    restarted = start_server(folder, port, clients)  # migrations and recovery on the same file
-    try:
+    with serve_rero(port, clients, {"LOG_LEVEL": "error"}, folder) as proc:
+        acked, attempted = await _storm(port, clients, rng.uniform(0.3, 1.5), proc.pid)
+        proc.wait(10)
+    # The restart runs migrations and recovery on the same file.
+    with serve_rero(port, clients, {"LOG_LEVEL": "error"}, folder):
         return check(folder / "rero.db", acked, attempted) + (
             [] if sum(acked.values()) else ["nothing was acknowledged: the storm did not run"]
         )
-    finally:
-        restarted.terminate()
-        restarted.wait(10)
 
 
 async def main() -> None:

@@ -12,7 +12,7 @@ side stays cheap), and measures:
 
 Targets 127.0.0.1 only; bounded by the client counts and rounds given.
 
-    python bench/fanout.py --clients 1000 5000 --rounds 20
+    python -m bench.fanout --clients 1000 5000 --rounds 20
 """
 
 from __future__ import annotations
@@ -21,22 +21,18 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wsclient import RawWebSocket
+from bench.common import free_port, rss_kib, serve_bare, serve_rero
+from bench.wsclient import RawWebSocket, connect
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 1
 DATABASE_URL = ""
 
@@ -92,62 +88,12 @@ def start_round(clients: list[Client], marker: bytes, need_reply: bool = False) 
     return Client.current
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants (the workers)."""
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total += int(line.split()[1])
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return total + sum(rss_kib(int(child)) for child in children)
-
-
-async def connect(port: int, n: int) -> list[Client]:
-    loop = asyncio.get_running_loop()
-    clients: list[Client] = []
-    for start in range(0, n, 250):
-        batch = [Client() for _ in range(min(250, n - start))]
-        await asyncio.gather(
-            *(loop.create_connection(lambda c=c: c, "127.0.0.1", port) for c in batch)
-        )
-        await asyncio.gather(*(c.open for c in batch))
-        clients += batch
-    return clients
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    import urllib.request
-
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
-                return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError("server exited") from None
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def rero_server() -> Iterator[tuple[Rero, subprocess.Popen[bytes]]]:
-    """A rero server (fake auth, a fresh SQLite file) in a temporary folder, then stopped."""
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Rero(Path(tmp))
-        proc = target.start()
-        try:
-            yield target, proc
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    """A rero server (fake auth, a fresh SQLite file) to make changes on, then stopped."""
+    target = Rero()
+    with target.server() as proc:
+        yield target, proc
 
 
 def _report(future: asyncio.Future[Any]) -> None:
@@ -161,21 +107,15 @@ class Target:
 
     name = ""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
+    def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.seq = 0
         self.pending: asyncio.Future[Any] | None = None
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
+    def server(self) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        """The running server, stopped at the end."""
         raise NotImplementedError
-
-    def start(self) -> subprocess.Popen[bytes]:
-        argv, env = self.command()
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
-        wait_ready(self.url, proc)
-        return proc
 
     async def change(self, http: aiohttp.ClientSession) -> bytes:
         """Start one change and return the marker of the board it produces."""
@@ -191,8 +131,8 @@ class Target:
 class Bare(Target):
     name = "bare aiohttp"
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
-        return [sys.executable, str(ROOT / "bench" / "bare.py"), str(self.port)], {}
+    def server(self) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        return serve_bare(self.port)
 
     async def change(self, http: aiohttp.ClientSession) -> bytes:
         self.seq += 1
@@ -212,25 +152,9 @@ class Bare(Target):
 class Rero(Target):
     name = "rero"
 
-    def command(self) -> tuple[list[str], dict[str, str]]:
-        users = self.tmp / "users.toml"
-        users.write_text(
-            "".join(
-                f'[[users]]\nusername = "u{i}"\npassword = "p{i}"\nname = "U{i}"\nsrn = "S{i}"\n'
-                for i in range(1001)
-            )
-        )
-        env = {
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "AUTH_BACKEND": "fake",
-            "FAKE_USERS_FILE": str(users),
-            "DATABASE_PATH": str(self.tmp / f"rero-{self.port}.db"),
-            "LOG_LEVEL": "warning",
-            "WORKERS": str(WORKERS),
-            "DATABASE_URL": DATABASE_URL,
-        }
-        return [sys.executable, "-m", "rero"], env
+    def server(self) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+        # u1000 makes the changes; u0 ... u999 are the rush.
+        return serve_rero(self.port, 1001, {"WORKERS": str(WORKERS), "DATABASE_URL": DATABASE_URL})
 
     async def change(self, http: aiohttp.ClientSession) -> bytes:
         self.seq += 1
@@ -265,12 +189,11 @@ class Rero(Target):
 
 
 async def measure(target: Target, n: int, rounds: int, rush: bool) -> dict[str, Any]:
-    proc = target.start()
     result: dict[str, Any] = {"server": target.name, "clients": n}
-    try:
+    with target.server() as proc:
         async with aiohttp.ClientSession() as http:
             before = rss_kib(proc.pid)
-            clients = await connect(target.port, n)
+            clients = await connect(Client, target.port, n)
             await asyncio.sleep(1.0)
             result["kib_per_conn"] = round((rss_kib(proc.pid) - before) / n, 1)
             last, first = [], []
@@ -295,9 +218,6 @@ async def measure(target: Target, n: int, rounds: int, rush: bool) -> dict[str, 
             for c in clients:
                 assert c.transport is not None
                 c.transport.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
     return result
 
 
@@ -311,15 +231,12 @@ async def main() -> None:
     args = parser.parse_args()
     global WORKERS, DATABASE_URL
     WORKERS, DATABASE_URL = args.workers, args.database_url
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = []
-        for n in args.clients:
-            for cls in (Bare, Rero):
-                row = await measure(
-                    cls(Path(tmp)), n, args.rounds, rush=n == 1000 and not args.skip_rush
-                )
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+    rows = []
+    for n in args.clients:
+        for cls in (Bare, Rero):
+            row = await measure(cls(), n, args.rounds, rush=n == 1000 and not args.skip_rush)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     print("\n| clients | server | first ms | last ms | ratio (last) | KiB/conn | rush ms |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for bare, rero in zip(rows[::2], rows[1::2], strict=True):

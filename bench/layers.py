@@ -1,20 +1,18 @@
 """What each layer costs on ``GET /slots``: the same app with its middleware and its
 response hook taken away in turn, beside the bare ceiling, in one run (wrk, loopback).
 
-    python bench/layers.py --seconds 5
+    python -m bench.layers --seconds 5
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import ROOT, free_port
-from throughput import serve, wrk
+from bench.common import free_port, rero_env, serve, serve_bare
+from bench.throughput import wrk
 
 VARIANTS = ("as built", "no middleware", "no response hook", "neither")
 
@@ -40,31 +38,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        users = Path(tmp) / "users.toml"
-        users.write_text('[[users]]\nusername = "u"\npassword = "p"\nname = "U"\nsrn = "S"\n')
+    port = free_port()
+    with serve_bare(port):
+        ceiling = wrk(f"http://127.0.0.1:{port}/json", args.seconds)["rps"]
+    print("| variant | req/s | / bare |\n| --- | --- | --- |")
+    print(f"| bare aiohttp | {ceiling:,.0f} | 1.00 |")
+    for variant in VARIANTS:
         port = free_port()
-        bare = serve([sys.executable, str(ROOT / "bench" / "bare.py"), str(port)], {}, port)
-        try:
-            ceiling = wrk(f"http://127.0.0.1:{port}/json", args.seconds)["rps"]
-        finally:
-            bare.terminate()
-            bare.wait()
-        print("| variant | req/s | / bare |\n| --- | --- | --- |")
-        print(f"| bare aiohttp | {ceiling:,.0f} | 1.00 |")
-        for variant in VARIANTS:
-            port = free_port()
-            env = {"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": str(users),
-                   "DATABASE_PATH": str(Path(tmp) / f"{port}.db"),
-                   "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "bench")])}  # fmt: skip
-            code = f"import layers; layers.run_variant({variant!r}, {port})"
-            proc = serve([sys.executable, "-c", code], env, port)
-            try:
-                rps = wrk(f"http://127.0.0.1:{port}/slots", args.seconds)["rps"]
-            finally:
-                proc.terminate()
-                proc.wait()
-            print(f"| {variant} | {rps:,.0f} | {rps / ceiling:.2f} |", flush=True)
+        # Run from the project root by serve(), so the child finds the bench package.
+        code = f"from bench.layers import run_variant; run_variant({variant!r}, {port})"
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            serve([sys.executable, "-c", code], rero_env(port, Path(tmp), 1), port),
+        ):
+            rps = wrk(f"http://127.0.0.1:{port}/slots", args.seconds)["rps"]
+        print(f"| {variant} | {rps:,.0f} | {rps / ceiling:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

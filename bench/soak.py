@@ -12,8 +12,8 @@ Passes when: no request failed, no client got an ``error`` or was closed by the
 server, every client ends holding the final board (the body of ``GET /slots``),
 and memory grew less than 5% after warm-up. Loopback only.
 
-    python bench/soak.py --clients 1000 --seconds 600       # the full run, 10 min
-    python bench/soak.py --clients 100 --seconds 15 --period 3 --warmup 5   # CI's form
+    python -m bench.soak --clients 1000 --seconds 600       # the full run, 10 min
+    python -m bench.soak --clients 100 --seconds 15 --period 3 --warmup 5   # CI's form
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import rero_server, rss_kib
-from wsclient import RawWebSocket
+from bench.common import rss_kib, verdict
+from bench.fanout import rero_server
+from bench.wsclient import RawWebSocket, connect
 
 USER = {"username": "u1000", "password": "p1000"}
 MEMORY_GROWTH_LIMIT = 0.05
@@ -58,19 +56,6 @@ class Watcher(RawWebSocket):
         """A clean close: close frame 1000, then the socket."""
         self._send(self.CLOSE, (1000).to_bytes(2, "big"))
         self.close()
-
-
-async def connect(port: int, n: int) -> list[Watcher]:
-    loop = asyncio.get_running_loop()
-    out: list[Watcher] = []
-    for start in range(0, n, 250):
-        batch = [Watcher() for _ in range(min(250, n - start))]
-        await asyncio.gather(
-            *(loop.create_connection(lambda w=w: w, "127.0.0.1", port) for w in batch)
-        )
-        await asyncio.gather(*(w.open for w in batch))
-        out += batch
-    return out
 
 
 async def drive(http: aiohttp.ClientSession, url: str, interval: float, stop: asyncio.Event,
@@ -111,7 +96,7 @@ async def soak(clients: int, seconds: float, interval: float = 0.1, reconnect: f
     failures: list[str] = []
     with rero_server() as (target, proc):
         async with aiohttp.ClientSession() as http:
-            watchers = await connect(target.port, clients)
+            watchers = await connect(Watcher, target.port, clients)
             left: list[Watcher] = []
             stop = asyncio.Event()
             driver = asyncio.create_task(drive(http, target.url, interval, stop, failures))
@@ -131,7 +116,7 @@ async def soak(clients: int, seconds: float, interval: float = 0.1, reconnect: f
                         w.leave()
                         left.append(w)
                     try:
-                        watchers += await connect(target.port, k)
+                        watchers += await connect(Watcher, target.port, k)
                     except (OSError, ConnectionError) as e:
                         failures.append(f"reconnect failed: {e!r}")
                     reconnects += k
@@ -186,10 +171,7 @@ def main() -> None:
     result = asyncio.run(
         soak(args.clients, args.seconds, args.interval, args.reconnect, args.period, args.warmup)
     )
-    print(json.dumps(result))
-    ok = not result["failures"] and result["memory_growth"] < MEMORY_GROWTH_LIMIT
-    print("PASS" if ok else "FAIL")
-    sys.exit(0 if ok else 1)
+    verdict(result, not result["failures"] and result["memory_growth"] < MEMORY_GROWTH_LIMIT)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,17 @@ one round trip to aiosqlite's thread (what a statement run from the event loop p
 Alternating book and cancel of one slot through ``SqliteStorage.apply`` on a fresh file
 (WAL, ``synchronous=FULL``), ``--seconds`` per group size; no server, no network.
 
-    python bench/store.py --seconds 3
+    python -m bench.store --seconds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rero.slots import Schedule
 from rero.storage import Book, Cancel, Change
 from rero.storage.sqlite import SqliteStorage, open_sqlite

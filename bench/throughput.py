@@ -16,14 +16,13 @@ range over the repeats (per-run figures go to stderr as JSON).
 
 Needs wrk (Debian package). Loopback only, ``--seconds`` per measurement.
 
-    python bench/throughput.py --seconds 5 --repeat 3 [--database-url postgresql://...]
+    python -m bench.throughput --seconds 5 --repeat 3 [--database-url postgresql://...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -31,8 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fanout import ROOT, free_port, wait_ready
+from bench.common import free_port, serve_bare, serve_rero
 
 LUA_POST = """
 local n = 0
@@ -71,12 +69,6 @@ def wrk(url: str, seconds: int, script: Path | None = None, echo: bool = False) 
     }
 
 
-def serve(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
-    wait_ready(f"http://127.0.0.1:{port}", proc)
-    return proc
-
-
 def ratios(pairs: list[tuple[float, float]]) -> str:
     """``median (min-max)`` of rero / ceiling over the repeats."""
     r = sorted(x / ceiling for x, ceiling in pairs)
@@ -95,11 +87,6 @@ def main() -> None:
           " logins/s | / echo | cached auth checks/s | / echo |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
-        users = Path(tmp) / "users.toml"
-        users.write_text("".join(
-            f'[[users]]\nusername = "u{i}"\npassword = "p{i}"\nname = "U{i}"\nsrn = "S{i}"\n'
-            for i in range(64)
-        ))  # fmt: skip
         scripts = {}
         for name, prefix in (("post", ""), ("echo", "ECHO = true\n"),
                              ("login", 'PATH = "/auth/login"\n'),
@@ -108,25 +95,19 @@ def main() -> None:
             scripts[name].write_text(prefix + LUA_POST)
 
         bare_port = free_port()
-        bare_argv = [sys.executable, str(ROOT / "bench" / "bare.py"), str(bare_port)]
-        bare_proc = serve(bare_argv, {}, bare_port)
         bare = f"http://127.0.0.1:{bare_port}"
         setups = [(f"rero, {n} worker(s), SQLite", {"WORKERS": str(n)}) for n in args.workers]
         if args.database_url:
             setups.append(("rero, 1 worker, PostgreSQL", {"DATABASE_URL": args.database_url}))
-        try:
+        with serve_bare(bare_port):
             for name, extra in setups:
                 port = free_port()
-                env = {"HOST": "127.0.0.1", "PORT": str(port), "AUTH_BACKEND": "fake",
-                       "FAKE_USERS_FILE": str(users), "LOG_LEVEL": "warning",
-                       "DATABASE_PATH": str(Path(tmp) / f"rero-{port}.db"), **extra}  # fmt: skip
-                proc = serve([sys.executable, "-m", "rero"], env, port)
                 base = f"http://127.0.0.1:{port}"
                 pairs: dict[str, list[tuple[float, float]]] = {
                     k: [] for k in ("get", "post", "login", "auth")
                 }
                 non2xx = []
-                try:
+                with serve_rero(port, 64, extra):
                     wrk(base + "/slots", 1, scripts["post"])  # warm every worker's auth cache
                     for _ in range(args.repeat):
                         get = wrk(base + "/slots", args.seconds)["rps"]
@@ -138,9 +119,6 @@ def main() -> None:
                             pairs[key].append((ours["rps"], echo))
                             if key == "post":
                                 non2xx.append(ours["non_2xx_share"])
-                finally:
-                    proc.terminate()
-                    proc.wait()
                 row = {k: statistics.median(x for x, _ in v) for k, v in pairs.items()}
                 print(json.dumps({"server": name, "pairs": pairs}), file=sys.stderr)
                 cells = [name]
@@ -149,9 +127,6 @@ def main() -> None:
                     if key == "post":
                         cells.append(f"{max(non2xx):.3f}")
                 print("| " + " | ".join(cells) + " |", flush=True)
-        finally:
-            bare_proc.terminate()
-            bare_proc.wait()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from typing import TypeVar
 
 
 class RawWebSocket(asyncio.Protocol):
@@ -98,3 +99,22 @@ class RawWebSocket(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+W = TypeVar("W", bound=RawWebSocket)
+
+
+async def connect(cls: type[W], port: int, n: int) -> list[W]:
+    """``n`` open clients of ``cls`` on 127.0.0.1:``port``, connected 250 at a time so the
+    server's listen backlog is not flooded."""
+    loop = asyncio.get_running_loop()
+
+    async def one(client: W) -> W:
+        await loop.create_connection(lambda: client, "127.0.0.1", port)
+        await client.open
+        return client
+
+    clients: list[W] = []
+    for start in range(0, n, 250):
+        clients += await asyncio.gather(*(one(cls()) for _ in range(min(250, n - start))))
+    return clients

@@ -1,0 +1,127 @@
+"""What the bench scripts share: free ports, server processes started from the project root
+and waited for, resident memory, fake users, and the PASS/FAIL ending of a pass/fail run.
+
+Everything runs on 127.0.0.1, and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+RERO = [sys.executable, "-m", "rero"]
+
+
+def free_port() -> int:
+    """A loopback port nobody holds now, for a server a bench is about to start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (the workers)."""
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total += int(line.split()[1])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return total + sum(rss_kib(int(child)) for child in children)
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    """Return once ``url/health`` answers; a server that exits first, or is still silent
+    after ``seconds``, is an error, so a bench never hangs on a broken start."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}") from None
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL after 10 s: a stuck server must not outlive its bench."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def serve(argv: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` from the project root (so ``-m bench.NAME`` and ``-m rero`` resolve) with
+    ``env`` added to this environment, once it answers on ``port``; stopped at the end."""
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def serve_bare(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """The bare aiohttp ceiling (bench/bare.py) on ``port``."""
+    return serve([sys.executable, "-m", "bench.bare", str(port)], {}, port)
+
+
+def write_users(path: Path, n: int) -> Path:
+    """A fake-auth users file: ``u{i}`` / ``p{i}``, name ``U{i}``, SRN ``S{i}``, for i < n."""
+    path.write_text(
+        "".join(
+            f'[[users]]\nusername = "u{i}"\npassword = "p{i}"\nname = "U{i}"\nsrn = "S{i}"\n'
+            for i in range(n)
+        )
+    )
+    return path
+
+
+def rero_env(port: int, folder: Path, users: int) -> dict[str, str]:
+    """The environment of a bench's rero: loopback, fake auth for ``users`` users (written to
+    ``folder/users.toml``) and the SQLite file ``folder/rero.db``."""
+    return {
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "AUTH_BACKEND": "fake",
+        "FAKE_USERS_FILE": str(write_users(folder / "users.toml", users)),
+        "DATABASE_PATH": str(folder / "rero.db"),
+        "LOG_LEVEL": "warning",
+    }
+
+
+@contextlib.contextmanager
+def serve_rero(
+    port: int, users: int, env: dict[str, str] | None = None, folder: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m rero`` as :func:`rero_env` sets it up, ``env`` added or overriding
+    (``WORKERS``, ``LOG_LEVEL``, ``DATABASE_URL``), in a fresh temporary folder unless
+    ``folder`` is given (a restart on the same file)."""
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        env = {**rero_env(port, folder, users), **(env or {})}
+        yield stack.enter_context(serve(RERO, env, port))
+
+
+def verdict(result: dict[str, Any], ok: bool) -> NoReturn:
+    """Print ``result`` as JSON, then PASS or FAIL, and exit 0 or 1, so CI can gate on it."""
+    print(json.dumps(result))
+    print("PASS" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
