@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.test_process import start_server
 
 TEST_PROFILE = str(ROOT / "config" / "test.toml")
@@ -161,3 +161,60 @@ async def test_gunicorn_factory_builds_the_app(
         root.handlers[:], level = saved
         root.setLevel(level)
     assert (await client.get("/health")).status == 200
+
+
+# ---- PostgreSQL: export through the storage layer; backup names the tool to use -----------
+
+
+async def test_export_reads_postgresql(pg_url: str) -> None:
+    from rero.slots import Schedule
+    from rero.storage import Book, Cancel
+    from rero.storage.postgres import open_postgres
+
+    async with open_postgres(pg_url, Schedule().rows()) as storage:
+        await storage.apply([Book(5, "A", "t1"), Book(6, "B", "t2")])
+        await storage.apply([Cancel(6, "B", "B", "cancelled", "t3")])
+        slots = [
+            {"id": s.id, "start_time": s.start_time, "end_time": s.end_time,
+             "is_booked": s.is_booked, "booked_by": s.booked_by, "booked_at": s.booked_at}
+            for s in await storage.slots()
+        ]  # fmt: skip
+    loop = asyncio.get_running_loop()
+    proc = await loop.run_in_executor(None, lambda: rero("export", DATABASE_URL=pg_url))
+    assert proc.returncode == 0, proc.stderr
+    exported = json.loads(proc.stdout)
+    assert exported["slots"] == slots
+    assert [s["id"] for s in slots if s["is_booked"]] == [5]
+    assert [(e["id"], e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"], e["at"])
+            for e in exported["events"]] == [
+        (1, 5, "A", "A", "booked", "t1"),
+        (2, 6, "B", "B", "booked", "t2"),
+        (3, 6, "B", "B", "cancelled", "t3"),
+    ]  # fmt: skip
+
+
+async def test_export_of_an_empty_postgresql_database_is_one_line(pg_url: str) -> None:
+    loop = asyncio.get_running_loop()
+    proc = await loop.run_in_executor(None, lambda: rero("export", DATABASE_URL=pg_url))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["rero: export: no rero database at DATABASE_URL"]
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password() -> None:
+    url = f"postgresql://rero:Sekr1t-pw@127.0.0.1:{free_port()}/rero"
+    proc = rero("export", DATABASE_URL=url)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("rero: export: cannot reach DATABASE_URL (")
+    assert "Sekr1t" not in proc.stderr + proc.stdout
+
+
+def test_backup_of_postgresql_names_pg_dump(tmp_path: Path) -> None:
+    url = "postgresql://rero:Sekr1t-pw@127.0.0.1:5432/rero"
+    proc = rero("backup", str(tmp_path / "copy"), DATABASE_URL=url)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "rero: backup: backup copies a SQLite file; back up PostgreSQL with pg_dump"
+        ' (pg_dump --format=custom --file=DEST "$DATABASE_URL")'
+    ]
+    assert not (tmp_path / "copy").exists()
