@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,13 +14,7 @@ from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.errors import AuthUnavailable, InvalidCredentials
-from tests.conftest import FakePesu, free_port, users
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+from tests.helpers import FakePesu, free_port, users
 
 
 def pesu_auth(session: aiohttp.ClientSession, url: str, timeout: float = 2.0) -> PesuAuth:

@@ -17,8 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_process import start_server
+from tests.helpers import ROOT, start_server
 
 TEST_PROFILE = str(ROOT / "config" / "test.toml")
 

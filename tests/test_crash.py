@@ -11,7 +11,7 @@ from bench.crash import check, crash_once
 from rero.slots import Schedule
 from rero.storage import Book
 from rero.storage.sqlite import open_sqlite
-from tests.conftest import one
+from tests.helpers import one
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -17,9 +17,18 @@ from rero.app import create_app
 from rero.settings import Settings
 from rero.slots import Schedule
 from rero.storage import Book, Cancel, Release
-from tests.conftest import ALICE, BOB, ClientFactory, PgCluster, one, users
-from tests.test_process import Observer, Server, start_server
-from tests.test_race import apply_mixed_group
+from tests.helpers import (
+    ALICE,
+    BOB,
+    ClientFactory,
+    Observer,
+    PgCluster,
+    Server,
+    apply_mixed_group,
+    one,
+    start_server,
+    users,
+)
 
 pytest.importorskip("asyncpg")
 
@@ -113,12 +122,6 @@ async def hosts(
         server.proc.terminate()
     for server in servers:
         server.proc.wait(30)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
 
 
 async def observe_all(session: aiohttp.ClientSession, servers: list[Server]) -> list[Observer]:

@@ -3,99 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, free_port, users
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1) + "/slot-booking"
-
-
-def write_users(path: Path, n: int) -> None:
-    path.write_text(
-        "".join(
-            f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
-            f'name = "{u.name}"\nsrn = "{u.srn}"\n'
-            for u in users(n)
-        )
-    )
-
-
-def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
-    """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it."""
-    write_users(tmp_path / "users.toml", 320)
-    config = tmp_path / "profile.toml"
-    config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
-    port = int(env.pop("PORT", 0)) or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rero", "--config", str(config)],
-        env={
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "LOG_LEVEL": "warning",
-            "DATABASE_PATH": str(tmp_path / "rero.db"),
-            "FAKE_USERS_FILE": str(tmp_path / "users.toml"),
-            **env,
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            import urllib.request
-
-            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
-                return Server(proc, url)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
-
-
-class Observer:
-    """A WebSocket client that remembers the last board it saw and its responses."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.board: dict[str, Any] = {}
-        self.responses: list[dict[str, Any]] = []
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            data = json.loads(msg.data)
-            if data["type"] == "slots_update":
-                self.board = data["data"]
-            else:
-                self.responses.append(data)
+from tests.helpers import Observer, Server, start_server
 
 
 async def observers(session: aiohttp.ClientSession, server: Server, n: int) -> list[Observer]:

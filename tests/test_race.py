@@ -19,9 +19,9 @@ from rero.auth import User
 from rero.errors import StorageUnavailable
 from rero.keys import SERVICE, STORAGE
 from rero.slots import Schedule
-from rero.storage import Book, Cancel, Change, Release, Storage, Write
+from rero.storage import Book, Cancel, Change, Write
 from rero.storage.sqlite import open_sqlite
-from tests.conftest import ClientFactory, one, users
+from tests.helpers import ClientFactory, apply_mixed_group, one, users
 
 
 async def test_200_concurrent_bookers_one_winner(
@@ -110,34 +110,6 @@ async def test_changes_in_flight_share_one_commit(
     assert sum(groups) == 12
     assert len(groups) <= 3, groups
     assert (await storage.counts()).booked == 12
-
-
-async def apply_mixed_group(storage: Storage) -> list[Write]:
-    """Each change in a group is decided in order and audited; a refusal sees the state
-    that refused it. Shared with the PostgreSQL store's test."""
-    writes = await storage.apply(
-        [
-            Book(5, "A", "t1"),
-            Book(5, "B", "t2"),  # taken by A, just before
-            Book(6, "A", "t3", limit=1),  # A's quota, reached just before
-            Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
-            Cancel(5, "A", "A", "cancelled", "t5"),
-            Book(5, "B", "t6"),
-            Release((5, 7), "ADMIN", "reset", "t7"),
-        ]
-    )
-    assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
-    assert {s.id: s for s in writes[1].slots}[5].booked_by == "A"
-    assert not {s.id: s for s in writes[2].slots}[6].is_booked  # why: the quota
-    assert not any(s.is_booked for s in writes[-1].slots)
-    events = await storage.events(10, None)
-    assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
-        (5, "B", "ADMIN", "reset"),
-        (5, "B", "B", "booked"),
-        (5, "A", "A", "cancelled"),
-        (5, "A", "A", "booked"),
-    ]
-    return writes
 
 
 async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:

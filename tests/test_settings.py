@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rero.settings import DEFAULT_PESU_AUTH_URL, FakeUser, Settings, SettingsError, load_settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CONFIG = ROOT / "config"
 

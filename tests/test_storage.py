@@ -11,7 +11,7 @@ from pathlib import Path
 from rero.slots import Schedule
 from rero.storage import Book, Cancel
 from rero.storage.sqlite import MIGRATIONS, open_sqlite
-from tests.conftest import one
+from tests.helpers import one
 
 SCHEDULE = Schedule().rows()
 

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.test_process import Observer, Server, start_server
+from tests.helpers import Observer, Server, start_server
 
 
 @pytest.fixture(params=[2, 4])
@@ -23,12 +23,6 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     server.proc.terminate()
     server.proc.wait(15)
     assert server.proc.returncode == 0
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
 
 
 async def one_client_per_worker(session: aiohttp.ClientSession, server: Server) -> list[Observer]:

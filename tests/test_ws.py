@@ -16,16 +16,18 @@ import pytest
 
 from rero.app import create_app
 from rero.keys import HUB
-from tests.conftest import ALICE, ALICE_SRN, BOB, ClientFactory, FakePesu, users
-
-WSMessage = dict[str, Any]
-
-
-async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> WSMessage:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    parsed: WSMessage = json.loads(msg.data)
-    return parsed
+from tests.helpers import (
+    ALICE,
+    ALICE_SRN,
+    BOB,
+    ClientFactory,
+    FakePesu,
+    WSMessage,
+    collect,
+    connect,
+    receive,
+    users,
+)
 
 
 async def receive_type(
@@ -36,22 +38,6 @@ async def receive_type(
         msg = await receive(ws, timeout)
         if msg["type"] == kind:
             return msg
-
-
-async def collect(ws: aiohttp.ClientWebSocketResponse, *kinds: str) -> dict[str, WSMessage]:
-    """Read until one message of each kind has arrived, in any order (the order is free)."""
-    seen: dict[str, WSMessage] = {}
-    while not set(kinds) <= set(seen):
-        msg = await receive(ws)
-        seen[msg["type"]] = msg
-    return seen
-
-
-async def connect(client: Any, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
-    """Open a socket and consume the board it is greeted with."""
-    ws = await client.ws_connect("/slot-booking", **kwargs)
-    assert (await receive(ws))["type"] == "slots_update"
-    return ws
 
 
 async def test_greeting_is_the_board(client: Any) -> None:
