@@ -1,6 +1,6 @@
 """What more than one test module needs: the test users, a fake PESU, a real server
-process and its WebSocket observers, the WebSocket protocol's reading helpers, and the
-stores' shared group test.
+process and its WebSocket observers, the WebSocket protocol's reading helpers, and
+``eventually``, the one way a test waits for something to happen.
 
 Fixtures stay in ``conftest.py``; test modules import helpers from here only, never from
 each other or from ``conftest``.
@@ -9,6 +9,7 @@ each other or from ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import socket
@@ -36,6 +37,81 @@ BOB_SRN = "PES1UG22EC002"
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 WSMessage = dict[str, Any]
+
+
+# ---- waiting ------------------------------------------------------------------------------
+
+
+def _describe(predicate: Callable[..., object]) -> str:
+    """The predicate's source line, so a timeout says what was awaited."""
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return repr(predicate)
+
+
+async def eventually(
+    predicate: Callable[[], object] | Callable[[], Awaitable[object]],
+    timeout: float = 5.0,
+    *,
+    what: str = "",
+    interval: float = 0.01,
+) -> None:
+    """Wait until ``predicate()`` (sync or async) is true; fail the test after ``timeout``.
+
+    Tests wait for the condition itself rather than sleeping for a guessed while: that
+    is fast on an idle machine, still right on a loaded one, and a condition that never
+    comes fails with a message instead of hanging.
+    """
+    __tracebackhide__ = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            try:
+                result = await asyncio.wait_for(result, max(deadline - loop.time(), interval))
+            except asyncio.TimeoutError:
+                result = False
+        if result:
+            return
+        if loop.time() >= deadline:
+            raise AssertionError(f"not true within {timeout:g} s: {what or _describe(predicate)}")
+        await asyncio.sleep(interval)
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, *, what: str, interval: float = 0.05
+) -> None:
+    """``eventually`` for code outside an event loop (a subprocess starting up)."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout:g} s: {what}")
+        time.sleep(interval)
+
+
+class StartingGate:
+    """Holds ``racers`` tasks until every one of them is waiting, then lets them all go
+    together: a rush starts at once without guessing how long getting ready takes."""
+
+    def __init__(self, racers: int) -> None:
+        self.racers = racers
+        self.waiting = 0
+        self._open = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        await self._open.wait()
+
+    async def open(self, timeout: float = 10.0) -> None:
+        await eventually(
+            lambda: self.waiting == self.racers,
+            timeout,
+            what=f"all {self.racers} racers at the gate ({self.waiting} there)",
+        )
+        self._open.set()
 
 
 # ---- users, ports, the store ---------------------------------------------------------------
@@ -184,9 +260,17 @@ def write_users(path: Path, n: int) -> None:
     )
 
 
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
+            return True
+    except OSError:  # refused, reset or not ready: not up yet
+        return False
+
+
 def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
     """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it and
-    320 fake users ``user0..`` (see :func:`users`)."""
+    320 fake users ``user0..`` (see :func:`users`); returns once ``/health`` answers."""
     write_users(tmp_path / "users.toml", 320)
     config = tmp_path / "profile.toml"
     config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
@@ -206,15 +290,17 @@ def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
-                return Server(proc, url)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or _healthy(url),
+            30,
+            what=f"the server answering {url}/health",
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    assert proc.poll() is None, f"the server exited with {proc.returncode} on start-up"
+    return Server(proc, url)
 
 
 class Observer:
@@ -233,6 +319,13 @@ class Observer:
                 self.board = data["data"]
             else:
                 self.responses.append(data)
+
+
+async def observe(session: aiohttp.ClientSession, urls: list[str]) -> list[Observer]:
+    """One :class:`Observer` per WebSocket URL, returned once each has had its board."""
+    observers = [Observer(await session.ws_connect(url)) for url in urls]
+    await eventually(lambda: all(o.board for o in observers), 10, what="every greeting board")
+    return observers
 
 
 # ---- the WebSocket protocol, read from a test client ---------------------------------------

@@ -12,42 +12,28 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import Observer, Server, start_server
-
-
-async def observers(session: aiohttp.ClientSession, server: Server, n: int) -> list[Observer]:
-    result = [Observer(await session.ws_connect(server.ws_url())) for _ in range(n)]
-    while any(not o.board for o in result):
-        await asyncio.sleep(0.01)
-    return result
-
-
-async def settle(observers: list[Observer], board: dict[str, Any], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(o.board != board for o in observers):
-        await asyncio.sleep(0.02)
+from tests.helpers import Server, StartingGate, eventually, observe, start_server
 
 
 async def test_rush_of_300_over_both_transports_one_winner(
     server: Server, session: aiohttp.ClientSession
 ) -> None:
-    ws_users = await observers(session, server, 150)
-    start = asyncio.Event()
+    ws_users = await observe(session, [server.ws_url()] * 150)
+    gate = StartingGate(300)
 
     async def over_ws(i: int) -> str:
-        await start.wait()
+        await gate.wait()
         obs = ws_users[i]
         await obs.ws.send_json(
             {"type": "book_slot", "slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
         )
-        while not obs.responses:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: obs.responses, 60, what=f"user{i}'s answer")
         reply = obs.responses[0]
         assert reply["type"] == "booking_response"
         return "won" if reply["success"] else str(reply["message"])
 
     async def over_http(i: int) -> str:
-        await start.wait()
+        await gate.wait()
         body = {"slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
         async with session.post(server.url + "/book-slot", json=body) as resp:
             data = await resp.json()
@@ -55,8 +41,7 @@ async def test_rush_of_300_over_both_transports_one_winner(
 
     tasks = [asyncio.create_task(over_ws(i)) for i in range(150)]
     tasks += [asyncio.create_task(over_http(i)) for i in range(150, 300)]
-    await asyncio.sleep(0.1)
-    start.set()
+    await gate.open()
     outcomes = await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert Counter(outcomes) == {"won": 1, "Slot 9 is not available": 299}
     winner = outcomes.index("won")
@@ -64,8 +49,7 @@ async def test_rush_of_300_over_both_transports_one_winner(
         final = await resp.json()
     assert final["booked_slots"] == [9]
     assert final["slots"][6]["booked_by"] == f"SRN{winner:04d}"
-    await settle(ws_users, final)
-    assert all(o.board == final for o in ws_users)
+    await eventually(lambda: all(o.board == final for o in ws_users), 5)
     for o in ws_users:
         await o.ws.close()
 
@@ -73,7 +57,7 @@ async def test_rush_of_300_over_both_transports_one_winner(
 async def test_twelve_users_twelve_slots_over_ws(
     server: Server, session: aiohttp.ClientSession
 ) -> None:
-    clients = await observers(session, server, 12)
+    clients = await observe(session, [server.ws_url()] * 12)
     await asyncio.gather(
         *(
             o.ws.send_json(
@@ -87,15 +71,12 @@ async def test_twelve_users_twelve_slots_over_ws(
             for i, o in enumerate(clients)
         )
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(not o.responses for o in clients):
-        await asyncio.sleep(0.01)
+    await eventually(lambda: all(o.responses for o in clients), 10)
     assert all(o.responses[0]["success"] for o in clients)
     async with session.get(server.url + "/slots") as resp:
         final = await resp.json()
     assert final["available_slots"] == []
-    await settle(clients, final)
-    assert all(o.board == final for o in clients)
+    await eventually(lambda: all(o.board == final for o in clients), 5)
     for o in clients:
         await o.ws.close()
 

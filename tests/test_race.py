@@ -21,7 +21,7 @@ from rero.keys import SERVICE, STORAGE
 from rero.slots import Schedule
 from rero.storage import Book, Cancel, Change, Write
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ClientFactory, apply_mixed_group, one, users
+from tests.helpers import ClientFactory, apply_mixed_group, eventually, one, users
 
 
 async def test_200_concurrent_bookers_one_winner(
@@ -151,7 +151,7 @@ async def test_a_requester_that_goes_away_does_not_undo_its_group(
     service = client.app[SERVICE]
     first = asyncio.create_task(service.book(User("", "SRN0000"), 3))
     second = asyncio.create_task(service.book(User("", "SRN0001"), 4))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn: both are queued for one commit, not yet begun
     first.cancel()
     await second
     assert (await (await client.get("/slots")).json())["booked_slots"] == [3, 4]
@@ -204,7 +204,7 @@ async def test_a_commit_cancelled_before_its_group_leaves_no_queue_behind(
     service = client.app[SERVICE]
     await service._lock.acquire()  # a commit in flight
     waiting = asyncio.create_task(service.book(User("", "SRN0000"), 3))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: service._committing, 2, what="the commit task waiting")
     (commit,) = service._committing
     commit.cancel()
     with pytest.raises(asyncio.CancelledError):
