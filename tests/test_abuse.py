@@ -4,7 +4,11 @@ connection storm beside well-behaved clients, who must all still be served. The 
 
 from __future__ import annotations
 
+import pytest
+
 from bench.abuse import abuse, passed
+
+pytestmark = pytest.mark.stress  # several seconds of abusive clients
 
 
 async def test_abusers_do_not_cost_anyone_else_their_service() -> None:

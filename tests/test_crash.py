@@ -14,6 +14,7 @@ from rero.storage.sqlite import open_sqlite
 from tests.helpers import one
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_sigkill_during_a_storm(tmp_path: Path, seed: int) -> None:
     assert await crash_once(tmp_path, clients=100, seed=seed) == []

@@ -125,6 +125,7 @@ async def hosts(
         server.proc.wait(30)
 
 
+@pytest.mark.stress
 async def test_change_on_one_host_reaches_every_host(
     hosts: list[Server], session: aiohttp.ClientSession
 ) -> None:
@@ -135,6 +136,7 @@ async def test_change_on_one_host_reaches_every_host(
     await eventually(lambda: all(o.board["booked_slots"] == [6] for o in observers), 3)
 
 
+@pytest.mark.stress
 async def test_rush_and_quota_across_hosts(
     hosts: list[Server], session: aiohttp.ClientSession
 ) -> None:
@@ -170,6 +172,7 @@ async def booked_in(url: str) -> set[int]:
         await conn.close()
 
 
+@pytest.mark.stress
 async def test_database_restart_loses_no_acknowledged_booking(
     tmp_path: Path, pg_url: str, pg_cluster: PgCluster, session: aiohttp.ClientSession
 ) -> None:

@@ -81,6 +81,7 @@ async def test_twelve_users_twelve_slots_over_ws(
         await o.ws.close()
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_shutdown_closes_1000_sockets_with_1001_within_5s(
     tmp_path: Path, session: aiohttp.ClientSession, sig: signal.Signals

@@ -27,6 +27,8 @@ from tests.helpers import Server
 EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "40")
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261124")
 
+pytestmark = pytest.mark.stress  # hundreds of generated requests per run
+
 
 def token(url: str) -> str:
     body = json.dumps({"username": "user0", "password": "pw-0"}).encode()

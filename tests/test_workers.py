@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers import Observer, Server, StartingGate, eventually, start_server
 
+pytestmark = pytest.mark.stress  # two and four server processes per test
+
 
 @pytest.fixture(params=[2, 4])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
