@@ -1,10 +1,14 @@
 """The abusive-client run's short form: never-reading clients, an idle socket and a
 connection storm beside well-behaved clients, who must all still be served. The full run
-(200 never-readers, 2,000 attempts per second for 5 s) is ``python bench/abuse.py``."""
+(200 never-readers, 2,000 attempts per second for 5 s) is ``python -m bench.abuse``."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.abuse import abuse, passed
+
+pytestmark = pytest.mark.stress  # several seconds of abusive clients
 
 
 async def test_abusers_do_not_cost_anyone_else_their_service() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from rero.app import create_app
 from rero.keys import AUTH, IDENTITY, SERVICE, STORAGE
-from tests.conftest import ALICE, ALICE_SRN, BOB, BOB_SRN, ClientFactory
+from tests.helpers import ALICE, ALICE_SRN, BOB, BOB_SRN, ClientFactory
 
 pytestmark = pytest.mark.usefixtures("settings")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,13 +14,7 @@ from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.errors import AuthUnavailable, InvalidCredentials
-from tests.conftest import FakePesu, free_port, users
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+from tests.helpers import FakePesu, eventually, free_port, users
 
 
 def pesu_auth(session: aiohttp.ClientSession, url: str, timeout: float = 2.0) -> PesuAuth:
@@ -145,7 +138,7 @@ async def test_a_cancelled_waiter_does_not_cancel_the_others(session: Any, pesu:
     cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
     first = asyncio.create_task(cache.authenticate("student", "right"))
     second = asyncio.create_task(cache.authenticate("student", "right"))
-    await asyncio.sleep(0.05)
+    await eventually(lambda: pesu.calls, 2, what="the shared upstream call under way")
     first.cancel()
     assert (await second).srn == "PES1UG22CS007"
     assert len(pesu.calls) == 1

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_process import Server, start_server
+from tests.helpers import Server, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
@@ -28,7 +28,7 @@ FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-A_USER = ("user0", "pw-0")  # the test server's fake users (tests/conftest.py)
+A_USER = ("user0", "pw-0")  # the test server's fake users (start_server in tests/helpers.py)
 B_USER = ("user1", "pw-1")
 SLOT_9 = "09:00\u201310:00"  # as the page writes it, with an en dash
 

@@ -17,8 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, free_port
-from tests.test_process import start_server
+from tests.helpers import ROOT, eventually, free_port, start_server
 
 TEST_PROFILE = str(ROOT / "config" / "test.toml")
 
@@ -73,6 +72,7 @@ def test_missing_database_is_one_line(tmp_path: Path, command: list[str]) -> Non
 async def test_backup_during_a_write_storm(tmp_path: Path) -> None:
     server = start_server(tmp_path)
     stop = asyncio.Event()
+    storming: set[int] = set()  # writers with a round behind them
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -82,9 +82,10 @@ async def test_backup_during_a_write_storm(tmp_path: Path) -> None:
                     slot = 3 + i % 12
                     await http.post(server.url + "/book-slot", json={"slot_id": slot, **who})
                     await http.post(server.url + "/cancel-slot", json={"slot_id": slot, **who})
+                    storming.add(i)
 
             writers = [asyncio.create_task(storm(i)) for i in range(24)]
-            await asyncio.sleep(0.3)
+            await eventually(lambda: len(storming) == 24, 30, what="every writer under way")
             loop = asyncio.get_running_loop()
             for n in range(3):
                 dest = tmp_path / f"copy{n}.db"

@@ -100,4 +100,3 @@ def test_frame_headers_follow_rfc_6455() -> None:
     assert text_frame(b"a" * 126)[:4] == b"\x81\x7e\x00\x7e"
     assert text_frame(b"a" * 65536)[:10] == b"\x81\x7f" + (65536).to_bytes(8, "big")
     assert close_frame(1001, b"bye") == b"\x88\x05\x03\xe9bye"
-

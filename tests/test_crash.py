@@ -11,9 +11,10 @@ from bench.crash import check, crash_once
 from rero.slots import Schedule
 from rero.storage import Book
 from rero.storage.sqlite import open_sqlite
-from tests.conftest import one
+from tests.helpers import one
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_sigkill_during_a_storm(tmp_path: Path, seed: int) -> None:
     assert await crash_once(tmp_path, clients=100, seed=seed) == []

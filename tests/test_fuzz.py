@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from rero.app import create_app
 from rero.settings import load_settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 TYPES = ["book_slot", "cancel_slot", "get_slots", "authenticate", "logout"]

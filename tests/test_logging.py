@@ -14,7 +14,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from rero.app import create_app
 from rero.logs import FORMAT, AccessLogger, setup_logging
-from tests.conftest import ALICE, ClientFactory, FakePesu
+from tests.helpers import ALICE, ClientFactory, FakePesu
 
 
 @pytest.fixture

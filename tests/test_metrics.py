@@ -9,8 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rero.app import create_app
 from rero.keys import METRICS
-from tests.conftest import ALICE, BOB, ClientFactory, FakePesu
-from tests.test_ws import connect, receive
+from tests.helpers import ALICE, BOB, ClientFactory, FakePesu, connect, receive
 
 
 async def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

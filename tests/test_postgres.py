@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,9 +16,20 @@ from rero.app import create_app
 from rero.settings import Settings
 from rero.slots import Schedule
 from rero.storage import Book, Cancel, Release
-from tests.conftest import ALICE, BOB, ClientFactory, PgCluster, one, users
-from tests.test_process import Observer, Server, start_server
-from tests.test_race import apply_mixed_group
+from tests.helpers import (
+    ALICE,
+    BOB,
+    ClientFactory,
+    PgCluster,
+    Server,
+    StartingGate,
+    apply_mixed_group,
+    eventually,
+    observe,
+    one,
+    start_server,
+    users,
+)
 
 pytest.importorskip("asyncpg")
 
@@ -115,50 +125,31 @@ async def hosts(
         server.proc.wait(30)
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
-
-
-async def observe_all(session: aiohttp.ClientSession, servers: list[Server]) -> list[Observer]:
-    observers = [Observer(await session.ws_connect(s.ws_url())) for s in servers]
-    while any(not o.board for o in observers):
-        await asyncio.sleep(0.01)
-    return observers
-
-
-async def until(predicate: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        await asyncio.sleep(0.01)
-
-
+@pytest.mark.stress
 async def test_change_on_one_host_reaches_every_host(
     hosts: list[Server], session: aiohttp.ClientSession
 ) -> None:
-    observers = await observe_all(session, hosts)
+    observers = await observe(session, [h.ws_url() for h in hosts])
     body = {"slot_id": 6, "username": "user1", "password": "pw-1"}
     async with session.post(hosts[0].url + "/book-slot", json=body) as resp:
         assert resp.status == 200
-    await until(lambda: all(o.board["booked_slots"] == [6] for o in observers))
-    assert all(o.board["booked_slots"] == [6] for o in observers)
+    await eventually(lambda: all(o.board["booked_slots"] == [6] for o in observers), 3)
 
 
+@pytest.mark.stress
 async def test_rush_and_quota_across_hosts(
     hosts: list[Server], session: aiohttp.ClientSession
 ) -> None:
-    start = asyncio.Event()
+    gate = StartingGate(300)
 
     async def attempt(i: int) -> int:
-        await start.wait()
+        await gate.wait()
         body = {"slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
         async with session.post(hosts[i % len(hosts)].url + "/book-slot", json=body) as resp:
             return resp.status
 
     tasks = [asyncio.create_task(attempt(i)) for i in range(300)]
-    await asyncio.sleep(0.1)
-    start.set()
+    await gate.open()
     assert Counter(await asyncio.gather(*tasks)) == {200: 1, 400: 299}
     who = {"username": "user310", "password": "pw-310"}  # not among the racers
     resps = await asyncio.gather(
@@ -170,6 +161,18 @@ async def test_rush_and_quota_across_hosts(
     assert sorted(r.status for r in resps) == [200, 200, 400, 400, 400, 400]
 
 
+async def booked_in(url: str) -> set[int]:
+    """The booked slots as the database has them, not as a server's board says."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return {r["id"] for r in await conn.fetch("SELECT id FROM slots WHERE is_booked")}
+    finally:
+        await conn.close()
+
+
+@pytest.mark.stress
 async def test_database_restart_loses_no_acknowledged_booking(
     tmp_path: Path, pg_url: str, pg_cluster: PgCluster, session: aiohttp.ClientSession
 ) -> None:
@@ -180,8 +183,9 @@ async def test_database_restart_loses_no_acknowledged_booking(
         (tmp_path / f"h{n}").mkdir()
         servers.append(start_server(tmp_path / f"h{n}", DATABASE_URL=pg_url))
     try:
-        observers = await observe_all(session, servers)
+        observers = await observe(session, [s.ws_url() for s in servers])
         last: dict[int, tuple[str, bool]] = {}  # slot -> (last operation, acknowledged)
+        served = [0, 0]  # acknowledged changes per server since the count was reset
         stop = asyncio.Event()
 
         async def churn(i: int) -> None:
@@ -193,22 +197,37 @@ async def test_database_restart_loses_no_acknowledged_booking(
                         servers[i % 2].url + f"/{op}-slot", json={"slot_id": slot, **who},
                         timeout=aiohttp.ClientTimeout(total=10),
                     ) as resp:  # fmt: skip
-                        acked = resp.status == 200
+                        ok = resp.status == 200
                 except aiohttp.ClientError:
-                    acked = False
-                last[slot] = (op, acked)
-                if acked:
+                    ok = False
+                last[slot] = (op, ok)
+                if ok:
+                    served[i % 2] += 1
                     op = "cancel" if op == "book" else "book"
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # the churn's pace, not a wait for anything
 
         workers = [asyncio.create_task(churn(i)) for i in range(12)]
-        await asyncio.sleep(0.5)
+        # Churn on both servers before the restart and after it (then they have
+        # reconnected); a churner whose change was made but not acknowledged asks for the
+        # same change again and is refused from then on, so count changes, not churners.
+        await eventually(lambda: min(served) >= 20, 10, what="both servers changing")
         await asyncio.get_running_loop().run_in_executor(None, pg_cluster.restart)
-        await asyncio.sleep(2.0)
+        served[:] = [0, 0]
+        await eventually(lambda: min(served) >= 20, 30, what="both changing after the restart")
         stop.set()
         await asyncio.gather(*workers)
-        async with session.get(servers[0].url + "/slots") as resp:
-            final = await resp.json()
+        # The first server's board once it has caught up with the database: a server
+        # notices its lost change feed within a keepalive, reconnects and re-reads.
+        stored = await booked_in(pg_url)
+        final: dict[str, Any] = {}
+
+        async def caught_up() -> bool:
+            nonlocal final
+            async with session.get(servers[0].url + "/slots") as resp:
+                final = await resp.json()
+            return set(final["booked_slots"]) == stored
+
+        await eventually(caught_up, 15, what="the first server's board = the database's")
         booked = set(final["booked_slots"])
         for slot, (op, acked) in last.items():
             if acked:
@@ -217,8 +236,7 @@ async def test_database_restart_loses_no_acknowledged_booking(
             async with session.get(server.url + "/health") as resp:
                 assert (await resp.json())["status"] == "healthy"
         # Every client ends on the database's board, fresh after the reconnection.
-        await until(lambda: all(o.board == final for o in observers), timeout=5)
-        assert all(o.board == final for o in observers)
+        await eventually(lambda: all(o.board == final for o in observers), 5)
     finally:
         for server in servers:
             server.proc.terminate()

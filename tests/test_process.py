@@ -3,134 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, free_port, users
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1) + "/slot-booking"
-
-
-def write_users(path: Path, n: int) -> None:
-    path.write_text(
-        "".join(
-            f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
-            f'name = "{u.name}"\nsrn = "{u.srn}"\n'
-            for u in users(n)
-        )
-    )
-
-
-def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
-    """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it."""
-    write_users(tmp_path / "users.toml", 320)
-    config = tmp_path / "profile.toml"
-    config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
-    port = int(env.pop("PORT", 0)) or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rero", "--config", str(config)],
-        env={
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "LOG_LEVEL": "warning",
-            "DATABASE_PATH": str(tmp_path / "rero.db"),
-            "FAKE_USERS_FILE": str(tmp_path / "users.toml"),
-            **env,
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            import urllib.request
-
-            with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
-                return Server(proc, url)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
-
-
-class Observer:
-    """A WebSocket client that remembers the last board it saw and its responses."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.board: dict[str, Any] = {}
-        self.responses: list[dict[str, Any]] = []
-        self.task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            data = json.loads(msg.data)
-            if data["type"] == "slots_update":
-                self.board = data["data"]
-            else:
-                self.responses.append(data)
-
-
-async def observers(session: aiohttp.ClientSession, server: Server, n: int) -> list[Observer]:
-    result = [Observer(await session.ws_connect(server.ws_url())) for _ in range(n)]
-    while any(not o.board for o in result):
-        await asyncio.sleep(0.01)
-    return result
-
-
-async def settle(observers: list[Observer], board: dict[str, Any], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(o.board != board for o in observers):
-        await asyncio.sleep(0.02)
+from tests.helpers import Server, StartingGate, eventually, observe, start_server
 
 
 async def test_rush_of_300_over_both_transports_one_winner(
     server: Server, session: aiohttp.ClientSession
 ) -> None:
-    ws_users = await observers(session, server, 150)
-    start = asyncio.Event()
+    ws_users = await observe(session, [server.ws_url()] * 150)
+    gate = StartingGate(300)
 
     async def over_ws(i: int) -> str:
-        await start.wait()
+        await gate.wait()
         obs = ws_users[i]
         await obs.ws.send_json(
             {"type": "book_slot", "slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
         )
-        while not obs.responses:
-            await asyncio.sleep(0.005)
+        await eventually(lambda: obs.responses, 60, what=f"user{i}'s answer")
         reply = obs.responses[0]
         assert reply["type"] == "booking_response"
         return "won" if reply["success"] else str(reply["message"])
 
     async def over_http(i: int) -> str:
-        await start.wait()
+        await gate.wait()
         body = {"slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
         async with session.post(server.url + "/book-slot", json=body) as resp:
             data = await resp.json()
@@ -138,8 +41,7 @@ async def test_rush_of_300_over_both_transports_one_winner(
 
     tasks = [asyncio.create_task(over_ws(i)) for i in range(150)]
     tasks += [asyncio.create_task(over_http(i)) for i in range(150, 300)]
-    await asyncio.sleep(0.1)
-    start.set()
+    await gate.open()
     outcomes = await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert Counter(outcomes) == {"won": 1, "Slot 9 is not available": 299}
     winner = outcomes.index("won")
@@ -147,8 +49,7 @@ async def test_rush_of_300_over_both_transports_one_winner(
         final = await resp.json()
     assert final["booked_slots"] == [9]
     assert final["slots"][6]["booked_by"] == f"SRN{winner:04d}"
-    await settle(ws_users, final)
-    assert all(o.board == final for o in ws_users)
+    await eventually(lambda: all(o.board == final for o in ws_users), 5)
     for o in ws_users:
         await o.ws.close()
 
@@ -156,7 +57,7 @@ async def test_rush_of_300_over_both_transports_one_winner(
 async def test_twelve_users_twelve_slots_over_ws(
     server: Server, session: aiohttp.ClientSession
 ) -> None:
-    clients = await observers(session, server, 12)
+    clients = await observe(session, [server.ws_url()] * 12)
     await asyncio.gather(
         *(
             o.ws.send_json(
@@ -170,19 +71,17 @@ async def test_twelve_users_twelve_slots_over_ws(
             for i, o in enumerate(clients)
         )
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(not o.responses for o in clients):
-        await asyncio.sleep(0.01)
+    await eventually(lambda: all(o.responses for o in clients), 10)
     assert all(o.responses[0]["success"] for o in clients)
     async with session.get(server.url + "/slots") as resp:
         final = await resp.json()
     assert final["available_slots"] == []
-    await settle(clients, final)
-    assert all(o.board == final for o in clients)
+    await eventually(lambda: all(o.board == final for o in clients), 5)
     for o in clients:
         await o.ws.close()
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_shutdown_closes_1000_sockets_with_1001_within_5s(
     tmp_path: Path, session: aiohttp.ClientSession, sig: signal.Signals

@@ -19,9 +19,9 @@ from rero.auth import User
 from rero.errors import StorageUnavailable
 from rero.keys import SERVICE, STORAGE
 from rero.slots import Schedule
-from rero.storage import Book, Cancel, Change, Refusal, Release, Storage, Write
+from rero.storage import Book, Cancel, Change, Write
 from rero.storage.sqlite import open_sqlite
-from tests.conftest import ClientFactory, one, users
+from tests.helpers import ClientFactory, apply_mixed_group, eventually, one, users
 
 
 async def test_200_concurrent_bookers_one_winner(
@@ -112,36 +112,6 @@ async def test_changes_in_flight_share_one_commit(
     assert (await storage.counts()).booked == 12
 
 
-async def apply_mixed_group(storage: Storage) -> list[Write]:
-    """Each change in a group is decided in order and audited; a refusal sees the state
-    that refused it. Shared with the PostgreSQL store's test."""
-    writes = await storage.apply(
-        [
-            Book(5, "A", "t1"),
-            Book(5, "B", "t2"),  # taken by A, just before
-            Book(6, "A", "t3", limit=1),  # A's quota, reached just before
-            Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
-            Cancel(5, "A", "A", "cancelled", "t5"),
-            Book(5, "B", "t6"),
-            Release((5, 7), "ADMIN", "reset", "t7"),
-        ]
-    )
-    assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
-    # Why each refusal, as the store saw it in the same transaction.
-    assert [w.refused for w in writes] == [
-        None, Refusal.TAKEN, Refusal.QUOTA, Refusal.NOT_YOURS, None, None, None,
-    ]  # fmt: skip
-    assert not any(s.is_booked for s in writes[-1].slots)
-    events = await storage.events(10, None)
-    assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
-        (5, "B", "ADMIN", "reset"),
-        (5, "B", "B", "booked"),
-        (5, "A", "A", "cancelled"),
-        (5, "A", "A", "booked"),
-    ]
-    return writes
-
-
 async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:
     """On SQLite the group is one commit: every change sees the board after it."""
     async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
@@ -181,7 +151,7 @@ async def test_a_requester_that_goes_away_does_not_undo_its_group(
     service = client.app[SERVICE]
     first = asyncio.create_task(service.book(User("", "SRN0000"), 3))
     second = asyncio.create_task(service.book(User("", "SRN0001"), 4))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn: both are queued for one commit, not yet begun
     first.cancel()
     await second
     assert (await (await client.get("/slots")).json())["booked_slots"] == [3, 4]
@@ -234,7 +204,7 @@ async def test_a_commit_cancelled_before_its_group_leaves_no_queue_behind(
     service = client.app[SERVICE]
     await service._commit._lock.acquire()  # a commit in flight
     waiting = asyncio.create_task(service.book(User("", "SRN0000"), 3))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: service._commit._committing, 2, what="the commit task waiting")
     (commit,) = service._commit._committing
     commit.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_process import Server
+from tests.helpers import Server
 
 EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "40")
 SEED = os.environ.get("SCHEMATHESIS_SEED", "20261124")
+
+pytestmark = pytest.mark.stress  # hundreds of generated requests per run
 
 
 def token(url: str) -> str:

@@ -16,8 +16,18 @@ import pytest
 from rero.app import create_app
 from rero.keys import SERVICE, STORAGE
 from rero.settings import Settings
-from tests.conftest import ALICE, ALICE_SRN, BOB, BOB_SRN, ClientFactory, FakePesu, users
-from tests.test_ws import collect, connect, receive
+from tests.helpers import (
+    ALICE,
+    ALICE_SRN,
+    BOB,
+    BOB_SRN,
+    ClientFactory,
+    FakePesu,
+    collect,
+    connect,
+    receive,
+    users,
+)
 
 INVALID_SESSION = {"detail": "Invalid or expired session"}
 

@@ -21,7 +21,7 @@ from rero.settings import (
     SettingsError,
     load_settings,
 )
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.test_process import Observer, Server, start_server
+from tests.helpers import Observer, Server, StartingGate, eventually, start_server
+
+pytestmark = pytest.mark.stress  # two and four server processes per test
 
 
 @pytest.fixture(params=[2, 4])
@@ -25,31 +29,30 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     assert server.proc.returncode == 0
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
-
-
 async def one_client_per_worker(session: aiohttp.ClientSession, server: Server) -> list[Observer]:
-    """Open sockets until every worker holds one (the kernel spreads them by hash)."""
+    """Open sockets until every worker holds one (the kernel spreads them by hash). The
+    server answered its first /health from one worker; the others may still be starting,
+    so keep trying until a deadline rather than for a number of sockets."""
+    workers: int = server.workers  # type: ignore[attr-defined]
     by_worker: dict[str, Observer] = {}
     extra = []
-    for _ in range(400):
+
+    async def one_more() -> bool:
         ws = await session.ws_connect(server.ws_url())
         pid = ws._response.headers["X-Rero-Worker"]
         if pid in by_worker:
             extra.append(ws)
         else:
             by_worker[pid] = Observer(ws)
-        if len(by_worker) == server.workers:  # type: ignore[attr-defined]
-            break
-    for ws in extra:
-        await ws.close()
-    assert len(by_worker) == server.workers  # type: ignore[attr-defined]
+        return len(by_worker) == workers
+
+    try:
+        await eventually(one_more, 30, what=f"a socket on each of the {workers} workers")
+    finally:
+        for ws in extra:
+            await ws.close()
     observers = list(by_worker.values())
-    while any(not o.board for o in observers):
-        await asyncio.sleep(0.01)
+    await eventually(lambda: all(o.board for o in observers), 10, what="every greeting board")
     return observers
 
 
@@ -67,19 +70,15 @@ async def test_a_booking_on_one_worker_reaches_every_worker(
     body = {"slot_id": 6, "username": "user1", "password": "pw-1"}
     async with session.post(cluster.url + "/book-slot", json=body) as resp:
         assert resp.status == 200
-    while time.monotonic() - started < 2 and any(
-        o.board.get("booked_slots") != [6] for o in observers
-    ):
-        await asyncio.sleep(0.005)
-    assert all(o.board["booked_slots"] == [6] for o in observers)
+    await eventually(
+        lambda: all(o.board.get("booked_slots") == [6] for o in observers),
+        2 - (time.monotonic() - started),  # within 2 s of the request
+    )
     # Over the WebSocket of one worker, seen by the others.
     await observers[-1].ws.send_json(
         {"type": "cancel_slot", "slot_id": 6, "username": "user1", "password": "pw-1"}
     )
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and any(o.board["booked_slots"] for o in observers):
-        await asyncio.sleep(0.005)
-    assert all(o.board["booked_slots"] == [] for o in observers)
+    await eventually(lambda: all(o.board["booked_slots"] == [] for o in observers), 2)
     for o in observers:
         await o.ws.close()
 
@@ -87,24 +86,23 @@ async def test_a_booking_on_one_worker_reaches_every_worker(
 async def test_rush_across_workers_has_one_winner(
     cluster: Server, session: aiohttp.ClientSession
 ) -> None:
-    start = asyncio.Event()
+    gate = StartingGate(300)
 
     async def attempt(i: int) -> int:
-        await start.wait()
+        await gate.wait()
         body = {"slot_id": 9, "username": f"user{i}", "password": f"pw-{i}"}
         async with session.post(cluster.url + "/book-slot", json=body) as resp:
             return resp.status
 
     tasks = [asyncio.create_task(attempt(i)) for i in range(300)]
-    await asyncio.sleep(0.1)
-    start.set()
+    await gate.open()
     assert Counter(await asyncio.gather(*tasks)) == {200: 1, 400: 299}
     final = await board(session, cluster)
     assert final["booked_slots"] == [9]
 
 
 async def test_quota_and_throttle_hold_across_workers(
-    cluster: Server, session: aiohttp.ClientSession
+    cluster: Server, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     who = {"username": "user7", "password": "pw-7"}
     url = cluster.url + "/book-slot"
@@ -112,15 +110,26 @@ async def test_quota_and_throttle_hold_across_workers(
         *(session.post(url, json={"slot_id": 3 + i, **who}) for i in range(10))
     )
     assert sorted(r.status for r in statuses) == [200, 200] + [400] * 8
+    observers = await one_client_per_worker(session, cluster)
     for _ in range(5):
         async with session.post(
             cluster.url + "/auth/login", json={"username": "user8", "password": "bad"}
         ) as resp:
             assert resp.status == 401
-    # Another worker counts these failures once its change feed has seen them (one poll).
-    await asyncio.sleep(0.2)
+    # Another worker counts these failures once its change feed has seen them. Probing
+    # with the right password would forgive them on a worker that has not, so wait for
+    # the feeds another way: a commit made outside every worker, after the failures,
+    # reaches each worker's board only through its feed, which has then read past them.
+    with closing(sqlite3.connect(tmp_path / "rero.db")) as db, db:
+        db.execute("UPDATE slots SET is_booked = 1, booked_by = 'FEED' WHERE id = 14")
+    await eventually(
+        lambda: all(o.board["slots"][-1]["booked_by"] == "FEED" for o in observers),
+        10,
+        what="every worker's change feed past the failures",
+    )
+    workers = {o.ws._response.headers["X-Rero-Worker"] for o in observers}
     seen = set()
-    for _ in range(8):  # fresh connections land on different workers
+    for _ in range(200):  # fresh connections land on different workers: ask every one
         async with (
             aiohttp.ClientSession() as fresh,
             fresh.post(
@@ -129,4 +138,8 @@ async def test_quota_and_throttle_hold_across_workers(
         ):
             assert resp.status == 429
             seen.add(resp.headers["X-Rero-Worker"])
-    assert len(seen) >= 1
+        if seen == workers:
+            break
+    assert seen == workers
+    for o in observers:
+        await o.ws.close()

@@ -16,16 +16,19 @@ import pytest
 
 from rero.app import create_app
 from rero.keys import HUB
-from tests.conftest import ALICE, ALICE_SRN, BOB, ClientFactory, FakePesu, users
-
-WSMessage = dict[str, Any]
-
-
-async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> WSMessage:
-    msg = await ws.receive(timeout=timeout)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    parsed: WSMessage = json.loads(msg.data)
-    return parsed
+from tests.helpers import (
+    ALICE,
+    ALICE_SRN,
+    BOB,
+    ClientFactory,
+    FakePesu,
+    WSMessage,
+    collect,
+    connect,
+    eventually,
+    receive,
+    users,
+)
 
 
 async def receive_type(
@@ -36,22 +39,6 @@ async def receive_type(
         msg = await receive(ws, timeout)
         if msg["type"] == kind:
             return msg
-
-
-async def collect(ws: aiohttp.ClientWebSocketResponse, *kinds: str) -> dict[str, WSMessage]:
-    """Read until one message of each kind has arrived, in any order (the order is free)."""
-    seen: dict[str, WSMessage] = {}
-    while not set(kinds) <= set(seen):
-        msg = await receive(ws)
-        seen[msg["type"]] = msg
-    return seen
-
-
-async def connect(client: Any, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
-    """Open a socket and consume the board it is greeted with."""
-    ws = await client.ws_connect("/slot-booking", **kwargs)
-    assert (await receive(ws))["type"] == "slots_update"
-    return ws
 
 
 async def test_greeting_is_the_board(client: Any) -> None:
@@ -229,11 +216,11 @@ async def test_active_connections_exact_after_abrupt_disconnect(client: Any) -> 
     assert await count() == 5
     await sockets[0].close()
     sockets[1]._response.connection.transport.abort()  # vanish without a close frame
-    for _ in range(100):
-        if await count() == 3:
-            break
-        await asyncio.sleep(0.02)
-    assert await count() == 3
+
+    async def three_left() -> bool:
+        return await count() == 3
+
+    await eventually(three_left, 5)
     assert (await (await client.get("/")).json())["active_connections"] == 3
     stats = await (await client.get("/stats")).json()
     assert stats["websocket"] == {"active_connections": 3}
@@ -266,10 +253,7 @@ async def test_connection_limit_answers_503(aiohttp_client: ClientFactory, setti
         await client.ws_connect("/slot-booking")
     assert info.value.status == 503
     await first.close()
-    for _ in range(50):
-        if len(client.server.app[HUB].clients) == 1:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(client.server.app[HUB].clients) == 1, 5)
     await connect(client)
 
 
@@ -307,11 +291,7 @@ async def test_heartbeat_is_configured(aiohttp_client: ClientFactory, settings: 
     msg = await ws.receive(timeout=2)
     assert msg.type == aiohttp.WSMsgType.PING
     # Never answer: the server drops the dead peer.
-    for _ in range(100):
-        if not client.server.app[HUB].clients:
-            break
-        await asyncio.sleep(0.05)
-    assert not client.server.app[HUB].clients
+    await eventually(lambda: not client.server.app[HUB].clients, 5)
 
 
 # ---- a client that never reads --------------------------------------------------------------
@@ -382,11 +362,7 @@ async def test_stalled_client_does_not_delay_anyone(
         assert stalled.transport is not None
         peak_buffer = max(peak_buffer, stalled.transport.get_write_buffer_size())
     final = await (await client.get("/slots")).json()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 1.0
-    while loop.time() < deadline and any(m.get("data") != final for m in last):
-        await asyncio.sleep(0.01)
-    assert all(m.get("data") == final for m in last)
+    await eventually(lambda: all(m.get("data") == final for m in last), 1.0)
     # The stalled client's memory on the server stays bounded: older boards were dropped
     # for the newest one, and its buffer stopped at the flow-control mark (64 KiB + 1 frame).
     assert hub.conflated > 400
@@ -408,7 +384,7 @@ async def test_blocked_client_is_cut_off(aiohttp_client: ClientFactory, settings
             await client.post(path, json={"slot_id": 7, **who})
     assert not hub.clients
     assert hub.cut_off == 1
-    # The connection itself is dropped soon after the close frame is queued.
-    await asyncio.sleep(1.2)
-    assert stalled.transport.is_closing()
+    # The connection itself is dropped soon after the close frame is queued (the hub
+    # aborts it a second later): the bound is the assertion, the wait ends when it is.
+    await eventually(stalled.transport.is_closing, 1.2)
     writer.close()

@@ -1,0 +1,357 @@
+"""What more than one test module needs: the test users, a fake PESU, a real server
+process and its WebSocket observers, the WebSocket protocol's reading helpers, and
+``eventually``, the one way a test waits for something to happen.
+
+Fixtures stay in ``conftest.py``; test modules import helpers from here only, never from
+each other or from ``conftest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from rero.settings import FakeUser
+from rero.storage import Book, Cancel, Change, Refusal, Release, Storage, Write
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE = {"username": "alice", "password": "alice-pw-Zq7"}
+BOB = {"username": "bob", "password": "bob-pw-Xk4"}
+ALICE_SRN = "PES1UG22CS001"
+BOB_SRN = "PES1UG22EC002"
+
+ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+WSMessage = dict[str, Any]
+
+
+# ---- waiting ------------------------------------------------------------------------------
+
+
+def _describe(predicate: Callable[..., object]) -> str:
+    """The predicate's source line, so a timeout says what was awaited."""
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):
+        return repr(predicate)
+
+
+async def eventually(
+    predicate: Callable[[], object] | Callable[[], Awaitable[object]],
+    timeout: float = 5.0,
+    *,
+    what: str = "",
+    interval: float = 0.01,
+) -> None:
+    """Wait until ``predicate()`` (sync or async) is true; fail the test after ``timeout``.
+
+    Tests wait for the condition itself rather than sleeping for a guessed while: that
+    is fast on an idle machine, still right on a loaded one, and a condition that never
+    comes fails with a message instead of hanging.
+    """
+    __tracebackhide__ = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            try:
+                result = await asyncio.wait_for(result, max(deadline - loop.time(), interval))
+            except asyncio.TimeoutError:
+                result = False
+        if result:
+            return
+        if loop.time() >= deadline:
+            raise AssertionError(f"not true within {timeout:g} s: {what or _describe(predicate)}")
+        await asyncio.sleep(interval)
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, *, what: str, interval: float = 0.05
+) -> None:
+    """``eventually`` for code outside an event loop (a subprocess starting up)."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout:g} s: {what}")
+        time.sleep(interval)
+
+
+class StartingGate:
+    """Holds ``racers`` tasks until every one of them is waiting, then lets them all go
+    together: a rush starts at once without guessing how long getting ready takes."""
+
+    def __init__(self, racers: int) -> None:
+        self.racers = racers
+        self.waiting = 0
+        self._open = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        await self._open.wait()
+
+    async def open(self, timeout: float = 10.0) -> None:
+        await eventually(
+            lambda: self.waiting == self.racers,
+            timeout,
+            what=f"all {self.racers} racers at the gate ({self.waiting} there)",
+        )
+        self._open.set()
+
+
+# ---- users, ports, the store ---------------------------------------------------------------
+
+
+def users(n: int) -> tuple[FakeUser, ...]:
+    """``n`` distinct fake users ``user0..``, password ``pw-<i>``, SRN ``SRN<i>``."""
+    return tuple(FakeUser(f"user{i}", f"pw-{i}", f"User {i}", f"SRN{i:04d}") for i in range(n))
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a server that must be told its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def one(storage: Storage, change: Change) -> Write:
+    """Apply a single change."""
+    (write,) = await storage.apply([change])
+    return write
+
+
+async def apply_mixed_group(storage: Storage) -> list[Write]:
+    """Each change in a group is decided in order and audited; a refusal sees the state
+    that refused it. Shared by the SQLite and the PostgreSQL store's tests."""
+    writes = await storage.apply(
+        [
+            Book(5, "A", "t1"),
+            Book(5, "B", "t2"),  # taken by A, just before
+            Book(6, "A", "t3", limit=1),  # A's quota, reached just before
+            Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
+            Cancel(5, "A", "A", "cancelled", "t5"),
+            Book(5, "B", "t6"),
+            Release((5, 7), "ADMIN", "reset", "t7"),
+        ]
+    )
+    assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
+    # Why each refusal, as the store saw it in the same transaction.
+    assert [w.refused for w in writes] == [
+        None, Refusal.TAKEN, Refusal.QUOTA, Refusal.NOT_YOURS, None, None, None,
+    ]  # fmt: skip
+    assert not any(s.is_booked for s in writes[-1].slots)
+    events = await storage.events(10, None)
+    assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
+        (5, "B", "ADMIN", "reset"),
+        (5, "B", "B", "booked"),
+        (5, "A", "A", "cancelled"),
+        (5, "A", "A", "booked"),
+    ]
+    return writes
+
+
+# ---- a fake PESU upstream ------------------------------------------------------------------
+
+
+@dataclass
+class FakePesu:
+    """A local stand-in for the PESU auth API whose behaviour each test sets."""
+
+    mode: str = "ok"
+    delay: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.calls.append(body)
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the subject: a slow upstream
+        if self.mode == "ok" and body.get("password") == "right":
+            return web.json_response(
+                {
+                    "status": True,
+                    "message": "Login successful.",
+                    "profile": {
+                        "name": "Pesu Student",
+                        "prn": "PES12022000099",
+                        "srn": f"PES1UG22CS{len(body['username']):03d}",
+                        "program": "Bachelor of Technology",
+                        "branch": "Computer Science and Engineering",
+                        "branch_short_code": "CSE",
+                        "campus": "RR",
+                        "campus_code": 1,
+                    },
+                }
+            )
+        if self.mode == "ok":
+            return web.json_response({"status": False, "message": "Invalid"}, status=401)
+        if self.mode == "legacy-false":
+            return web.json_response({"status": False, "message": "Invalid"})
+        if self.mode == "no-profile":
+            return web.json_response({"status": True})
+        if self.mode == "html":
+            return web.Response(text="<html>down</html>", content_type="text/html")
+        return web.json_response({"error": self.mode}, status=int(self.mode))
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+
+@dataclass
+class PgCluster:
+    """A running cluster: its URL to the ``postgres`` database, and how to restart it."""
+
+    url: str
+    pg_ctl: list[str]
+
+    def restart(self) -> None:
+        # No pipes: the restarted server inherits them and would hold them open forever.
+        subprocess.run(
+            [*self.pg_ctl, "restart", "-m", "fast", "-w"],
+            check=True,
+            timeout=60,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def pg_bin() -> Path | None:
+    """The newest Debian PostgreSQL's ``bin`` folder, if one is installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+# ---- a real server process -----------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """``python -m rero`` running in its own process, and where it listens."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def ws_url(self) -> str:
+        return self.url.replace("http", "ws", 1) + "/slot-booking"
+
+
+def write_users(path: Path, n: int) -> None:
+    """A fake-users file with :func:`users` ``(n)`` in it."""
+    path.write_text(
+        "".join(
+            f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
+            f'name = "{u.name}"\nsrn = "{u.srn}"\n'
+            for u in users(n)
+        )
+    )
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1):  # noqa: S310 - loopback
+            return True
+    except OSError:  # refused, reset or not ready: not up yet
+        return False
+
+
+def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
+    """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it and
+    320 fake users ``user0..`` (see :func:`users`); returns once ``/health`` answers."""
+    write_users(tmp_path / "users.toml", 320)
+    config = tmp_path / "profile.toml"
+    config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
+    port = int(env.pop("PORT", 0)) or free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rero", "--config", str(config)],
+        env={
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "LOG_LEVEL": "warning",
+            "DATABASE_PATH": str(tmp_path / "rero.db"),
+            "FAKE_USERS_FILE": str(tmp_path / "users.toml"),
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: proc.poll() is not None or _healthy(url),
+            30,
+            what=f"the server answering {url}/health",
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    assert proc.poll() is None, f"the server exited with {proc.returncode} on start-up"
+    return Server(proc, url)
+
+
+class Observer:
+    """A WebSocket client that remembers the last board it saw and its responses."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.board: dict[str, Any] = {}
+        self.responses: list[dict[str, Any]] = []
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            data = json.loads(msg.data)
+            if data["type"] == "slots_update":
+                self.board = data["data"]
+            else:
+                self.responses.append(data)
+
+
+async def observe(session: aiohttp.ClientSession, urls: list[str]) -> list[Observer]:
+    """One :class:`Observer` per WebSocket URL, returned once each has had its board."""
+    observers = [Observer(await session.ws_connect(url)) for url in urls]
+    await eventually(lambda: all(o.board for o in observers), 10, what="every greeting board")
+    return observers
+
+
+# ---- the WebSocket protocol, read from a test client ---------------------------------------
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> WSMessage:
+    """The next message, which must be JSON text."""
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    parsed: WSMessage = json.loads(msg.data)
+    return parsed
+
+
+async def collect(ws: aiohttp.ClientWebSocketResponse, *kinds: str) -> dict[str, WSMessage]:
+    """Read until one message of each kind has arrived, in any order (the order is free)."""
+    seen: dict[str, WSMessage] = {}
+    while not set(kinds) <= set(seen):
+        msg = await receive(ws)
+        seen[msg["type"]] = msg
+    return seen
+
+
+async def connect(client: Any, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
+    """Open a socket and consume the board it is greeted with."""
+    ws = await client.ws_connect("/slot-booking", **kwargs)
+    assert (await receive(ws))["type"] == "slots_update"
+    return ws
