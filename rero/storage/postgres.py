@@ -29,7 +29,7 @@ from rero.storage import (
     Write,
     refusal,
 )
-from rero.storage.postgres_schema import migrate
+from rero.storage.postgres_schema import DRIVER_ERRORS, migrate
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,8 +44,6 @@ _EVENT: Final = (
     "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
     " VALUES ($1, $2, $3, $4, $5)"
 )
-
-_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
 def _row(r: asyncpg.Record) -> SlotRow:
@@ -85,7 +83,7 @@ class PostgresStorage:
         try:
             async with self._pool.acquire(timeout=5) as conn:
                 return await work(conn)
-        except _ERRORS as e:
+        except DRIVER_ERRORS as e:
             log.error("database error: %s", type(e).__name__)
             raise StorageUnavailable() from None
 
@@ -287,14 +285,14 @@ class PostgresStorage:
         while True:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5)
-            except _ERRORS:
+            except DRIVER_ERRORS:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.1
             try:
                 await self._listen(conn, on_change)
-            except _ERRORS:
+            except DRIVER_ERRORS:
                 log.warning("change feed lost; reconnecting")
             finally:
                 self.listening = False

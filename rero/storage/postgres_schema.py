@@ -16,7 +16,13 @@ log: Final = logging.getLogger(__name__)
 
 MIGRATION_LOCK: Final = 7_262_001  # an advisory lock id for migrations
 CONNECT_TIMEOUT: Final = 10.0
-_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+#: What a lost or refused connection raises: the database is unavailable, not the request bad.
+DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 #: Migration N brings the schema from version N-1 to N. Append only.
 MIGRATIONS: Final = (
@@ -80,7 +86,7 @@ async def export(dsn: str) -> dict[str, list[dict[str, object]]]:
     """Every slot and every audit event, as plain rows, from one consistent snapshot."""
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
-    except _ERRORS as e:
+    except DRIVER_ERRORS as e:
         raise ConnectionError(f"cannot reach DATABASE_URL ({type(e).__name__})") from None
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -94,7 +100,7 @@ async def export(dsn: str) -> dict[str, list[dict[str, object]]]:
             events = await conn.fetch("SELECT * FROM booking_events ORDER BY id")
     except asyncpg.UndefinedTableError:
         raise FileNotFoundError("no rero database at DATABASE_URL") from None
-    except _ERRORS as e:
+    except DRIVER_ERRORS as e:
         raise ConnectionError(f"cannot read DATABASE_URL ({type(e).__name__})") from None
     finally:
         await conn.close(timeout=CONNECT_TIMEOUT)
