@@ -80,14 +80,22 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORAGE]
         identity = IdentityService(app[AUTH], store, store, settings, clock, outcomes)
+        identity.on_revoked(hub.end_sessions)
+        await identity.follow_revocations()
         feed = BoardFeed(settings.show_booked_by)
         feed.subscribe(hub.publish)
         commit = GroupCommit(store, feed)
         await commit.load()
         service = SlotService(identity, commit, feed, store, settings, clock, outcomes)
         app[IDENTITY], app[SERVICE] = identity, service
-        # Commits by other processes (workers, hosts, operator tools) reach this hub too.
-        tasks = [asyncio.create_task(store.watch(commit.refresh))]
+
+        async def other_process_committed() -> None:
+            await commit.refresh()
+            await identity.sync_revocations()
+
+        # Commits by other processes (workers, hosts, operator tools) reach this hub too:
+        # their boards, and the sessions they revoked.
+        tasks = [asyncio.create_task(store.watch(other_process_committed))]
         if settings.release_after_slot_end:
             tasks.append(asyncio.create_task(service.expire_forever()))
         yield

@@ -22,6 +22,7 @@ from rero.compat import close_frame, text_frame
 log: Final = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE: Final = 3.0
+SESSION_ENDED: Final = '{"type":"session_ended"}'
 
 
 def slots_update(board: Board) -> str:
@@ -34,7 +35,7 @@ class Subscriber:
     """The hub's side of one socket: its transport for the fast path, at most one pending
     board, and the writer task it has only while it is behind."""
 
-    __slots__ = ("pending", "protocol", "raw", "transport", "writer", "ws")
+    __slots__ = ("pending", "protocol", "raw", "session", "transport", "writer", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.ws = ws
@@ -44,6 +45,8 @@ class Subscriber:
         self.raw = not ws.compress
         self.pending: tuple[str, bytes] | None = None
         self.writer: asyncio.Task[None] | None = None
+        #: The digest of the session token the socket signed in with, if any.
+        self.session: str | None = None
 
 
 class Hub:
@@ -51,6 +54,8 @@ class Hub:
 
     def __init__(self, send_timeout: float) -> None:
         self.clients: set[Subscriber] = set()
+        self._signed_in: dict[str, set[Subscriber]] = {}
+        self._ending: set[asyncio.Task[None]] = set()
         self._send_timeout = send_timeout
         self._message = ("", b"")
         self.boards = 0
@@ -80,8 +85,38 @@ class Hub:
 
     def leave(self, client: Subscriber) -> None:
         self.clients.discard(client)
+        self.sign_in(client, None)
         if client.writer is not None:
             client.writer.cancel()
+
+    def sign_in(self, client: Subscriber, session: str | None) -> None:
+        """Note the session (a token's digest) ``client`` now acts under; None: none."""
+        if client.session is not None:
+            holders = self._signed_in.get(client.session, set())
+            holders.discard(client)
+            if not holders:
+                self._signed_in.pop(client.session, None)
+        client.session = session
+        if session is not None:
+            self._signed_in.setdefault(session, set()).add(client)
+
+    def end_sessions(self, sessions: list[str]) -> None:
+        """Tell every socket signed in with one of ``sessions`` that it ended, and close
+        it with 1008; never awaits here (a revocation must not wait on a socket)."""
+        for session in sessions:
+            for client in self._signed_in.pop(session, set()):
+                client.session = None
+                task = asyncio.create_task(self._end(client))
+                self._ending.add(task)
+                task.add_done_callback(self._ending.discard)
+
+    async def _end(self, client: Subscriber) -> None:
+        try:
+            await asyncio.wait_for(client.ws.send_str(SESSION_ENDED), self._send_timeout)
+            await client.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"Session ended")
+        except (ConnectionError, asyncio.TimeoutError):
+            if client.transport is not None:
+                client.transport.abort()
 
     def resend(self, client: Subscriber) -> None:
         """``get_slots``: the current board again, to this client only."""

@@ -58,6 +58,9 @@ class Token:
 #: Who a request says it is: credentials, a session token, or an already-known user.
 Identity = Credentials | Token | User
 
+#: Told the digests of sessions that ended.
+RevocationListener = Callable[[list[str]], None]
+
 
 @dataclass(frozen=True)
 class Session:
@@ -155,6 +158,8 @@ class IdentityService:
         self._admins = frozenset(settings.admins)
         self._clock = clock
         self._outcomes = outcomes
+        self._revocation_listeners: list[RevocationListener] = []
+        self._revocations_seen = 0
         self._throttle = Throttle(
             failures,
             settings.max_failed_logins_per_user,
@@ -201,8 +206,47 @@ class IdentityService:
         return Session(user, token.value, expires_at)
 
     async def logout(self, token: Token) -> None:
-        if not await self._sessions.delete_session(token.digest):
+        """Revoke the session of ``token``; the sockets signed in with it end too."""
+        now, purge_before = self._revocation_times()
+        if not await self._sessions.delete_session(token.digest, now, purge_before):
             raise InvalidSession()
+        self._revoked([token.digest])
+
+    async def logout_all(self, identity: Identity) -> int:
+        """Revoke every session of the caller (a stolen token among them); how many."""
+        user = await self.authenticate(identity)
+        now, purge_before = self._revocation_times()
+        digests = await self._sessions.delete_sessions(user.srn, now, purge_before)
+        self._revoked(digests)
+        return len(digests)
+
+    def on_revoked(self, listener: RevocationListener) -> None:
+        """Call ``listener(digests)`` whenever sessions end, here or in another process."""
+        self._revocation_listeners.append(listener)
+
+    async def follow_revocations(self) -> None:
+        """Start reading the revocation log from its newest entry (at start-up)."""
+        self._revocations_seen, _ = await self._sessions.revocations(-1)
+
+    async def sync_revocations(self) -> None:
+        """Another process may have committed: hand on the sessions it revoked."""
+        self._revocations_seen, digests = await self._sessions.revocations(self._revocations_seen)
+        if digests:
+            self._revoked(digests)
+
+    def _revocation_times(self) -> tuple[str, str]:
+        """Now, and the age past which a revocation no longer matters (its session would
+        have expired anyway)."""
+        now = self._clock()
+        cutoff = now - self._session_length
+        return now.isoformat(timespec="seconds"), cutoff.isoformat(timespec="seconds")
+
+    def _revoked(self, digests: list[str]) -> None:
+        for listener in self._revocation_listeners:
+            try:
+                listener(digests)
+            except Exception:  # a broken listener must not undo a revocation
+                log.exception("revocation listener failed")
 
     def is_admin(self, user: User) -> bool:
         return user.srn in self._admins

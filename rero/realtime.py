@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 
 from rero import schemas
 from rero.auth import User
-from rero.errors import AuthUnavailable, InvalidCredentials, ReroError
+from rero.errors import AuthUnavailable, InvalidCredentials, InvalidSession, ReroError
 from rero.identity import Credentials, Identity, IdentityService, Token
 from rero.keys import HUB, IDENTITY, SERVICE, SETTINGS
 from rero.request_info import client_address
@@ -49,10 +49,20 @@ def _failure_sentence(e: ReroError) -> str:
 
 @dataclass
 class Peer:
-    """What the client at the other end of one socket has told the server about itself."""
+    """What the client at the other end of one socket has told the server about itself.
+
+    A socket signed in acts under its session token, checked again on every request,
+    so a revoked or expired session stops it at once; ``bind`` tells the hub which
+    session that is, so a revocation reaches the socket.
+    """
 
     address: str
-    user: User | None = None
+    bind: Callable[[str | None], None] = lambda _: None
+    token: Token | None = None
+
+    def sign_in(self, token: Token | None) -> None:
+        self.token = token
+        self.bind(None if token is None else token.digest)
 
 
 def _invalid(e: ValidationError) -> Reply:
@@ -61,14 +71,14 @@ def _invalid(e: ValidationError) -> Reply:
 
 
 def _identity(peer: Peer, msg: dict[str, Any], what: str) -> tuple[Identity, int] | Reply:
-    """A token, the message's credentials, or the connection's user; and the slot id."""
+    """A token, the message's credentials, or the connection's session; and the slot id."""
     missing = error(f"Missing slot_id, username, or password in {what} request")
     try:
         if "token" in msg:
             data = schemas.SLOT_ONLY.load(msg)
             return Token(schemas.TOKEN.load(msg)["token"]), data["slot_id"]
-        if peer.user is not None and "username" not in msg and "password" not in msg:
-            return peer.user, schemas.SLOT_ONLY.load(msg)["slot_id"]
+        if peer.token is not None and "username" not in msg and "password" not in msg:
+            return peer.token, schemas.SLOT_ONLY.load(msg)["slot_id"]
         data = schemas.SLOT.load(msg)
     except ValidationError as e:
         if any("Missing data for required field." in m for m in e.messages_dict.values()):
@@ -102,8 +112,10 @@ async def _authenticate(identity: IdentityService, peer: Peer, msg: dict[str, An
     reply: Reply = {"type": "auth_response"}
     try:
         if "token" in msg:
-            peer.user = await identity.authenticate(Token(schemas.TOKEN.load(msg)["token"]))
-            return {**reply, "success": True, "user": peer.user.to_dict()}
+            token = Token(schemas.TOKEN.load(msg)["token"])
+            user = await identity.authenticate(token)
+            peer.sign_in(token)
+            return {**reply, "success": True, "user": user.to_dict()}
         data = schemas.LOGIN.load(msg)
         session = await identity.login(
             Credentials(data["username"], data["password"], peer.address)
@@ -114,7 +126,7 @@ async def _authenticate(identity: IdentityService, peer: Peer, msg: dict[str, An
         return _invalid(e)
     except ReroError as e:
         return {**reply, "success": False, "message": _failure_sentence(e)}
-    peer.user = session.user
+    peer.sign_in(Token(session.token))
     return {
         **reply,
         "success": True,
@@ -122,6 +134,21 @@ async def _authenticate(identity: IdentityService, peer: Peer, msg: dict[str, An
         "token": session.token,
         "expires_at": session.expires_at,
     }
+
+
+async def _logout(identity: IdentityService, peer: Peer) -> Reply:
+    """Revoke the session the socket signed in with (this socket is not told it ended)."""
+    token = peer.token
+    peer.sign_in(None)
+    if token is not None:
+        try:
+            await identity.logout(token)
+        except InvalidSession:
+            pass  # already ended: the socket is signed out all the same
+        except ReroError as e:
+            peer.sign_in(token)
+            return {"type": "logout_response", "success": False, "message": e.detail}
+    return {"type": "logout_response", "success": True}
 
 
 async def answer(
@@ -150,8 +177,7 @@ async def answer(
     if kind == "authenticate":
         return await _authenticate(identity, peer, msg)
     if kind == "logout":
-        peer.user = None
-        return {"type": "logout_response", "success": True}
+        return await _logout(identity, peer)
     if kind is None:
         return error("Missing message type")
     return error(f"Unknown message type: {str(kind)[:64]}")
@@ -184,7 +210,10 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     subscriber = hub.join(ws, request)
     slots, identity = request.app[SERVICE], request.app[IDENTITY]
-    peer = Peer(client_address(request, settings.trusted_proxies))
+    peer = Peer(
+        client_address(request, settings.trusted_proxies),
+        lambda session: hub.sign_in(subscriber, session),
+    )
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:

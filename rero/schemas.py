@@ -144,6 +144,11 @@ class LoginResponse(Schema):
     expires_at = fields.DateTime(required=True)
 
 
+class LogoutAllResponse(Schema):
+    success = fields.Boolean(required=True)
+    sessions_ended = fields.Integer(required=True)
+
+
 class SlotResponse(Schema):
     success = fields.Boolean(required=True)
     message = fields.String(required=True)

@@ -76,6 +76,12 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def logout_all(request: web.Request) -> web.Response:
+    who, _ = await identify(request, None, schemas.LOGIN)
+    ended = await request.app[IDENTITY].logout_all(who)
+    return web.json_response({"success": True, "sessions_ended": ended})
+
+
 async def book_slot(request: web.Request) -> web.Response:
     who, data = await identify(request, schemas.SLOT_ONLY, schemas.SLOT)
     slot_id = data["slot_id"]

@@ -66,7 +66,7 @@ async def test_store_contract(pg_url: str) -> None:
         ]
         await storage.create_session("h", "A", "2999-01-01T00:00:00+00:00", "2026")
         assert await storage.session("h", "2026") == "A"
-        assert await storage.delete_session("h")
+        assert await storage.delete_session("h", "2026", "2025")
         assert await storage.session("h", "2026") is None
         await storage.add_failures(["user:x", "address:y"], 100.0, 0.0)
         await storage.add_failures(["user:x", "address:y"], 101.0, 0.0)

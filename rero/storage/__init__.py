@@ -135,8 +135,18 @@ class SessionStore(Protocol):
         """The SRN of a live session, or None."""
         ...
 
-    async def delete_session(self, token_hash: str) -> bool:
-        """Whether a session was there to delete."""
+    async def delete_session(self, token_hash: str, now: str, purge_before: str) -> bool:
+        """Revoke one session; whether it was there. Every revocation is logged (entries
+        from before ``purge_before`` are forgotten) so other processes learn of it."""
+        ...
+
+    async def delete_sessions(self, srn: str, now: str, purge_before: str) -> list[str]:
+        """Revoke every session of ``srn``; the hashes of those that were there."""
+        ...
+
+    async def revocations(self, after: int) -> tuple[int, list[str]]:
+        """Token hashes revoked after log entry ``after``, and the newest entry's id
+        (``after`` < 0: only the newest id, to start from)."""
         ...
 
 

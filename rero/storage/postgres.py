@@ -30,11 +30,11 @@ from rero.storage import (
     refusal,
 )
 from rero.storage.postgres_schema import DRIVER_ERRORS, migrate
+from rero.storage.postgres_sessions import CHANNEL, PostgresSessions
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CHANNEL: Final = "rero_changes"
 CLOSE_TIMEOUT: Final = 5.0
 KEEPALIVE: Final = 2.0  # seconds between checks that the LISTEN connection still lives
 _SELECT_SLOTS: Final = (
@@ -64,7 +64,7 @@ async def _why(conn: asyncpg.Connection, change: Change) -> Write:
     return Write(False, refused=refusal(change, slot))
 
 
-class PostgresStorage:
+class PostgresStorage(PostgresSessions):
     """The shared store; see the module docstring for its guarantees."""
 
     description = "postgresql"
@@ -193,34 +193,6 @@ class PostgresStorage:
                 conn, c, (update, (ids,)), before=(event, (ids, c.actor, c.action, c.at))
             )
         )
-
-    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
-        async def create(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                await conn.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
-                await conn.execute(
-                    "INSERT INTO sessions (token_hash, srn, expires_at) VALUES ($1, $2, $3)",
-                    token_hash, srn, expires_at,
-                )  # fmt: skip
-
-        await self._run(create)
-
-    async def session(self, token_hash: str, now: str) -> str | None:
-        async def find(conn: asyncpg.Connection) -> str | None:
-            srn: str | None = await conn.fetchval(
-                "SELECT srn FROM sessions WHERE token_hash = $1 AND expires_at > $2",
-                token_hash, now,
-            )  # fmt: skip
-            return srn
-
-        return await self._run(find)
-
-    async def delete_session(self, token_hash: str) -> bool:
-        async def delete(conn: asyncpg.Connection) -> bool:
-            status = await conn.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash)
-            return bool(int(status.split()[-1]))
-
-        return await self._run(delete)
 
     async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
         async def read(conn: asyncpg.Connection) -> list[dict[str, object]]:

@@ -50,6 +50,11 @@ MIGRATIONS: Final = (
     CREATE TABLE IF NOT EXISTS login_failures (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
     CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)
     """,
+    """
+    CREATE TABLE IF NOT EXISTS session_revocations (
+        id BIGSERIAL PRIMARY KEY, token_hash TEXT NOT NULL, at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS sessions_srn ON sessions (srn)
+    """,
 )
 
 

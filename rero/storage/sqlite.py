@@ -12,8 +12,8 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -33,6 +33,7 @@ from rero.storage import (
     refusal,
 )
 from rero.storage.sqlite_schema import migrate
+from rero.storage.sqlite_sessions import SqliteSessions, immediate
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,18 +108,6 @@ def _read_slots(conn: sqlite3.Connection) -> tuple[SlotRow, ...]:
     return tuple(_row(r) for r in conn.execute(_SELECT_SLOTS))
 
 
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction: committed if the block ends, rolled back if it raises."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _why(conn: sqlite3.Connection, change: Change) -> Write:
     """A refusal, with its reason read in the transaction that refused it."""
     if isinstance(change, Release):
@@ -135,7 +124,7 @@ def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
     more; a refused change writes nothing, so none needs undoing.
     """
     refusals: list[Write | None] = []
-    with _immediate(conn):
+    with immediate(conn):
         for change in changes:
             decide, complete = _statements(change)
             if conn.execute(*decide).rowcount > 0:
@@ -147,7 +136,7 @@ def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
     return [w or Write(True, slots) for w in refusals]
 
 
-class SqliteStorage:
+class SqliteStorage(SqliteSessions):
     """The embedded store; see the module docstring for its guarantees."""
 
     def __init__(self, db: aiosqlite.Connection, path: str) -> None:
@@ -185,36 +174,6 @@ class SqliteStorage:
         """Every change in one transaction: one commit, one fsync, however many changes."""
         return await self._in_thread(lambda conn: _apply(conn, changes))
 
-    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
-        def create(conn: sqlite3.Connection) -> None:
-            with _immediate(conn):
-                conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
-                conn.execute(
-                    "INSERT INTO sessions (token_hash, srn, expires_at) VALUES (?, ?, ?)",
-                    (token_hash, srn, expires_at),
-                )
-
-        await self._in_thread(create)
-
-    async def session(self, token_hash: str, now: str) -> str | None:
-        async def find() -> str | None:
-            rows = await self._db.execute_fetchall(
-                "SELECT srn FROM sessions WHERE token_hash = ? AND expires_at > ?",
-                (token_hash, now),
-            )
-            return next((str(r[0]) for r in rows), None)
-
-        return await self._run(find)
-
-    async def delete_session(self, token_hash: str) -> bool:
-        async def delete() -> bool:
-            cursor = await self._db.execute(
-                "DELETE FROM sessions WHERE token_hash = ?", (token_hash,)
-            )
-            return cursor.rowcount > 0
-
-        return await self._run(delete)
-
     async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
         async def read() -> list[dict[str, object]]:
             rows = await self._db.execute_fetchall(
@@ -246,7 +205,7 @@ class SqliteStorage:
 
     async def add_failures(self, keys: Sequence[str], at: float, purge_before: float) -> None:
         def add(conn: sqlite3.Connection) -> None:
-            with _immediate(conn):
+            with immediate(conn):
                 conn.execute("DELETE FROM login_failures WHERE at <= ?", (purge_before,))
                 conn.executemany(
                     "INSERT INTO login_failures (key, at) VALUES (?, ?)", [(k, at) for k in keys]

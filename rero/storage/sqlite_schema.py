@@ -70,11 +70,21 @@ async def _migrate_3(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX IF NOT EXISTS login_failures_key ON login_failures (key, at)")
 
 
+async def _migrate_4(db: aiosqlite.Connection) -> None:
+    """Revoked sessions, so every worker can end the sockets signed in with them."""
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS session_revocations (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " token_hash TEXT NOT NULL, at TEXT NOT NULL)"
+    )
+    await db.execute("CREATE INDEX IF NOT EXISTS sessions_srn ON sessions (srn)")
+
+
 #: Migration N brings a database from user_version N-1 to N. Append only.
 MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (
     _migrate_1,
     _migrate_2,
     _migrate_3,
+    _migrate_4,
 )
 
 
