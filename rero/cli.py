@@ -24,7 +24,7 @@ from aiohttp import web
 
 from rero.app import create_app
 from rero.logs import AccessLogger, setup_logging
-from rero.settings import Settings, SettingsError, load_settings
+from rero.settings import Settings, SettingsError, load_settings, shown
 from rero.storage import backends
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data, fake users' passwords hidden."""
-    data = asdict(settings)
-    for user in data["fake_users"]:
-        user["password"] = "***"  # noqa: S105 - the mask itself
-    return data
+    """The settings as plain data, every password hidden."""
+    return {key: shown(key, value) for key, value in asdict(settings).items()}
 
 
 def _write_csv(rows: list[dict[str, object]]) -> None:

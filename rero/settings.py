@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar, get_type_hints
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -210,12 +211,38 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise SettingsError(f"{what}={str(path)!r}: not valid TOML: {e}") from None
 
 
+MASK: Final = "***"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``; unparsable: all of it."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return MASK
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def shown(key: str, value: Any) -> Any:
+    """A setting's value as it may be printed: passwords never are."""
+    if key == "fake_users":
+        return [{**user, "password": MASK} for user in value] if isinstance(value, tuple) else MASK
+    if key == "database_url" and isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
 def _describe(key: str, raw: Mapping[str, Any], sources: Mapping[str, str]) -> str:
     """``PORT='abc' (from environment PORT)``, or ``port='abc' (from config/x.toml)``."""
     source = sources.get(key, "")
     name = _ENV_NAMES[key] if source.startswith("environment") else key
-    shown = "***" if key == "fake_users" else repr(raw.get(key))
-    return f"{name}={shown}" + (f" (from {source})" if source else "")
+    value = MASK if key == "fake_users" else repr(shown(key, raw.get(key)))
+    return f"{name}={value}" + (f" (from {source})" if source else "")
 
 
 def _first_error(messages: Any) -> str:

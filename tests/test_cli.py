@@ -219,3 +219,23 @@ def test_backup_of_postgresql_names_pg_dump(tmp_path: Path) -> None:
         ' (pg_dump --format=custom --file=DEST "$DATABASE_URL")'
     ]
     assert not (tmp_path / "copy").exists()
+
+
+def test_check_config_masks_the_database_password() -> None:
+    url = "postgresql://rero:Sekr1t-pw@db.example:5432/rero?sslmode=require"
+    proc = rero("check-config", DATABASE_URL=url)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["database_url"] == (
+        "postgresql://rero:***@db.example:5432/rero?sslmode=require"
+    )
+    assert "Sekr1t" not in proc.stdout + proc.stderr
+
+
+def test_a_bad_database_url_is_not_echoed_with_its_password() -> None:
+    proc = rero("check-config", DATABASE_URL="mysql://rero:Sekr1t-pw@db.example/rero")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rero: invalid setting DATABASE_URL='mysql://rero:***@db.example/rero'"
+        " (from environment DATABASE_URL): Must be a postgresql:// URL."
+    ]
+    assert "Sekr1t" not in proc.stdout + proc.stderr

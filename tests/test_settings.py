@@ -230,3 +230,21 @@ def test_each_environment_variable_overrides_the_profile(
     got = getattr(load_settings("profile.toml", environ={name: raw}), key)
     assert (type(got), got) == (type(expected), expected)
     assert getattr(load_settings("profile.toml", environ={}), key) == DEFAULTS[key]
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("", ""),
+        ("postgresql://db.example/rero", "postgresql://db.example/rero"),
+        ("postgresql://rero@db.example/rero", "postgresql://rero@db.example/rero"),
+        ("postgresql://rero:pw@db.example/rero", "postgresql://rero:***@db.example/rero"),
+        ("postgresql://:pw@db.example/rero", "postgresql://:***@db.example/rero"),
+        ("postgresql://rero:p%40ss@db.example:5/x", "postgresql://rero:***@db.example:5/x"),
+        ("postgresql://rero:pw@[::1/rero", "***"),  # unparsable: nothing of it
+    ],
+)
+def test_mask_url(url: str, printed: str) -> None:
+    from rero.settings import mask_url
+
+    assert mask_url(url) == printed
