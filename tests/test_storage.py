@@ -8,11 +8,15 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
+from rero.app import create_app
+from rero.settings import Settings
 from rero.slots import Schedule
 from rero.storage import Book, Cancel
 from rero.storage.sqlite import open_sqlite
 from rero.storage.sqlite_schema import MIGRATIONS
-from tests.helpers import ROOT, one
+from tests.helpers import ALICE, ROOT, ClientFactory, one
 
 SCHEDULE = Schedule().rows()
 
@@ -144,3 +148,38 @@ def test_the_store_benchmark_runs() -> None:
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     assert "| 5 |" in out
+
+
+# ---- a file removed or replaced under the running server ----------------------------------
+
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+async def test_a_lost_database_file_is_noticed(
+    aiohttp_client: ClientFactory, settings: Settings, tmp_path: Path, how: str
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    path = Path(settings.database_path)
+    resp = await client.post("/book-slot", json={"slot_id": 5, **ALICE})
+    assert resp.status == 200
+    remove_database(path)
+    if how == "replaced":
+        async with open_sqlite(str(tmp_path / "other.db"), SCHEDULE):
+            pass
+        (tmp_path / "other.db").rename(path)
+    resp = await client.post("/book-slot", json={"slot_id": 6, **ALICE})
+    assert (resp.status, await resp.json()) == (503, {"detail": "Storage unavailable, try again"})
+    resp = await client.get("/health")
+    assert resp.status == 503
+    assert (await resp.json())["status"] == "unhealthy"
+    assert exists(path) == (how == "replaced")  # never silently recreated
+    resp = await client.post("/cancel-slot", json={"slot_id": 5, **ALICE})
+    assert resp.status == 503

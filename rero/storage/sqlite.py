@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
@@ -150,10 +151,26 @@ class SqliteStorage(SqliteSessions):
         #: Bumped by every failed-login write here and every commit seen from elsewhere.
         self.generation = 0
         self._version: int | None = None
+        self._file = _file_identity(path)
+        self._lost = False
+
+    def _check_file(self) -> None:
+        """Refuse to go on once the file was removed or replaced under the server.
+
+        The open connection would keep writing to the unlinked file, and every change
+        it acknowledged would be gone at the next start; a stat costs microseconds.
+        """
+        if self._lost:
+            raise StorageUnavailable()
+        if self._file is not None and _file_identity(self.path) != self._file:
+            self._lost = True
+            log.error("the database file was removed or replaced: refusing every request")
+            raise StorageUnavailable()
 
     async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` alone on the connection; driver errors become a 503, not a 500."""
         async with self._lock:
+            self._check_file()
             try:
                 return await work()
             except sqlite3.Error as e:
@@ -259,6 +276,17 @@ class SqliteStorage(SqliteSessions):
         return await self._run(count)
 
 
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """The file's device and inode: what stays the same while it is the same file."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
+
+
 @asynccontextmanager
 async def open_sqlite(path: str, schedule: SlotDefinitions) -> AsyncIterator[SqliteStorage]:
     """Open (creating file and directory if needed), migrate, and close on exit."""
@@ -269,8 +297,8 @@ async def open_sqlite(path: str, schedule: SlotDefinitions) -> AsyncIterator[Sql
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA busy_timeout = 5000")
-        storage = SqliteStorage(db, path)
         await migrate(db, schedule)
+        storage = SqliteStorage(db, path)
         yield storage
     finally:
         await db.close()
