@@ -95,8 +95,12 @@ def write_users(path: Path, n: int) -> Path:
 
 def rero_env(port: int, folder: Path, users: int) -> dict[str, str]:
     """The environment of a bench's rero: loopback, fake auth for ``users`` users (written to
-    ``folder/users.toml``) and the SQLite file ``folder/rero.db``."""
+    ``folder/users.toml``), the SQLite file ``folder/rero.db``, no sign-in limits."""
+    # A bench measures throughput: the per-student sign-in limits would refuse its logins.
+    profile = folder / "bench.toml"
+    profile.write_text("max_logins_per_user_per_minute = 0\nmax_sessions_per_user = 0\n")
     return {
+        "RERO_CONFIG": str(profile),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "AUTH_BACKEND": "fake",

@@ -84,6 +84,14 @@ class TooManyAttempts(ReroError):
         self.retry_after = retry_after
 
 
+class TooManyLogins(TooManyAttempts):
+    """A student signing in more often than any person does: a script, or a stolen password."""
+
+    def __init__(self, retry_after: int) -> None:
+        ReroError.__init__(self, f"Too many sign-ins, try again in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
 class AdminRequired(ReroError):
     status = 403
 

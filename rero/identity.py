@@ -13,19 +13,26 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from rero.auth import AuthBackend, User
 from rero.clock import Clock, stamp
-from rero.errors import AdminRequired, InvalidCredentials, InvalidSession, TooManyAttempts
+from rero.errors import (
+    AdminRequired,
+    InvalidCredentials,
+    InvalidSession,
+    TooManyAttempts,
+    TooManyLogins,
+)
 from rero.outcomes import Outcomes
 from rero.settings import Settings
-from rero.storage import LoginFailureStore, SessionStore
+from rero.storage import LoginFailureStore, SessionLimits, SessionStore
 
 log: Final = logging.getLogger(__name__)
 
 MAX_REMEMBERED: Final = 100_000
+LOGIN_WINDOW: Final = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,8 @@ class IdentityService:
         self._sessions = sessions
         self._session_length = timedelta(minutes=settings.session_minutes)
         self._admins = frozenset(settings.admins)
+        self._logins_per_window = settings.max_logins_per_user_per_minute
+        self._sessions_kept = settings.max_sessions_per_user
         self._clock = clock
         self._outcomes = outcomes
         self._revocation_listeners: list[RevocationListener] = []
@@ -195,14 +204,29 @@ class IdentityService:
         return user
 
     async def login(self, credentials: Credentials) -> Session:
-        """Check credentials and open a session: only the token's hash is stored."""
+        """Check credentials and open a session: only the token's hash is stored.
+
+        A student may open ``max_logins_per_user_per_minute`` sessions a minute (each is a
+        durable write) and keep ``max_sessions_per_user``; the oldest beyond are revoked.
+        """
         user = await self.authenticate(credentials)
         token = Token(secrets.token_urlsafe(32))
         now = self._clock()
         expires_at = (now + self._session_length).isoformat(timespec="seconds")
-        await self._sessions.create_session(
-            token.digest, user.srn, expires_at, now.isoformat(timespec="seconds")
+        limits = SessionLimits(
+            window_start=(now - LOGIN_WINDOW).isoformat(timespec="seconds"),
+            per_window=self._logins_per_window,
+            keep=self._sessions_kept,
+            purge_before=(now - self._session_length).isoformat(timespec="seconds"),
         )
+        opened = await self._sessions.create_session(
+            token.digest, user.srn, expires_at, now.isoformat(timespec="seconds"), limits
+        )
+        if not opened.opened:
+            first = datetime.fromisoformat(opened.first_in_window or limits.window_start)
+            wait = (first + LOGIN_WINDOW - now).total_seconds()
+            raise TooManyLogins(max(1, math.ceil(wait)))
+        self._revoked(list(opened.revoked))
         return Session(user, token.value, expires_at)
 
     async def logout(self, token: Token) -> None:

@@ -153,6 +153,12 @@ class Settings:
         0, fields.Integer(strict=True, validate=validate.Range(min=0))
     )
     release_after_slot_end: bool = _setting(False, fields.Boolean())
+    max_logins_per_user_per_minute: int = _setting(
+        30, fields.Integer(strict=True, validate=validate.Range(min=0))
+    )
+    max_sessions_per_user: int = _setting(
+        10, fields.Integer(strict=True, validate=validate.Range(min=0))
+    )
     timezone: str = _setting("Asia/Kolkata", fields.String(validate=_valid_timezone))
     show_booked_by: bool = _setting(True, fields.Boolean())
     admins: tuple[str, ...] = _setting(

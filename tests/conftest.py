@@ -10,7 +10,9 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,6 +24,7 @@ from rero.settings import Settings, load_settings
 from tests.helpers import (
     ROOT,
     ClientFactory,
+    Clock,
     FakePesu,
     PgCluster,
     Server,
@@ -42,6 +45,25 @@ async def client(
     aiohttp_client: ClientFactory, settings: Settings
 ) -> TestClient[web.Request, web.Application]:
     return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock tests move by hand, at 08:30 in Kolkata."""
+    return Clock(datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def make(
+    aiohttp_client: ClientFactory, settings: Settings, clock: Clock
+) -> Callable[..., Awaitable[Any]]:
+    """Builds the app with ``settings`` changed as asked, on the hand-moved clock."""
+
+    async def factory(**changes: Any) -> Any:
+        app = create_app(replace(settings, **changes), clock=clock, timer=clock.timer)
+        return await aiohttp_client(app)
+
+    return factory
 
 
 @pytest.fixture

@@ -28,7 +28,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from rero.settings import FakeUser
-from rero.storage import Book, Cancel, Change, Refusal, Release, Storage, Write
+from rero.storage import (
+    Book,
+    Cancel,
+    Change,
+    Refusal,
+    Release,
+    SessionLimits,
+    Storage,
+    Write,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = {"username": "alice", "password": "alice-pw-Zq7"}
@@ -135,6 +144,10 @@ class Clock:
         step = timedelta(**delta)
         self.now += step
         self.mono += step.total_seconds()
+
+
+#: Session limits off, for tests of the store's other rules.
+NO_LIMITS = SessionLimits(window_start="", per_window=0, keep=0, purge_before="")
 
 
 def users(n: int) -> tuple[FakeUser, ...]:

@@ -19,6 +19,7 @@ from rero.storage import Book, Cancel, Release
 from tests.helpers import (
     ALICE,
     BOB,
+    NO_LIMITS,
     ClientFactory,
     PgCluster,
     Server,
@@ -64,7 +65,7 @@ async def test_store_contract(pg_url: str) -> None:
             ("cancelled", "A", "A"),
             ("booked", "A", "A"),
         ]
-        await storage.create_session("h", "A", "2999-01-01T00:00:00+00:00", "2026")
+        await storage.create_session("h", "A", "2999-01-01T00:00:00+00:00", "2026", NO_LIMITS)
         assert await storage.session("h", "2026") == "A"
         assert await storage.delete_session("h", "2026", "2025")
         assert await storage.session("h", "2026") is None

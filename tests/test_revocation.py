@@ -3,15 +3,13 @@ every process sharing the store (finding 2 of the security review)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
 from rero.app import create_app
@@ -20,26 +18,10 @@ from rero.slots import Schedule
 from rero.storage import Storage
 from rero.storage.postgres import open_postgres
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ALICE, BOB, ClientFactory, Clock, connect, receive
+from tests.helpers import ALICE, BOB, NO_LIMITS, ClientFactory, Clock, connect, receive
 
 INVALID_SESSION = {"detail": "Invalid or expired session"}
 SESSION_ENDED = {"type": "session_ended"}
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc))
-
-
-@pytest.fixture
-def make(
-    aiohttp_client: ClientFactory, settings: Settings, clock: Clock
-) -> Callable[..., Awaitable[Any]]:
-    async def factory(**changes: Any) -> Any:
-        app = create_app(replace(settings, **changes), clock=clock, timer=clock.timer)
-        return await aiohttp_client(app)
-
-    return factory
 
 
 async def login(client: Any, who: dict[str, str] = ALICE) -> str:
@@ -215,7 +197,7 @@ async def check_revocation_log(storage: Storage) -> None:
     assert nothing == []
     assert await storage.revocations(start) == (start, [])
     for h, srn in (("h1", "A"), ("h2", "A"), ("h3", "B")):
-        await storage.create_session(h, srn, later, "2026-11-24T03:00:00+00:00")
+        await storage.create_session(h, srn, later, "2026-11-24T03:00:00+00:00", NO_LIMITS)
     assert await storage.delete_session("h3", "2026-11-24T03:00:00+00:00", "2026")
     assert not await storage.delete_session("h3", "2026-11-24T03:00:00+00:00", "2026")
     revoked = await storage.delete_sessions("A", "2026-11-24T03:01:00+00:00", "2026")
@@ -225,7 +207,7 @@ async def check_revocation_log(storage: Storage) -> None:
     assert sorted(revoked) == ["h1", "h2", "h3"]
     assert await storage.revocations(newest) == (newest, [])
     # Entries older than the longest session are forgotten at the next revocation.
-    await storage.create_session("h4", "C", later, "2026-11-24T04:00:00+00:00")
+    await storage.create_session("h4", "C", later, "2026-11-24T04:00:00+00:00", NO_LIMITS)
     cutoff = "2026-11-24T03:30:00+00:00"
     assert await storage.delete_session("h4", "2026-11-24T04:00:00+00:00", cutoff)
     assert (await storage.revocations(start))[1] == ["h4"]

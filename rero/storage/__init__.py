@@ -107,6 +107,27 @@ class Counts:
     booked: int
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """How many logins a student may make in a window, and sessions keep (0: no limit)."""
+
+    window_start: str
+    per_window: int
+    keep: int
+    #: Revocations older than this no longer matter (their sessions would have expired).
+    purge_before: str
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What opening a session did: refused (with the window's first login), or opened,
+    revoking the oldest sessions past the cap."""
+
+    opened: bool
+    first_in_window: str | None = None
+    revoked: tuple[str, ...] = ()
+
+
 class SlotStore(Protocol):
     """The slots, their conditional writes and their audit trail."""
 
@@ -127,8 +148,12 @@ class SlotStore(Protocol):
 class SessionStore(Protocol):
     """Sessions, by the hash of their token only."""
 
-    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
-        """Store a session (a token's hash only), purging expired ones."""
+    async def create_session(
+        self, token_hash: str, srn: str, expires_at: str, now: str, limits: SessionLimits
+    ) -> Opened:
+        """Store a session (a token's hash only), purging expired ones, unless ``srn``
+        opened ``limits.per_window`` since ``limits.window_start``; then revoke the oldest
+        sessions of ``srn`` beyond ``limits.keep``. All in one transaction."""
         ...
 
     async def session(self, token_hash: str, now: str) -> str | None:

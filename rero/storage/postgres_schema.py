@@ -53,7 +53,10 @@ MIGRATIONS: Final = (
     """
     CREATE TABLE IF NOT EXISTS session_revocations (
         id BIGSERIAL PRIMARY KEY, token_hash TEXT NOT NULL, at TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS sessions_srn ON sessions (srn)
+    CREATE INDEX IF NOT EXISTS sessions_srn ON sessions (srn);
+    ALTER TABLE sessions ADD COLUMN IF NOT EXISTS created_at TEXT NOT NULL DEFAULT '';
+    CREATE TABLE IF NOT EXISTS logins (srn TEXT NOT NULL, at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS logins_srn ON logins (srn, at)
     """,
 )
 

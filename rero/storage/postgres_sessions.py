@@ -8,6 +8,8 @@ from typing import Final, TypeVar
 
 import asyncpg
 
+from rero.storage import Opened, SessionLimits
+
 T = TypeVar("T")
 
 CHANNEL: Final = "rero_changes"
@@ -32,16 +34,44 @@ class PostgresSessions:
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         raise NotImplementedError
 
-    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
-        async def create(conn: asyncpg.Connection) -> None:
+    async def create_session(
+        self, token_hash: str, srn: str, expires_at: str, now: str, limits: SessionLimits
+    ) -> Opened:
+        async def create(conn: asyncpg.Connection) -> Opened:
             async with conn.transaction():
+                # One student's logins in order, so the count cannot race across hosts.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "login:" + srn)
                 await conn.execute("DELETE FROM sessions WHERE expires_at <= $1", now)
+                if limits.per_window:
+                    await conn.execute(
+                        "DELETE FROM logins WHERE srn = $1 AND at <= $2", srn, limits.window_start
+                    )
+                    row = await conn.fetchrow(
+                        "SELECT COUNT(*) AS n, MIN(at) AS first FROM logins WHERE srn = $1", srn
+                    )
+                    assert row is not None
+                    if row["n"] >= limits.per_window:
+                        return Opened(False, str(row["first"]))
+                    await conn.execute("INSERT INTO logins (srn, at) VALUES ($1, $2)", srn, now)
                 await conn.execute(
-                    "INSERT INTO sessions (token_hash, srn, expires_at) VALUES ($1, $2, $3)",
-                    token_hash, srn, expires_at,
+                    "INSERT INTO sessions (token_hash, srn, expires_at, created_at)"
+                    " VALUES ($1, $2, $3, $4)",
+                    token_hash, srn, expires_at, now,
                 )  # fmt: skip
+                if not limits.keep:
+                    return Opened(True)
+                rows = await conn.fetch(
+                    "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions"
+                    " WHERE srn = $1 AND token_hash <> $2 ORDER BY created_at DESC"
+                    " OFFSET $3) RETURNING token_hash",
+                    srn, token_hash, limits.keep - 1,
+                )  # fmt: skip
+                revoked = [str(r["token_hash"]) for r in rows]
+                if revoked:
+                    await _revoke(conn, revoked, now, limits.purge_before, self.origin)
+            return Opened(True, revoked=tuple(revoked))
 
-        await self._run(create)
+        return await self._run(create)
 
     async def session(self, token_hash: str, now: str) -> str | None:
         async def find(conn: asyncpg.Connection) -> str | None:

@@ -71,12 +71,16 @@ async def _migrate_3(db: aiosqlite.Connection) -> None:
 
 
 async def _migrate_4(db: aiosqlite.Connection) -> None:
-    """Revoked sessions, so every worker can end the sockets signed in with them."""
+    """Revoked sessions, so every worker can end the sockets signed in with them; when
+    each session was opened, and recent logins, for the per-student limits."""
     await db.execute(
         "CREATE TABLE IF NOT EXISTS session_revocations (id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " token_hash TEXT NOT NULL, at TEXT NOT NULL)"
     )
     await db.execute("CREATE INDEX IF NOT EXISTS sessions_srn ON sessions (srn)")
+    await db.execute("ALTER TABLE sessions ADD COLUMN created_at TEXT NOT NULL DEFAULT ''")
+    await db.execute("CREATE TABLE IF NOT EXISTS logins (srn TEXT NOT NULL, at TEXT NOT NULL)")
+    await db.execute("CREATE INDEX IF NOT EXISTS logins_srn ON logins (srn, at)")
 
 
 #: Migration N brings a database from user_version N-1 to N. Append only.

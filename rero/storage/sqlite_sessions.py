@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from rero.storage import Opened, SessionLimits
+
 T = TypeVar("T")
 
 
@@ -37,16 +39,43 @@ class SqliteSessions:
     async def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError
 
-    async def create_session(self, token_hash: str, srn: str, expires_at: str, now: str) -> None:
-        def create(conn: sqlite3.Connection) -> None:
+    async def create_session(
+        self, token_hash: str, srn: str, expires_at: str, now: str, limits: SessionLimits
+    ) -> Opened:
+        def create(conn: sqlite3.Connection) -> Opened:
             with immediate(conn):
                 conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+                if limits.per_window:
+                    # Only this student's rows: the index serves it, and a student's
+                    # stale rows go at their next sign-in (a window's worth at most).
+                    conn.execute(
+                        "DELETE FROM logins WHERE srn = ? AND at <= ?", (srn, limits.window_start)
+                    )
+                    count, first = conn.execute(
+                        "SELECT COUNT(*), MIN(at) FROM logins WHERE srn = ?", (srn,)
+                    ).fetchone()
+                    if count >= limits.per_window:
+                        return Opened(False, str(first))
+                    conn.execute("INSERT INTO logins (srn, at) VALUES (?, ?)", (srn, now))
                 conn.execute(
-                    "INSERT INTO sessions (token_hash, srn, expires_at) VALUES (?, ?, ?)",
-                    (token_hash, srn, expires_at),
+                    "INSERT INTO sessions (token_hash, srn, expires_at, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (token_hash, srn, expires_at, now),
                 )
+                if not limits.keep:
+                    return Opened(True)
+                rows = conn.execute(
+                    "DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions"
+                    " WHERE srn = ? AND token_hash != ? ORDER BY created_at DESC"
+                    " LIMIT -1 OFFSET ?) RETURNING token_hash",
+                    (srn, token_hash, limits.keep - 1),
+                ).fetchall()
+                revoked = [str(r[0]) for r in rows]
+                if revoked:
+                    _revoke(conn, revoked, now, limits.purge_before)
+            return Opened(True, revoked=tuple(revoked))
 
-        await self._in_thread(create)
+        return await self._in_thread(create)
 
     async def session(self, token_hash: str, now: str) -> str | None:
         def find(conn: sqlite3.Connection) -> str | None:
