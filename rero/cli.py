@@ -132,6 +132,22 @@ def _serve_one(settings: Settings, reuse_port: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
-        print=None,
+        # Called once the socket listens: then the URL is true.
+        print=None if reuse_port else lambda _: announce(settings),
         reuse_port=reuse_port or None,
     )
+
+
+def url_of(settings: Settings) -> str:
+    """Where a browser on this machine reaches the server."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(settings.host)
+    if host is None:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def announce(settings: Settings) -> None:
+    """One plain line on stdout for the person who started it, and the same as JSON."""
+    url = url_of(settings)
+    print(f"rero is serving on {url} - the board: {url}/board", flush=True)
+    log.info("serving", extra={"url": url})

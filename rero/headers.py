@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Final
 
 import aiohttp_cors
 from aiohttp import hdrs, web
 
 from rero.compat import cors_hooks
+
+SERVER: Final = "rero"
 
 
 def setup_response_headers(app: web.Application, origins: tuple[str, ...], workers: int) -> None:
@@ -23,9 +26,11 @@ def setup_response_headers(app: web.Application, origins: tuple[str, ...], worke
     )
     hooks = cors_hooks(app, dict.fromkeys(origins, options))
     worker = str(os.getpid()) if workers > 1 else None
+    varies = bool(origins)
 
     async def response_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
+        headers["Server"] = SERVER  # no versions to look up advisories by
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")
@@ -34,7 +39,10 @@ def setup_response_headers(app: web.Application, origins: tuple[str, ...], worke
             headers["Cache-Control"] = "no-store"
         if worker is not None:
             headers["X-Rero-Worker"] = worker
-        if hdrs.ORIGIN in request.headers:
+        if varies:  # a cache must not hand one origin's CORS answer to another
+            headers.add(hdrs.VARY, hdrs.ORIGIN)
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None and origin != "null":  # sandboxed and file: pages: never
             for hook in hooks:
                 await hook(request, response)
 

@@ -7,6 +7,7 @@ figures; the booking transports stay on the services.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Final
 
 import swagger_ui_bundle
@@ -15,6 +16,7 @@ from prometheus_client import generate_latest
 
 from rero.keys import HUB, METRICS, SERVICE, SETTINGS, STORAGE
 
+DOCS_ASSETS: Final = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 DOCS_PAGE: Final = """<!doctype html>
@@ -37,6 +39,7 @@ DOCS_INIT: Final = """window.ui = SwaggerUIBundle({
   dom_id: "#swagger-ui",
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
   layout: "StandaloneLayout",
+  validatorUrl: null,
 });
 """
 
@@ -114,7 +117,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def setup_docs(app: web.Application, document: str) -> None:
-    """``/openapi.json`` (``document``, built once), ``/docs`` and its packaged assets."""
+    """``/openapi.json`` (``document``, built once), ``/docs`` and its packaged assets;
+    the page asks no outside validator (``validatorUrl: null``), so it works offline."""
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(text=document, content_type="application/json")
@@ -128,4 +132,11 @@ def setup_docs(app: web.Application, document: str) -> None:
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     app.router.add_get("/docs/init.js", init)
-    app.router.add_static("/docs/static", swagger_ui_bundle.swagger_ui_path)
+    # The three files the page uses, not the bundle's folder (its demo page among them).
+    folder = Path(swagger_ui_bundle.swagger_ui_path)
+    for name in DOCS_ASSETS:
+
+        async def asset(request: web.Request, path: Path = folder / name) -> web.FileResponse:
+            return web.FileResponse(path)
+
+        app.router.add_get(f"/docs/static/{name}", asset)

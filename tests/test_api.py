@@ -7,11 +7,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+import aiohttp
 import pytest
 
 from rero.app import create_app
 from rero.keys import AUTH, IDENTITY, SERVICE, STORAGE
-from tests.helpers import ALICE, ALICE_SRN, BOB, BOB_SRN, ClientFactory
+from tests.helpers import ALICE, ALICE_SRN, BOB, BOB_SRN, ROOT, ClientFactory
 
 pytestmark = pytest.mark.usefixtures("settings")
 
@@ -432,3 +433,52 @@ async def test_upstream_fault_spares_cached_users(
     assert resp.status == 200
     health = await (await client.get("/health")).json()
     assert health["status"] == "healthy"
+
+
+# ---- production defaults: no stranger's origin, no versions, docs offline ---------------
+
+
+async def test_cors_varies_by_origin_and_never_answers_null(client: Any) -> None:
+    resp = await client.get("/slots")
+    assert resp.headers.getall("Vary") == ["Origin"]
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    resp = await client.get("/slots", headers={"Origin": "https://lab.example"})
+    assert resp.headers["Access-Control-Allow-Origin"] in ("*", "https://lab.example")
+    resp = await client.get("/slots", headers={"Origin": "null"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    assert resp.headers.getall("Vary") == ["Origin"]
+
+
+async def test_production_allows_only_the_servers_own_origin(
+    aiohttp_client: ClientFactory, settings: Any
+) -> None:
+    from rero.settings import load_settings
+
+    prod = load_settings(str(ROOT / "config" / "production.toml"), environ={})
+    assert (prod.cors_origins, prod.ws_allowed_origins) == ((), ())
+    app = create_app(replace(settings, cors_origins=(), ws_allowed_origins=()))
+    client = await aiohttp_client(app)
+    resp = await client.get("/slots", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    assert "Vary" not in resp.headers  # nothing depends on the origin
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/slot-booking", headers={"Origin": "https://evil.example"})
+    assert refused.value.status == 403
+    own = f"http://{client.server.host}:{client.server.port}"
+    ws = await client.ws_connect("/slot-booking", headers={"Origin": own})
+    await ws.close()
+
+
+@pytest.mark.parametrize("path", ["/slots", "/docs", "/nope", "/openapi.json"])
+async def test_no_version_in_the_server_header(client: Any, path: str) -> None:
+    resp = await client.get(path)
+    assert resp.headers["Server"] == "rero"
+
+
+async def test_docs_work_offline_without_the_bundles_demo_page(client: Any) -> None:
+    init = await (await client.get("/docs/init.js")).text()
+    assert "validatorUrl: null" in init
+    for name in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"):
+        assert (await client.get(f"/docs/static/{name}")).status == 200
+    for name in ("index.html", "swagger-initializer.js", "oauth2-redirect.html", ""):
+        assert (await client.get(f"/docs/static/{name}")).status == 404

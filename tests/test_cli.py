@@ -7,9 +7,11 @@ import csv
 import io
 import json
 import os
+import select
 import sqlite3
 import subprocess
 import sys
+import urllib.request
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,43 @@ def test_a_bad_database_url_is_not_echoed_with_its_password() -> None:
         " (from environment DATABASE_URL): Must be a postgresql:// URL."
     ]
     assert "Sekr1t" not in proc.stdout + proc.stderr
+
+
+def test_serve_prints_the_url_once_listening(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "DATABASE_PATH": str(tmp_path / "u.db")}
+    env.pop("RERO_CONFIG", None)
+    with subprocess.Popen(
+        [sys.executable, "-m", "rero", "--config", TEST_PROFILE],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready, "no line on stdout within 30 s"
+            assert proc.stdout.readline() == (
+                f"rero is serving on http://127.0.0.1:{port}"
+                f" - the board: http://127.0.0.1:{port}/board\n"
+            )
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                assert resp.status == 200  # printed once it listens
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("127.0.0.1", "http://127.0.0.1:8000"),
+        ("lab.example", "http://lab.example:8000"),
+        ("::", "http://[::1]:8000"),
+        ("::1", "http://[::1]:8000"),
+    ],
+)
+def test_url_of(host: str, url: str) -> None:
+    from rero.cli import url_of
+    from rero.settings import Settings
+
+    assert url_of(Settings(host=host)) == url
