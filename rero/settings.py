@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +72,21 @@ def _valid_timezone(name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValidationError("Unknown time zone.") from None
+
+
+#: An origin as a browser writes it, and as CSP can name it: lower case, no default port.
+_ORIGIN: Final = re.compile(r"(https?)://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::([1-9][0-9]{0,4}))?")
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+
+
+def _valid_origin(value: str) -> None:
+    """Strict, because the value goes into the page's CSP header and its HTML as is."""
+    match = _ORIGIN.fullmatch(value)
+    if match is None or int(match[2] or 1) > 65535 or match[2] == _DEFAULT_PORTS[match[1]]:
+        raise ValidationError(
+            "Must be an http or https origin, scheme://host[:port] in lower case, with no"
+            " path (for example https://lab2.example.edu)."
+        )
 
 
 _T = TypeVar("_T")
@@ -163,6 +179,9 @@ class Settings:
     show_booked_by: bool = _setting(True, fields.Boolean())
     admins: tuple[str, ...] = _setting(
         (), fields.List(fields.String(validate=validate.Length(min=1)))
+    )
+    board_servers: tuple[str, ...] = _setting(
+        (), fields.List(fields.String(validate=_valid_origin))
     )
     workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
     database_url: str = _setting(

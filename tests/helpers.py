@@ -388,3 +388,40 @@ async def connect(client: Any, **kwargs: Any) -> aiohttp.ClientWebSocketResponse
     ws = await client.ws_connect("/slot-booking", **kwargs)
     assert (await receive(ws))["type"] == "slots_update"
     return ws
+
+
+# ---- a server that must never be contacted -------------------------------------------------
+
+
+class ByteCounter:
+    """A raw TCP listener on loopback that answers nothing and counts every connection and
+    every byte it receives: the stand-in for a server that must never hear from a client."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.received = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> ByteCounter:
+        self._server = await asyncio.start_server(self._count, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _count(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        try:
+            while chunk := await reader.read(65536):
+                self.received += len(chunk)
+        except ConnectionError:  # a reset counts what came before it, no more
+            pass
+        writer.close()

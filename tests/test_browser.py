@@ -8,6 +8,7 @@ temporary folder).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server, start_server
+from tests.helpers import ByteCounter, Server, eventually, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
@@ -137,7 +138,8 @@ async def test_keyboard_booking_and_sign_out(browser: Browser, server: Server) -
     await expect(page.locator("#who")).to_have_text("User 1")
     await expect(slot(page, 4)).to_have_attribute("data-state", "mine")
     # ... and signing out revokes it on the server too.
-    token = await page.evaluate("JSON.parse(localStorage.getItem('rero.session')).token")
+    key = f"rero.session:{server.url}"  # one session per server, never sent to another
+    token = await page.evaluate(f"JSON.parse(localStorage.getItem('{key}')).token")
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.locator("#signin")).to_be_visible()
     resp = await page.request.post(
@@ -185,7 +187,8 @@ async def test_page_is_served_offline_with_its_assets(browser: Browser, server: 
     await expect(page.locator("#status")).to_have_attribute("data-state", "live")
     assert outside == []
     await page.get_by_role("button", name="Help").click()
-    await expect(page.locator("#help")).to_contain_text("?server=")
+    await expect(page.locator("#help")).to_contain_text("board_servers")
+    await expect(page.get_by_label("Server")).to_be_hidden()  # none configured
 
 
 async def test_yours_without_booked_by_on_the_board(browser: Browser, tmp_path: Path) -> None:
@@ -246,3 +249,124 @@ async def test_sign_in_service_down_is_not_a_wrong_password(
     finally:
         srv.proc.terminate()
         srv.proc.wait(10)
+
+
+# ---- which servers the page talks to ---------------------------------------------------------
+
+
+async def live_and_silent(page: Page, other: ByteCounter) -> None:
+    """Wait until the page is live on its own server, or ``other`` has been contacted;
+    then ``other`` must have had nothing at all, not even a connection."""
+
+    async def settled() -> bool:
+        state = await page.locator("#status").get_attribute("data-state")
+        return bool(other.connections) or state == "live"
+
+    await eventually(settled, 10, what="the page live, or the other server contacted")
+    assert (other.connections, other.received) == (0, 0), (
+        f"the other server had {other.connections} connections, {other.received} bytes"
+    )
+
+
+async def test_a_server_parameter_sends_nothing_to_that_server(
+    browser: Browser, server: Server
+) -> None:
+    """A crafted ``/board?server=X`` link once made the page send X the password on
+    sign-in and the token on every later visit. X must not hear a single byte."""
+    async with ByteCounter() as other:
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(f"{server.url}/board?server={other.url}")
+        await live_and_silent(page, other)
+        await sign_in(page, A_USER)
+        await expect(page.locator("#who")).to_have_text("User 0")
+        await live_and_silent(page, other)
+        # A later plain visit in the same browser: signed in (its own server took the
+        # token), and still nothing for the other server.
+        later = await context.new_page()
+        await later.goto(server.url + "/board")
+        await expect(later.locator("#who")).to_have_text("User 0")
+        await live_and_silent(later, other)
+        # Even a script on the page could not reach it: the CSP refuses the connection.
+        tried = "url => fetch(url).then(() => 'sent', () => 'refused')"
+        assert await later.evaluate(tried, other.url) == "refused"
+        assert (other.connections, other.received) == (0, 0)
+
+
+async def test_a_server_stored_by_an_older_page_is_forgotten(
+    browser: Browser, server: Server
+) -> None:
+    """The old page kept a free-form server (``rero.server``) and one session for it
+    (``rero.session``); the page discards both on load and stays on its own server."""
+    async with ByteCounter() as other:
+        page = await open_board(browser, server.url)
+        old_session = {"token": "old-token", "expires_at": "2999-01-01T00:00:00Z",
+                       "user": {"name": "Old", "srn": "SRN0001"}}  # fmt: skip
+        await page.evaluate(
+            "([server, session]) => { localStorage.setItem('rero.server', server);"
+            " localStorage.setItem('rero.session', session); }",
+            [other.url, json.dumps(old_session)],
+        )
+        await page.reload()
+        await live_and_silent(page, other)
+        await expect(page.locator("#signin")).to_be_visible()
+        assert await page.evaluate("Object.keys(localStorage)") == []
+
+
+async def test_configured_servers_are_offered_each_with_its_own_token(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    """``board_servers`` lists another server: the page offers it, its CSP allows it, and
+    a token of one server is never sent to the other."""
+    other = server  # a second rero server, the one the operator configured
+    (tmp_path / "home").mkdir()
+    home = start_server(tmp_path / "home", profile=f'board_servers = ["{other.url}"]')
+    try:
+        page = await (await browser.new_context()).new_page()
+        sent: list[tuple[str, str | bytes]] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append((ws.url, f))))
+        resp = await page.goto(home.url + "/board")
+        assert resp is not None
+        other_ws = other.url.replace("http:", "ws:", 1)
+        assert (
+            f"connect-src 'self' {other.url} {other_ws};" in resp.headers["content-security-policy"]
+        )
+        chooser = page.get_by_label("Server")
+        await expect(chooser.locator("option")).to_have_text(["This server", other.url])
+        await expect(chooser).to_have_value(home.url)
+        await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        await sign_in(page, A_USER)
+        await expect(page.locator("#who")).to_have_text("User 0")
+        home_token = await page.evaluate(
+            f"JSON.parse(localStorage['rero.session:{home.url}']).token"
+        )
+
+        # To the other server: not signed in there, and the home token never sent to it.
+        await chooser.select_option(other.url)
+        await expect(chooser).to_have_value(other.url)
+        await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#signin")).to_be_visible()
+        await sign_in(page, B_USER)
+        await expect(page.locator("#who")).to_have_text("User 1")
+        other_token = await page.evaluate(
+            f"JSON.parse(localStorage['rero.session:{other.url}']).token"
+        )
+        to_other = [str(f) for url, f in sent if url.startswith(other_ws)]
+        assert any('"authenticate"' in f for f in to_other)  # the frames were seen
+        assert [f for f in to_other if home_token in f] == []
+
+        # Back home: still signed in there, with the home token only.
+        await chooser.select_option(home.url)
+        await expect(page.locator("#who")).to_have_text("User 0")
+        home_ws = home.url.replace("http:", "ws:", 1)
+        to_home = [str(f) for url, f in sent if url.startswith(home_ws)]
+        assert any(home_token in f for f in to_home)
+        assert [f for f in to_home if other_token in f] == []
+
+        # ?server= may preselect a configured server, and only that.
+        await page.goto(f"{home.url}/board?server={other.url}")
+        await expect(chooser).to_have_value(other.url)
+        await expect(page.locator("#who")).to_have_text("User 1")
+    finally:
+        home.proc.terminate()
+        home.proc.wait(10)

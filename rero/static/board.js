@@ -2,8 +2,10 @@
 // The server decides everything; this page shows its answers and never keeps a password.
 "use strict";
 
-const SERVER_KEY = "rero.server";
-const SESSION_KEY = "rero.session";
+// Which server: this one, or one its operator lists in board_servers (never one named by
+// a link). Each server has its own session, so a token only ever goes back to its issuer.
+const CHOICE_KEY = "rero.board-server";
+const SESSION_PREFIX = "rero.session:";
 const FRIENDLY = [
   [/^Authentication failed/, "Wrong username or password."],
   [/^Authentication service unavailable/,
@@ -12,14 +14,20 @@ const FRIENDLY = [
 ];
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-if (params.has("server")) {
-  const chosen = params.get("server").trim();
-  if (chosen) localStorage.setItem(SERVER_KEY, chosen);
-  else localStorage.removeItem(SERVER_KEY);
-}
-const base = new URL(localStorage.getItem(SERVER_KEY) || location.origin);
+// An older page kept any ?server= here, and one session for it: neither is trusted.
+localStorage.removeItem("rero.server");
+localStorage.removeItem("rero.session");
+const configured = JSON.parse(
+  document.querySelector('meta[name="rero-board-servers"]').content);
+const servers = [location.origin, ...configured.filter((o) => o !== location.origin)];
+const asked = new URLSearchParams(location.search).get("server");
+const chosen = [asked, localStorage.getItem(CHOICE_KEY)].find((o) => servers.includes(o))
+  || location.origin; // ?server= may pick a listed server; it never adds one
+if (chosen === location.origin) localStorage.removeItem(CHOICE_KEY);
+else localStorage.setItem(CHOICE_KEY, chosen);
+const base = new URL(chosen);
 const socketUrl = `${base.protocol === "https:" ? "wss:" : "ws:"}//${base.host}/slot-booking`;
+const SESSION_KEY = SESSION_PREFIX + base.origin;
 
 let socket = null;
 let retries = 0;
@@ -247,11 +255,28 @@ $("signout").addEventListener("click", async () => {
   $("username").focus();
 });
 
+function renderChooser() {
+  const select = $("server");
+  select.replaceChildren(...servers.map((origin) => {
+    const option = document.createElement("option");
+    option.value = origin;
+    option.textContent = origin === location.origin ? "This server" : origin;
+    return option;
+  }));
+  select.value = chosen;
+  $("server-choice").hidden = servers.length < 2;
+  select.addEventListener("change", () => {
+    localStorage.setItem(CHOICE_KEY, select.value);
+    location.assign(location.pathname); // start afresh on that server, without ?server=
+  });
+}
+
 $("help-toggle").addEventListener("click", () => {
   const help = $("help");
   help.hidden = !help.hidden;
   $("help-toggle").setAttribute("aria-expanded", String(!help.hidden));
 });
 
+renderChooser();
 renderAccount();
 connect();
