@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,26 @@ class StartingGate:
             what=f"all {self.racers} racers at the gate ({self.waiting} there)",
         )
         self._open.set()
+
+
+class Clock:
+    """A wall clock and a monotonic timer that tests move by hand, for
+    ``create_app(settings, clock=clock, timer=clock.timer)``."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+        self.mono = 1000.0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def timer(self) -> float:
+        return self.mono
+
+    def advance(self, **delta: float) -> None:
+        step = timedelta(**delta)
+        self.now += step
+        self.mono += step.total_seconds()
 
 
 # ---- users, ports, the store ---------------------------------------------------------------

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from tests.helpers import (
     BOB,
     BOB_SRN,
     ClientFactory,
+    Clock,
     FakePesu,
     collect,
     connect,
@@ -30,25 +31,6 @@ from tests.helpers import (
 )
 
 INVALID_SESSION = {"detail": "Invalid or expired session"}
-
-
-class Clock:
-    """A wall clock and a monotonic timer that tests move by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-        self.mono = 1000.0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def timer(self) -> float:
-        return self.mono
-
-    def advance(self, **delta: float) -> None:
-        step = timedelta(**delta)
-        self.now += step
-        self.mono += step.total_seconds()
 
 
 @pytest.fixture
