@@ -238,10 +238,10 @@ async def test_a_success_writes_only_when_there_is_something_to_forgive(
     monkeypatch.setattr(storage, "clear_failures", counting)
     for _ in range(3):
         assert (await client.post("/my-bookings", json=ALICE)).status == 200
-    assert cleared == ["user:alice"]
+    assert cleared == ["pair:127.0.0.1 alice"]
     await client.post("/auth/login", json={"username": "alice", "password": "wrong"})
     assert (await client.post("/my-bookings", json=ALICE)).status == 200
-    assert cleared == ["user:alice", "user:alice"]
+    assert cleared == ["pair:127.0.0.1 alice", "pair:127.0.0.1 alice"]
 
 
 async def test_address_lockout_and_trusted_proxies(make: Any) -> None:
