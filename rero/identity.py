@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from rero.auth import AuthBackend, User
+from rero.auth import AuthBackend, User, normalize_username
 from rero.clock import Clock, stamp
 from rero.errors import (
     AdminRequired,
@@ -33,6 +33,9 @@ log: Final = logging.getLogger(__name__)
 
 MAX_REMEMBERED: Final = 100_000
 LOGIN_WINDOW: Final = timedelta(minutes=1)
+#: Bounds of a username's lock past its ceiling (seconds): see :func:`backoff`.
+BACKOFF_MIN: Final = 1.0
+BACKOFF_MAX: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,14 @@ class Session:
 
 
 class Throttle:
-    """Refuses attempts after ``per_user`` / ``per_address`` failures within ``window`` s.
+    """Refuses password checks after too many failures within ``window`` seconds, counted
+    three ways (usernames as :func:`normalize_username` spells them):
+
+    - ``per_pair`` failures of one username from one address lock that pair for the
+      window, so guessing from elsewhere never locks the owner out from their own network;
+    - ``per_address`` failures from one address, whatever the usernames, lock the address;
+    - ``ceiling`` failures of one username from every address together make it back off
+      (:func:`backoff`) rather than walling it off for the window.
 
     The failures live in the database, so every worker sees the same counts (another
     worker's new failures count here once the change feed has seen its commit). Checking
@@ -90,39 +100,52 @@ class Throttle:
     def __init__(
         self,
         store: LoginFailureStore,
-        per_user: int,
+        *,
+        per_pair: int,
         per_address: int,
+        ceiling: int,
         window: float,
         timer: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._limits = {"user": per_user, "address": per_address}
+        self._limits = {"pair": per_pair, "address": per_address, "user": ceiling}
         self._window = window
         self._timer = timer
         #: key -> store generation at which it was seen unlocked. A key only becomes
         #: locked through a new failure, which bumps the generation, so while it is
         #: unchanged the database need not be asked again.
         self._unlocked: dict[str, int] = {}
-        #: username key -> store generation at which its failures were cleared. No
-        #: failure can have been written since while the generation is unchanged, so a
-        #: success need not write to the database (it runs on every password check).
+        #: pair key -> store generation at which its failures were cleared. No failure
+        #: can have been written since while the generation is unchanged, so a success
+        #: need not write to the database (it runs on every password check).
         self._cleared: dict[str, int] = {}
 
     @staticmethod
     def _keys(username: str, address: str) -> dict[str, str]:
-        return {"user": f"user:{username}", "address": f"address:{address}"}
+        name = normalize_username(username)
+        # An address has no space, so the pair key cannot be read two ways.
+        return {"pair": f"pair:{address} {name}", "address": f"address:{address}",
+                "user": f"user:{name}"}  # fmt: skip
 
     async def check(self, username: str, address: str) -> None:
-        """Raise :class:`TooManyAttempts` while either key is over its limit."""
+        """Raise :class:`TooManyAttempts` while any of the three keys is locked."""
         keys = self._keys(username, address)
         generation = self._store.generation
         if all(self._unlocked.get(key) == generation for key in keys.values()):
             return
         now = self._timer()
+        since = now - self._window
         limits = {key: self._limits[kind] for kind, key in keys.items()}
-        locked = await self._store.locked_since(limits, now - self._window)
-        if locked:
-            raise TooManyAttempts(max(1, math.ceil(max(locked.values()) + self._window - now)))
+        at_limit = await self._store.locked_since(limits, since)
+        ceiling_at = at_limit.pop(keys["user"], None)
+        until = [at + self._window for at in at_limit.values()]
+        if ceiling_at is not None:  # rare: a username guessed at from many addresses
+            newest = await self._store.locked_since({keys["user"]: 1}, since)
+            latest = newest.get(keys["user"], ceiling_at)
+            until.append(latest + backoff(latest - ceiling_at))
+        wait = max(until, default=now) - now
+        if wait > 0:
+            raise TooManyAttempts(max(1, math.ceil(wait)))
         _remember(self._unlocked, keys.values(), generation)
 
     async def failed(self, username: str, address: str) -> None:
@@ -130,14 +153,31 @@ class Throttle:
         keys = list(self._keys(username, address).values())
         await self._store.add_failures(keys, now, now - self._window)
 
-    async def succeeded(self, username: str) -> None:
-        """A success forgives the username (not the address: one host may try many)."""
-        key = self._keys(username, "")["user"]
+    async def succeeded(self, username: str, address: str) -> None:
+        """A success forgives the pair only: not the address (one host may try many
+        usernames), nor the username elsewhere (the owner knowing the password does not
+        make the guesses made from other addresses fewer)."""
+        key = self._keys(username, address)["pair"]
         generation = self._store.generation
         if self._cleared.get(key) == generation:
             return
         await self._store.clear_failures(key)
         _remember(self._cleared, [key], generation)
+
+
+def backoff(span: float) -> float:
+    """How long a username past its ceiling stays locked after its newest failure: as
+    long as its last ``ceiling`` failures took (``span``), between BACKOFF_MIN and
+    BACKOFF_MAX seconds.
+
+    A burst reaches the ceiling at once and pays BACKOFF_MIN. Each lock an attacker
+    waits out becomes part of the span that sets the next, so the locks of one who goes
+    on double (1, 1, 2, 4, ... s) up to BACKOFF_MAX, and a slow trickle pays BACKOFF_MAX
+    from the start. Guesses stay near ``ceiling`` a window (at most about ``ceiling`` +
+    window / BACKOFF_MAX + 6; a fixed wall: ``ceiling``), but a refused owner is told to
+    come back within BACKOFF_MAX, not when a steady trickle lets the window run out.
+    """
+    return min(BACKOFF_MAX, max(BACKOFF_MIN, span))
 
 
 def _remember(memo: dict[str, int], keys: Iterable[str], generation: int) -> None:
@@ -171,10 +211,11 @@ class IdentityService:
         self._revocations_seen = 0
         self._throttle = Throttle(
             failures,
-            settings.max_failed_logins_per_user,
-            settings.max_failed_logins_per_address,
-            settings.failed_login_window_minutes * 60,
-            lambda: clock().timestamp(),  # wall time: shared by every worker
+            per_pair=settings.max_failed_logins_per_user,
+            per_address=settings.max_failed_logins_per_address,
+            ceiling=settings.max_failed_logins_per_user_across_addresses,
+            window=settings.failed_login_window_minutes * 60,
+            timer=lambda: clock().timestamp(),  # wall time: shared by every worker
         )
 
     async def authenticate(self, identity: Identity) -> User:
@@ -200,7 +241,7 @@ class IdentityService:
                 extra={"username": credentials.username, "address": credentials.address},
             )
             raise
-        await self._throttle.succeeded(credentials.username)
+        await self._throttle.succeeded(credentials.username, credentials.address)
         return user
 
     async def login(self, credentials: Credentials) -> Session:

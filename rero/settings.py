@@ -161,6 +161,9 @@ class Settings:
     max_failed_logins_per_address: int = _setting(
         20, fields.Integer(strict=True, validate=validate.Range(min=1))
     )
+    max_failed_logins_per_user_across_addresses: int = _setting(
+        50, fields.Integer(strict=True, validate=validate.Range(min=1))
+    )
     failed_login_window_minutes: float = _setting(
         15.0, fields.Float(validate=validate.Range(min=0, min_inclusive=False))
     )

@@ -124,11 +124,9 @@ class StartingGate:
         self._open.set()
 
 
-# ---- users, ports, the store ---------------------------------------------------------------
-
-
 class Clock:
-    """A wall clock and a monotonic timer that tests move by hand."""
+    """A wall clock and a monotonic timer that tests move by hand, for
+    ``create_app(settings, clock=clock, timer=clock.timer)``."""
 
     def __init__(self, start: datetime) -> None:
         self.now = start
@@ -144,6 +142,9 @@ class Clock:
         step = timedelta(**delta)
         self.now += step
         self.mono += step.total_seconds()
+
+
+# ---- users, ports, the store ---------------------------------------------------------------
 
 
 #: Session limits off, for tests of the store's other rules.

@@ -105,6 +105,19 @@ async def test_cache_keys_by_password_too(session: Any, pesu: FakePesu) -> None:
     assert len(pesu.calls) == 2
 
 
+async def test_cache_keys_every_spelling_of_a_username_alike(session: Any, pesu: FakePesu) -> None:
+    """Trimmed and case-folded: `Carol` and ` carol` hit the entry of `carol`, and the
+    upstream is asked for the username as normalized."""
+    cache = CachedAuth(pesu_auth(session, pesu.url), ttl=1800)
+    first = await cache.authenticate("carol", "right")
+    for spelling in ("Carol", " carol", "carol ", "carol\t", "CAROL"):
+        assert await cache.authenticate(spelling, "right") == first
+    assert (cache.hits, cache.misses) == (5, 1)
+    assert pesu.calls == [{"username": "carol", "password": "right", "profile": True}]
+    await cache.authenticate(" Dave ", "right")
+    assert pesu.calls[-1]["username"] == "dave"
+
+
 @pytest.mark.parametrize("mode", ["ok", "500"])
 async def test_failures_are_not_cached(session: Any, pesu: FakePesu, mode: str) -> None:
     pesu.mode = mode

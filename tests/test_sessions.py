@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-from collections.abc import Awaitable, Callable
 from contextlib import closing
-from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from rero.app import create_app
 from rero.keys import SERVICE, STORAGE
 from rero.settings import Settings
 from tests.helpers import (
@@ -21,7 +17,6 @@ from tests.helpers import (
     ALICE_SRN,
     BOB,
     BOB_SRN,
-    ClientFactory,
     Clock,
     FakePesu,
     collect,
@@ -31,22 +26,6 @@ from tests.helpers import (
 )
 
 INVALID_SESSION = {"detail": "Invalid or expired session"}
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc))  # 08:30 in Kolkata
-
-
-@pytest.fixture
-def make(
-    aiohttp_client: ClientFactory, settings: Settings, clock: Clock
-) -> Callable[..., Awaitable[Any]]:
-    async def factory(**changes: Any) -> Any:
-        app = create_app(replace(settings, **changes), clock=clock, timer=clock.timer)
-        return await aiohttp_client(app)
-
-    return factory
 
 
 async def login(client: Any, who: dict[str, str] = ALICE) -> str:
@@ -238,10 +217,10 @@ async def test_a_success_writes_only_when_there_is_something_to_forgive(
     monkeypatch.setattr(storage, "clear_failures", counting)
     for _ in range(3):
         assert (await client.post("/my-bookings", json=ALICE)).status == 200
-    assert cleared == ["user:alice"]
+    assert cleared == ["pair:127.0.0.1 alice"]
     await client.post("/auth/login", json={"username": "alice", "password": "wrong"})
     assert (await client.post("/my-bookings", json=ALICE)).status == 200
-    assert cleared == ["user:alice", "user:alice"]
+    assert cleared == ["pair:127.0.0.1 alice", "pair:127.0.0.1 alice"]
 
 
 async def test_address_lockout_and_trusted_proxies(make: Any) -> None:

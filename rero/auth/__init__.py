@@ -7,7 +7,19 @@ from typing import Protocol
 
 from rero.errors import AuthUnavailable, InvalidCredentials
 
-__all__ = ["AuthBackend", "AuthUnavailable", "InvalidCredentials", "User"]
+__all__ = ["AuthBackend", "AuthUnavailable", "InvalidCredentials", "User", "normalize_username"]
+
+
+def normalize_username(username: str) -> str:
+    """The one spelling of a username that the throttle counts, the cache keys and the
+    upstream is asked for: surrounding whitespace trimmed, case folded.
+
+    PESU usernames (SRNs, PRNs, e-mail addresses) are case-insensitive and never begin or
+    end with whitespace, so ``Carol``, `` carol`` and ``carol\t`` are all ``carol``. The
+    upstream gets this spelling too, not the one typed: what the cache answers for
+    ``Carol`` is then exactly what the upstream says for it, with the cache on or off.
+    """
+    return username.strip().casefold()
 
 
 @dataclass(frozen=True)

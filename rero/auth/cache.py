@@ -1,7 +1,9 @@
 """A TTL cache in front of any backend, with concurrent misses coalesced.
 
 Keys are HMAC-SHA-256 of username and password under a per-process secret, so
-neither a password nor an offline-guessable hash of one is held in memory.
+neither a password nor an offline-guessable hash of one is held in memory. The username
+is normalized first (:func:`rero.auth.normalize_username`): every spelling of one
+username shares one entry, and the backend is asked for that spelling.
 Only successes are cached: a wrong password or an outage is asked again.
 """
 
@@ -17,7 +19,7 @@ from typing import Final
 
 from cachetools import TTLCache
 
-from rero.auth import AuthBackend, User
+from rero.auth import AuthBackend, User, normalize_username
 
 MAX_ENTRIES: Final = 100_000
 
@@ -50,6 +52,7 @@ class CachedAuth:
         The call runs in its own task, so a requester that goes away (a closed
         socket) does not cancel it for the others waiting on it.
         """
+        username = normalize_username(username)
         key = self._key(username, password)
         if self._cache is not None and (user := self._cache.get(key)) is not None:
             self.hits += 1
