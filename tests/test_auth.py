@@ -14,6 +14,7 @@ from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.errors import AuthUnavailable, InvalidCredentials
+from rero.settings import FakeUser
 from tests.helpers import FakePesu, eventually, free_port, users
 
 
@@ -203,3 +204,12 @@ async def test_login_rush_makes_one_upstream_call_per_user(
     resps = await asyncio.gather(*(client.post("/auth/login", json=b) for b in bodies))
     assert {r.status for r in resps} == {200}
     assert len(pesu.calls) == 100
+
+
+async def test_fake_users_sign_in_under_any_spelling() -> None:
+    """The cache hands the fake backend the normalized name: a configured ``Alice`` too."""
+    fake = CachedAuth(FakeAuth([FakeUser("Alice", "pw", "Alice Rao", "SRN1")]), 60)
+    assert (await fake.authenticate("alice", "pw")).srn == "SRN1"
+    assert (await fake.authenticate(" ALICE ", "pw")).srn == "SRN1"
+    with pytest.raises(InvalidCredentials):
+        await fake.authenticate("alice", "PW")
