@@ -178,3 +178,11 @@ def test_tox_installs_the_lock_with_hashes_and_nothing_else() -> None:
             assert "deps" not in tox[env], f"{env} installs outside the lock"
             assert "install_command" not in tox[env], env
 
+
+def test_the_image_installs_the_lock_with_hashes() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes" in dockerfile
+    assert "requirements.lock" in dockerfile
+    # Only the production profile goes in: no fake users to select by accident.
+    assert "COPY config/production.toml" in dockerfile
+    assert "COPY config/ " not in dockerfile
