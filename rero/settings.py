@@ -7,6 +7,8 @@ process with one line naming it, instead of failing later under load.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import ipaddress
 import os
 import re
 import sys
@@ -134,6 +136,8 @@ class Settings:
     )
     fake_users_file: str = _setting("", fields.String(), env="FAKE_USERS_FILE")
     fake_users: tuple[FakeUser, ...] = _setting((), fields.List(fields.Nested(_FakeUserSchema)))
+    # Profile only, never the environment: one stray variable must not expose fake users.
+    allow_fake_auth_on_network: bool = _setting(False, fields.Boolean())
     cors_origins: tuple[str, ...] = _setting(
         ("*",), fields.List(fields.String(validate=validate.Length(min=1)))
     )
@@ -318,6 +322,31 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     for key in _STRING_TUPLES & data.keys():
         data[key] = tuple(str(v) for v in data[key])
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
+    if settings.database_url and importlib.util.find_spec("asyncpg") is None:
+        raise SettingsError("DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'")
     if settings.auth_backend == "fake" and not settings.fake_users:
         raise SettingsError("AUTH_BACKEND='fake' needs users: set fake_users or FAKE_USERS_FILE")
+    if (
+        settings.auth_backend == "fake"
+        and not _is_loopback(settings.host)
+        and not settings.allow_fake_auth_on_network
+    ):
+        backend = _describe("auth_backend", {"auth_backend": "fake"}, sources)
+        host = _describe("host", {"host": settings.host}, sources)
+        raise SettingsError(
+            f"{backend} with {host} would let anyone on the network sign in as a fake user:"
+            " listen on a loopback address (HOST=127.0.0.1)"
+            " or set allow_fake_auth_on_network = true in the profile"
+        )
     return settings
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (a name other than localhost
+    may resolve to anything, so it counts as the network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -281,3 +281,32 @@ def test_url_of(host: str, url: str) -> None:
     from rero.settings import Settings
 
     assert url_of(Settings(host=host)) == url
+
+
+def test_fake_auth_on_a_network_address_is_refused_in_one_line() -> None:
+    # The test profile has fake users; one variable must not put them on the network. (The
+    # settings are checked before any command runs; check-config never binds a port.)
+    proc = rero("check-config", HOST="0.0.0.0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"rero: auth_backend='fake' (from {TEST_PROFILE}) with HOST='0.0.0.0' (from environment"
+        " HOST) would let anyone on the network sign in as a fake user: listen on a loopback"
+        " address (HOST=127.0.0.1) or set allow_fake_auth_on_network = true in the profile"
+    ]
+
+
+@pytest.mark.parametrize("command", ["serve", "export", "check-config"])
+def test_database_url_without_the_postgres_extra_is_one_line(command: str) -> None:
+    # asyncpg unimportable, as after `pip install rero` without the postgres extra.
+    code = "import sys; sys.modules['asyncpg'] = None; from rero.cli import main; sys.exit(main())"
+    environ = {**os.environ, "DATABASE_URL": "postgresql://rero:Sekr1t-pw@127.0.0.1:9/rero"}
+    environ.pop("RERO_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--config", TEST_PROFILE, command],
+        env=environ, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rero: DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'"
+    ]
+    assert "Sekr1t" not in proc.stdout + proc.stderr

@@ -95,8 +95,76 @@ def test_environment_overrides_profile(tmp_path: Path) -> None:
 def test_fake_users_file(tmp_path: Path) -> None:
     users = tmp_path / "users.toml"
     users.write_text('[[users]]\nusername = "dev"\npassword = "pw"\nname = "Dev"\nsrn = "PES1"\n')
-    s = load_settings(environ={"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": str(users)})
+    env = {"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": str(users), "HOST": "127.0.0.1"}
+    s = load_settings(environ=env)
     assert s.fake_users == (FakeUser("dev", "pw", "Dev", "PES1"),)
+
+
+def _users_file(tmp_path: Path) -> str:
+    users = tmp_path / "users.toml"
+    users.write_text('[[users]]\nusername = "dev"\npassword = "pw"\nname = "Dev"\nsrn = "PES1"\n')
+    return str(users)
+
+
+NETWORK_REFUSAL = (
+    " would let anyone on the network sign in as a fake user: listen on a loopback address"
+    " (HOST=127.0.0.1) or set allow_fake_auth_on_network = true in the profile"
+)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "lab-server.example"])
+def test_fake_auth_refuses_a_network_address(host: str, tmp_path: Path) -> None:
+    env = {"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": _users_file(tmp_path), "HOST": host}
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ=env)
+    assert str(info.value) == (
+        f"AUTH_BACKEND='fake' (from environment AUTH_BACKEND) with HOST={host!r}"
+        f" (from environment HOST){NETWORK_REFUSAL}"
+    )
+
+
+def test_fake_auth_on_the_default_host_names_where_each_value_came_from(tmp_path: Path) -> None:
+    profile = tmp_path / "fake.toml"
+    profile.write_text(f'auth_backend = "fake"\nfake_users_file = {_users_file(tmp_path)!r}\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(str(profile), environ={})
+    assert str(info.value) == f"auth_backend='fake' (from {profile}) with host='0.0.0.0'" + (
+        NETWORK_REFUSAL
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_fake_auth_listens_on_loopback(host: str, tmp_path: Path) -> None:
+    env = {"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": _users_file(tmp_path), "HOST": host}
+    assert load_settings(environ=env).host == host
+
+
+def test_fake_auth_on_the_network_only_by_a_profile_key(tmp_path: Path) -> None:
+    env = {"AUTH_BACKEND": "fake", "FAKE_USERS_FILE": _users_file(tmp_path), "HOST": "0.0.0.0"}
+    # No environment variable turns it on: a profile has to say so.
+    with pytest.raises(SettingsError, match="allow_fake_auth_on_network"):
+        load_settings(environ={**env, "ALLOW_FAKE_AUTH_ON_NETWORK": "true"})
+    profile = tmp_path / "lan-demo.toml"
+    profile.write_text("allow_fake_auth_on_network = true\n")
+    settings = load_settings(str(profile), environ=env)
+    assert (settings.auth_backend, settings.host) == ("fake", "0.0.0.0")
+    assert settings.allow_fake_auth_on_network is True
+    assert "allow_fake_auth_on_network" not in ENV_SETTINGS.values()
+
+
+def test_pesu_auth_may_listen_anywhere() -> None:
+    assert load_settings(environ={"HOST": "0.0.0.0"}).auth_backend == "pesu"
+
+
+def test_database_url_without_asyncpg_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As after `pip install rero` without the postgres extra.
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"DATABASE_URL": "postgresql://rero:Sekr1t@db.example/rero"})
+    assert str(info.value) == (
+        "DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'"
+    )
+    assert load_settings(environ={}).database_url == ""  # SQLite needs no extra
 
 
 @pytest.mark.parametrize(
@@ -224,7 +292,12 @@ def test_each_environment_variable_overrides_the_profile(
     Path("users.toml").write_text(f"users = [{user}]\n")
     # default.toml sets every key, so the variable has a profile value to beat; the inline
     # user lets AUTH_BACKEND=fake load.
-    profile = DEFAULT_TOML.read_text().replace("fake_users = []", f"fake_users = [{user}]")
+    # allow_fake_auth_on_network: default.toml's host is the default, 0.0.0.0.
+    profile = (
+        DEFAULT_TOML.read_text()
+        .replace("fake_users = []", f"fake_users = [{user}]")
+        .replace("allow_fake_auth_on_network = false", "allow_fake_auth_on_network = true")
+    )
     assert profile != DEFAULT_TOML.read_text()
     Path("profile.toml").write_text(profile)
     got = getattr(load_settings("profile.toml", environ={name: raw}), key)
