@@ -108,7 +108,7 @@ def create_app(
     async def close_websockets(app: web.Application) -> None:
         await hub.close_all()
 
-    app.cleanup_ctx.extend([storage_ctx, auth_ctx, services_ctx])
+    app.cleanup_ctx.extend([metrics.publishing, storage_ctx, auth_ctx, services_ctx])
     app.on_shutdown.append(close_websockets)
     setup_routes(app)
     setup_docs(app, json.dumps(build_spec(ROUTES)))

@@ -11,9 +11,7 @@ import asyncio
 import csv
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -22,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rero.app import create_app
+from rero import workers
 from rero.logs import AccessLogger, setup_logging
 from rero.settings import Settings, SettingsError, load_settings, shown
 from rero.storage import backends
@@ -91,40 +89,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print()
                 _write_csv(data["events"])
         else:
-            serve(settings)
+            serve(settings, args.config)
     except (OSError, sqlite3.Error, backends.Unsupported) as e:
         print(f"rero: {command}: {e}", file=sys.stderr)
         return 1
     return 0
 
 
-def serve(settings: Settings) -> None:
-    """One process, or ``workers`` processes sharing the port (SO_REUSEPORT) and the file."""
+def serve(settings: Settings, config: str | None = None) -> None:
+    """One process, or ``workers`` processes under gunicorn's master (``rero.workers``)."""
     if settings.workers == 1:
         _serve_one(settings)
-        return
-    setup_logging(settings.log_level)
-    context = multiprocessing.get_context("spawn")
-    workers = [
-        context.Process(target=_serve_one, args=(settings, True), name=f"rero-worker-{n}")
-        for n in range(settings.workers)
-    ]
-    for worker in workers:
-        worker.start()
-    log.info("started workers", extra={"workers": settings.workers, "port": settings.port})
-
-    def stop(signum: int, _: object) -> None:
-        for worker in workers:
-            if worker.pid is not None and worker.is_alive():
-                os.kill(worker.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for worker in workers:
-        worker.join()
+    else:
+        workers.serve(settings, config)
 
 
-def _serve_one(settings: Settings, reuse_port: bool = False) -> None:
+def _serve_one(settings: Settings) -> None:
+    # Here, not at the top: with several workers, prometheus-client must not be imported
+    # before rero.workers has set its directory.
+    from rero.app import create_app
+
     setup_logging(settings.log_level)
     log.info("starting", extra={"host": settings.host, "port": settings.port, "pid": os.getpid()})
     web.run_app(
@@ -133,8 +117,7 @@ def _serve_one(settings: Settings, reuse_port: bool = False) -> None:
         port=settings.port,
         access_log_class=AccessLogger,
         # Called once the socket listens: then the URL is true.
-        print=None if reuse_port else lambda _: announce(settings),
-        reuse_port=reuse_port or None,
+        print=lambda _: announce(settings),
     )
 
 

@@ -1,55 +1,129 @@
 """Prometheus metrics and the response-time figures of ``/stats``.
 
-Counters that the hub, the auth cache and the services already keep are read
-at scrape time by a collector, so nothing is counted twice. The error
-middleware records HTTP traffic through ``observe``. Each application has its
-own registry.
+The hub, the auth cache and the services count what happens anyway (the hub once per
+message sent: no metric in the fan-out's loop); ``publish`` adds what they counted since
+its last call to real metrics, before every scrape. The error middleware records HTTP
+traffic through ``observe``. Each application has its own registry.
+
+Several workers (``rero.workers``) share ``PROMETHEUS_MULTIPROC_DIR``: prometheus-client
+then keeps every value in a file of its process, a scrape sums them all, and each
+worker also publishes once a second, so any worker's scrape has every worker's counts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import AbstractResource
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from rero.auth.cache import CachedAuth
 from rero.hub import Hub
 from rero.outcomes import Outcomes
 
 RECENT: Final = 2048
+#: With several workers, how stale another worker's counts in a scrape may be.
+PUBLISH_SECONDS: Final = 1.0
 
 
 class Metrics:
-    """The registry, the HTTP histogram, and a window of recent response times."""
+    """The registry, the HTTP histogram, the counts published from the services, and a
+    window of recent response times."""
 
     def __init__(self, hub: Hub, outcomes: Outcomes) -> None:
         self.hub = hub
         self.outcomes = outcomes
         #: Set once the auth backend is up (its cleanup context).
         self.auth_cache: CachedAuth | None = None
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = registry = CollectorRegistry(auto_describe=True)
         self.http = Histogram(
             "rero_http_request_duration_seconds",
             "HTTP requests by route, method and status",
             ["route", "method", "status"],
-            registry=self.registry,
+            registry=registry,
         )
         self.upstream = Histogram(
-            "rero_auth_upstream_seconds",
-            "PESU auth upstream call latency",
-            registry=self.registry,
+            "rero_auth_upstream_seconds", "PESU auth upstream call latency", registry=registry
         )
         self.recent: deque[float] = deque(maxlen=RECENT)
         # One labelled child per (route, method, status): ``labels()`` costs 3x an observe.
         self.children: dict[tuple[AbstractResource | None, str, int], Histogram] = {}
-        self.registry.register(_StateCollector(self))
+        # A worker's sockets count while it lives: the gauge's file goes with it.
+        self.connections = Gauge(
+            "rero_websocket_connections", "Open WebSockets", multiprocess_mode="livesum",
+            registry=registry,
+        )  # fmt: skip
+        self.boards, self.sent, self.dropped, self.cut_off, self.hits, self.misses = (
+            Counter(name, doc, registry=registry)
+            for name, doc in (
+                ("rero_boards_broadcast", "Boards published to the hub"),
+                ("rero_ws_messages_sent", "Boards written to WebSocket clients"),
+                ("rero_ws_messages_dropped", "Pending boards replaced by newer ones"),
+                ("rero_ws_clients_cut_off", "Clients closed for staying blocked"),
+                ("rero_auth_cache_hits", "Auth cache hits"),
+                ("rero_auth_cache_misses", "Auth cache misses"),
+            )
+        )
+        self.operations = Counter(
+            "rero_operations", "Booking operations by outcome", ["action", "outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.published: dict[Counter, float] = {}
+        self.shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.exposed = registry
+        if self.shared:
+            if values.ValueClass is values.MutexValue:
+                raise RuntimeError("prometheus_client was imported before its directory was set")
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, self.shared)  # type: ignore[no-untyped-call]
+
+    def publish(self) -> None:
+        """Add to the metrics what the hub, the auth cache and the services counted since."""
+        hub, cache = self.hub, self.auth_cache
+        self.connections.set(hub.connections)
+        counts = [
+            (self.boards, hub.boards),
+            (self.sent, hub.sent),
+            (self.dropped, hub.conflated),
+            (self.cut_off, hub.cut_off),
+        ]
+        if cache is not None:
+            counts += [(self.hits, cache.hits), (self.misses, cache.misses)]
+        counts += [(self.operations.labels(*key), n) for key, n in self.outcomes.items()]
+        for counter, count in counts:
+            behind = count - self.published.get(counter, 0)
+            if behind > 0:
+                counter.inc(behind)
+                self.published[counter] = count
+
+    def exposition(self) -> bytes:
+        """The Prometheus text: this process's metrics, or every worker's summed."""
+        self.publish()
+        return generate_latest(self.exposed)
+
+    async def publishing(self, app: web.Application) -> AsyncIterator[None]:
+        """With several workers, publish every second, and once more at the end."""
+        if not self.shared:
+            yield
+            return
+
+        async def forever() -> None:
+            while True:
+                await asyncio.sleep(PUBLISH_SECONDS)
+                self.publish()
+
+        task = asyncio.create_task(forever())
+        yield
+        task.cancel()
+        await asyncio.wait([task])
+        self.publish()
 
     def percentiles(self) -> dict[str, float]:
         """p50/p90/p99 of the last requests, in milliseconds."""
@@ -61,34 +135,6 @@ class Metrics:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
 
         return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99)}
-
-
-class _StateCollector(Collector):
-    """Reads the counters the services, hub and auth cache keep anyway."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterator[Metric]:
-        hub = self._metrics.hub
-        yield GaugeMetricFamily("rero_websocket_connections", "Open WebSockets", hub.connections)
-        for name, doc, value in (
-            ("rero_boards_broadcast", "Boards published to the hub", hub.boards),
-            ("rero_ws_messages_sent", "Boards written to WebSocket clients", hub.sent),
-            ("rero_ws_messages_dropped", "Pending boards replaced by newer ones", hub.conflated),
-            ("rero_ws_clients_cut_off", "Clients closed for staying blocked", hub.cut_off),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
-        cache = self._metrics.auth_cache
-        if cache is not None:
-            yield CounterMetricFamily("rero_auth_cache_hits", "Auth cache hits", cache.hits)
-            yield CounterMetricFamily("rero_auth_cache_misses", "Auth cache misses", cache.misses)
-        ops = CounterMetricFamily(
-            "rero_operations", "Booking operations by outcome", labels=["action", "outcome"]
-        )
-        for (action, outcome), count in sorted(self._metrics.outcomes.items()):
-            ops.add_metric([action, outcome], count)
-        yield ops
 
 
 def observe(metrics: Metrics, request: web.Request, status: int, started: float) -> None:

@@ -12,7 +12,6 @@ from typing import Any, Final
 
 import swagger_ui_bundle
 from aiohttp import web
-from prometheus_client import generate_latest
 
 from rero.keys import HUB, METRICS, SERVICE, SETTINGS, STORAGE
 
@@ -112,7 +111,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
+    body = request.app[METRICS].exposition()  # every worker's, with several
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 

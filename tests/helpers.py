@@ -304,13 +304,18 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
+def start_server(
+    tmp_path: Path, profile: str = "", *, log: Path | None = None, **env: str
+) -> Server:
     """``python -m rero`` on the test profile, with ``profile`` (TOML) put before it and
-    320 fake users ``user0..`` (see :func:`users`); returns once ``/health`` answers."""
+    320 fake users ``user0..`` (see :func:`users`); returns once ``/health`` answers.
+    Its log lines go to the file ``log``, if given."""
     write_users(tmp_path / "users.toml", 320)
     config = tmp_path / "profile.toml"
     config.write_text(profile + "\n" + (ROOT / "config" / "test.toml").read_text())
     port = int(env.pop("PORT", 0)) or free_port()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    stderr = subprocess.DEVNULL if log is None else os.open(log, flags, 0o644)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rero", "--config", str(config)],
         env={
@@ -323,8 +328,10 @@ def start_server(tmp_path: Path, profile: str = "", **env: str) -> Server:
             **env,
         },
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
     )
+    if log is not None:
+        os.close(stderr)  # the server has its own copy
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(

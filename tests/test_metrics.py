@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from rero.app import create_app
 from rero.keys import METRICS
+from rero.settings import Settings
 from tests.helpers import ALICE, BOB, ClientFactory, FakePesu, connect, receive
 
 
@@ -88,3 +91,12 @@ async def test_request_labels_stay_bounded(client: Any) -> None:
     assert not [labels for labels in series if ("method", "LOCK") in labels]
     # 11 requests and the WebSocket so far: only the requests count as response times.
     assert len(client.app[METRICS].recent) == 12  # the scrape above is the 12th
+
+
+def test_a_shared_directory_set_after_prometheus_started_is_refused(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values kept in memory would never reach the other workers' scrapes."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="imported before its directory was set"):
+        create_app(settings)

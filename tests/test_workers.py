@@ -30,9 +30,10 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 async def one_client_per_worker(session: aiohttp.ClientSession, server: Server) -> list[Observer]:
-    """Open sockets until every worker holds one (the kernel spreads them by hash). The
-    server answered its first /health from one worker; the others may still be starting,
-    so keep trying until a deadline rather than for a number of sockets."""
+    """Open sockets until every worker holds one (whichever worker accepts first gets a
+    connection: gunicorn's workers share the master's socket). The server answered its
+    first /health from one worker; the others may still be starting, so keep trying
+    until a deadline rather than for a number of sockets."""
     workers: int = server.workers  # type: ignore[attr-defined]
     by_worker: dict[str, Observer] = {}
     extra = []
