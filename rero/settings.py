@@ -10,21 +10,27 @@ import dataclasses
 import importlib.util
 import ipaddress
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
+
+from rero.setting_checks import (
+    FakeUser,
+    FakeUserSchema,
+    FakeUsersFileSchema,
+    valid_origin,
+    valid_timezone,
+)
 
 CONFIG_ENV: Final = "RERO_CONFIG"
 DEFAULT_PESU_AUTH_URL: Final = "https://pesu-auth.onrender.com/authenticate"
@@ -32,63 +38,6 @@ DEFAULT_PESU_AUTH_URL: Final = "https://pesu-auth.onrender.com/authenticate"
 
 class SettingsError(Exception):
     """A setting that cannot be used; the message is one line for the operator."""
-
-
-@dataclass(frozen=True)
-class FakeUser:
-    """A local user of the fake auth backend (development and tests only)."""
-
-    username: str
-    password: str
-    name: str
-    srn: str
-    prn: str = ""
-    program: str = ""
-    branch: str = ""
-    campus: str = ""
-
-
-class _FakeUserSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    username = fields.String(required=True, validate=validate.Length(min=1))
-    password = fields.String(required=True, validate=validate.Length(min=1))
-    name = fields.String(required=True)
-    srn = fields.String(required=True, validate=validate.Length(min=1))
-    prn = fields.String(load_default="")
-    program = fields.String(load_default="")
-    branch = fields.String(load_default="")
-    campus = fields.String(load_default="")
-
-
-class _FakeUsersFileSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    users = fields.List(fields.Nested(_FakeUserSchema), required=True)
-
-
-def _valid_timezone(name: str) -> None:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("Unknown time zone.") from None
-
-
-#: An origin as a browser writes it, and as CSP can name it: lower case, no default port.
-_ORIGIN: Final = re.compile(r"(https?)://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::([1-9][0-9]{0,4}))?")
-_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
-
-
-def _valid_origin(value: str) -> None:
-    """Strict, because the value goes into the page's CSP header and its HTML as is."""
-    match = _ORIGIN.fullmatch(value)
-    if match is None or int(match[2] or 1) > 65535 or match[2] == _DEFAULT_PORTS[match[1]]:
-        raise ValidationError(
-            "Must be an http or https origin, scheme://host[:port] in lower case, with no"
-            " path (for example https://lab2.example.edu)."
-        )
 
 
 _T = TypeVar("_T")
@@ -135,7 +84,7 @@ class Settings:
         30.0, fields.Float(validate=validate.Range(min=0)), env="CACHE_DURATION_MINUTES"
     )
     fake_users_file: str = _setting("", fields.String(), env="FAKE_USERS_FILE")
-    fake_users: tuple[FakeUser, ...] = _setting((), fields.List(fields.Nested(_FakeUserSchema)))
+    fake_users: tuple[FakeUser, ...] = _setting((), fields.List(fields.Nested(FakeUserSchema)))
     # Profile only, never the environment: one stray variable must not expose fake users.
     allow_fake_auth_on_network: bool = _setting(False, fields.Boolean())
     cors_origins: tuple[str, ...] = _setting(
@@ -182,14 +131,12 @@ class Settings:
     max_sessions_per_user: int = _setting(
         10, fields.Integer(strict=True, validate=validate.Range(min=0))
     )
-    timezone: str = _setting("Asia/Kolkata", fields.String(validate=_valid_timezone))
+    timezone: str = _setting("Asia/Kolkata", fields.String(validate=valid_timezone))
     show_booked_by: bool = _setting(True, fields.Boolean())
     admins: tuple[str, ...] = _setting(
         (), fields.List(fields.String(validate=validate.Length(min=1)))
     )
-    board_servers: tuple[str, ...] = _setting(
-        (), fields.List(fields.String(validate=_valid_origin))
-    )
+    board_servers: tuple[str, ...] = _setting((), fields.List(fields.String(validate=valid_origin)))
     workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
     database_url: str = _setting(
         "",
@@ -314,7 +261,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     if data.get("fake_users_file"):
         users_file = _read_toml(Path(data["fake_users_file"]), "FAKE_USERS_FILE")
         try:
-            users = _FakeUsersFileSchema().load(users_file)["users"]
+            users = FakeUsersFileSchema().load(users_file)["users"]
         except ValidationError as e:
             raise SettingsError(
                 f"FAKE_USERS_FILE={data['fake_users_file']!r}: {_first_error(e.messages_dict)}"

@@ -33,6 +33,8 @@ A_USER = ("user0", "pw-0")  # the test server's fake users (start_server in test
 B_USER = ("user1", "pw-1")
 SLOT_9 = "09:00\u201310:00"  # as the page writes it, with an en dash
 
+pytestmark = pytest.mark.browser
+
 if not REQUIRED and not Path(CHROMIUM).exists():
     pytest.skip("no Chromium here (CI installs it)", allow_module_level=True)
 if not REQUIRED:

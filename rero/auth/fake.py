@@ -9,7 +9,7 @@ from typing import Final
 
 from rero.auth import User, normalize_username
 from rero.errors import InvalidCredentials
-from rero.settings import FakeUser
+from rero.setting_checks import FakeUser
 
 log: Final = logging.getLogger(__name__)
 
