@@ -16,6 +16,8 @@ from rero.metrics import observe
 log: Final = logging.getLogger(__name__)
 
 MAX_BODY: Final = 64 * 1024
+#: nginx's status for "the client closed the request": only the access log and metrics see it.
+CLIENT_GONE: Final = 499
 
 
 def error_response(
@@ -28,6 +30,11 @@ def _http_detail(e: web.HTTPException) -> str:
     if e.status == 413:
         return f"Request body too large: at most {MAX_BODY} bytes"
     return e.reason
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 @web.middleware
@@ -53,8 +60,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {k: v for k, v in e.headers.items() if k in ("Allow", "Retry-After")}
         response = error_response(e.status, _http_detail(e), headers)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = error_response(500, "Internal server error")
+    except Exception as e:
+        if isinstance(e, ConnectionResetError) and _client_gone(request):
+            # Not an error of ours: nobody is left to answer.
+            log.debug("client went away during %s %s", request.method, request.path)
+            response = error_response(CLIENT_GONE, "Client closed the request")
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error_response(500, "Internal server error")
     observe(metrics, request, response.status, started)
     return response

@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from rero.logs import AccessLogger
 from rero.settings import FakeUser
 from rero.storage import Book, Cancel, Change, Refusal, Release, Storage, Write
 
@@ -252,6 +253,59 @@ async def bystander() -> AsyncIterator[Bystander]:
     watcher.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/elsewhere"
     async with server:
         yield watcher
+
+
+# ---- raw HTTP: bytes no client library would send ------------------------------------------
+
+
+@dataclass
+class RawResponse:
+    """An HTTP answer read off a socket."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parse_response(data: bytes) -> RawResponse:
+    """One response, as a server that closes the connection after it sends it."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        body = body[: int(headers["content-length"])]
+    return RawResponse(int(status_line.split()[1]), headers, body)
+
+
+async def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
+    """Send ``request`` as it is (it should say ``Connection: close``) and read the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return parse_response(await asyncio.wait_for(reader.read(), timeout))
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[int]:
+    """``app`` on a loopback port, served as ``rero serve`` serves it: unlike aiohttp's
+    TestServer, a client that goes away does not cancel its handler. Yields the port."""
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
