@@ -137,4 +137,7 @@ def _serve_one(settings: Settings, reuse_port: bool = False) -> None:
         access_log_class=AccessLogger,
         print=None,
         reuse_port=reuse_port or None,
+        # Seconds requests still in flight get at SIGTERM before they are cancelled
+        # (aiohttp's default is 60); the WebSockets' close has its own 3 s before this.
+        shutdown_timeout=5.0,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from tests.helpers import (
     BOB_SRN,
     ClientFactory,
     exchange,
+    parse_response,
 )
 
 pytestmark = pytest.mark.usefixtures("settings")
@@ -446,6 +448,52 @@ async def test_audit_before_beyond_any_id_is_422(
     }
     resp = await client.get(f"/admin/audit?before={2**63 - 1}", headers=headers)
     assert (resp.status, await resp.json()) == (200, {"events": [], "next_before": None})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/book-slot"), ("POST", "/auth/logout"), ("GET", "/slots")]
+)
+async def test_a_stalled_body_gets_408_and_the_connection_closes(
+    aiohttp_client: ClientFactory, settings: Any, method: str, path: str
+) -> None:
+    """Headers promise 100 bytes, a few come, then nothing: the socket is not held."""
+    client = await aiohttp_client(create_app(replace(settings, body_timeout_seconds=0.3)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+        + b'Content-Length: 100\r\n\r\n{"slot_id": '
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        data = await asyncio.wait_for(reader.read(), 5)  # to the end: the server closed
+    finally:
+        writer.close()
+    assert loop.time() - started < 3
+    resp = parse_response(data)
+    assert resp.status == 408
+    assert resp.json() == {"detail": "Request body not received within 0.3 seconds"}
+
+
+async def test_a_body_in_time_is_read_as_usual(
+    aiohttp_client: ClientFactory, settings: Any
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, body_timeout_seconds=0.3)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    body = json.dumps({"slot_id": 6, **ALICE}).encode()
+    writer.write(
+        b"POST /book-slot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
+    await writer.drain()
+    writer.write(body[10:])
+    try:
+        resp = parse_response(await asyncio.wait_for(reader.read(), 5))
+    finally:
+        writer.close()
+    assert resp.status == 200
+    assert resp.json()["message"] == "Slot 6 booked successfully"
 
 
 async def test_unknown_path(client: Any) -> None:
