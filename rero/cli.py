@@ -118,6 +118,9 @@ def _serve_one(settings: Settings) -> None:
         access_log_class=AccessLogger,
         # Called once the socket listens: then the URL is true.
         print=lambda _: announce(settings),
+        # Seconds requests still in flight get at SIGTERM before they are cancelled
+        # (aiohttp's default is 60); the WebSockets' close has its own 3 s before this.
+        shutdown_timeout=5.0,
     )
 
 

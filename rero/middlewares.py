@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any, Final
@@ -10,12 +12,18 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from rero.errors import AuthUnavailable, RequestInvalid, ReroError, TooManyAttempts
-from rero.keys import METRICS
+from rero.keys import METRICS, SETTINGS
 from rero.metrics import observe
 
 log: Final = logging.getLogger(__name__)
 
 MAX_BODY: Final = 64 * 1024
+#: nginx's status for "the client closed the request": only the access log and metrics see it.
+CLIENT_GONE: Final = 499
+
+
+class _BodyLate(Exception):
+    """The body a request promised did not arrive in time."""
 
 
 def error_response(
@@ -30,6 +38,31 @@ def _http_detail(e: web.HTTPException) -> str:
     return e.reason
 
 
+async def _receive_body(request: web.Request) -> None:
+    """Read the whole body before the handler runs, within the deadline: a client that
+    promises a body and stalls would otherwise hold its socket (and shutdown) forever.
+    Handlers then read it from memory."""
+    try:
+        await asyncio.wait_for(request.read(), request.app[SETTINGS].body_timeout_seconds)
+    except asyncio.TimeoutError:
+        raise _BodyLate() from None
+
+
+async def _answer_and_hang_up(request: web.Request, response: web.Response) -> None:
+    """Send the response now, then close: aiohttp would otherwise linger, reading the
+    rest of the body (for up to 10 s) before it closes the connection."""
+    response.force_close()
+    with contextlib.suppress(ConnectionResetError):  # or nobody is left to tell
+        await response.prepare(request)
+        await response.write_eof()
+    request.protocol.force_close()
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map domain errors, aiohttp's HTTP errors and surprises to JSON; never a traceback.
@@ -40,6 +73,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     started = time.perf_counter()
     metrics = request.app[METRICS]
     try:
+        if request.can_read_body:
+            await _receive_body(request)
         response = await handler(request)
     except RequestInvalid as e:
         response = error_response(e.status, e.detail, errors=e.errors)
@@ -47,14 +82,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(e.status, e.detail, {"Retry-After": str(e.retry_after)})
     except ReroError as e:
         response = error_response(e.status, e.detail)
+    except _BodyLate:
+        timeout = request.app[SETTINGS].body_timeout_seconds
+        response = error_response(408, f"Request body not received within {timeout:g} seconds")
+        await _answer_and_hang_up(request, response)
     except web.HTTPException as e:
         if e.status < 400:
             observe(metrics, request, e.status, started)
             raise
         headers = {k: v for k, v in e.headers.items() if k in ("Allow", "Retry-After")}
         response = error_response(e.status, _http_detail(e), headers)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = error_response(500, "Internal server error")
+    except Exception as e:
+        if isinstance(e, ConnectionResetError) and _client_gone(request):
+            # Not an error of ours: nobody is left to answer.
+            log.debug("client went away during %s %s", request.method, request.path)
+            response = error_response(CLIENT_GONE, "Client closed the request")
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error_response(500, "Internal server error")
     observe(metrics, request, response.status, started)
     return response

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from rero.errors import InvalidSession
 from rero.identity import Token
 
 
@@ -23,6 +24,15 @@ def client_address(request: web.BaseRequest, trusted: tuple[str, ...]) -> str:
 
 
 def bearer(request: web.BaseRequest) -> Token | None:
-    """The token of ``Authorization: Bearer <token>``, if one is sent."""
+    """The token of ``Authorization: Bearer <token>``, if one is sent.
+
+    Tokens are URL-safe ASCII; anything else (bytes that are not UTF-8 arrive as lone
+    surrogates, which cannot even be hashed) is no session of ours.
+    """
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return Token(value.strip()) if scheme.lower() == "bearer" and value.strip() else None
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        return None
+    if not value.isascii():
+        raise InvalidSession()
+    return Token(value)

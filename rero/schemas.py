@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from marshmallow import EXCLUDE, Schema, fields, validate
+
+#: Audit ids are SQL BIGINTs: a larger ``before`` is no id at all.
+MAX_ID: Final = 2**63 - 1
+
+
+class Text(fields.String):
+    """A string that is valid Unicode: JSON may spell a lone surrogate (``"\\ud800"``),
+    which no UTF-8 encoder (a hash, a driver, PESU) accepts later."""
+
+    default_error_messages = {"surrogate": "Not valid Unicode text."}  # noqa: RUF012
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise self.make_error("surrogate") from None
+        return text
 
 
 class _Body(Schema):
@@ -16,8 +37,8 @@ class _Body(Schema):
 class LoginRequest(_Body):
     """``{username, password}``."""
 
-    username = fields.String(required=True, validate=validate.Length(min=1, max=256))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    username = Text(required=True, validate=validate.Length(min=1, max=256))
+    password = Text(required=True, validate=validate.Length(min=1, max=1024))
 
 
 class SlotRequest(LoginRequest):
@@ -42,13 +63,13 @@ class ResetRequest(_Body):
 
 class AuditQuery(_Body):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    before = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    before = fields.Integer(load_default=None, validate=validate.Range(1, MAX_ID))
 
 
 class TokenMessage(_Body):
     """A WebSocket message that names its session token."""
 
-    token = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    token = Text(required=True, validate=validate.Length(min=1, max=256))
 
 
 LOGIN: Final = LoginRequest()

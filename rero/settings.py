@@ -103,6 +103,9 @@ class Settings:
     ws_send_timeout_seconds: float = _setting(
         10.0, fields.Float(validate=validate.Range(min=0, min_inclusive=False))
     )
+    body_timeout_seconds: float = _setting(
+        10.0, fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    )
     session_minutes: float = _setting(
         30.0,
         fields.Float(validate=validate.Range(min=0, min_inclusive=False)),

@@ -17,10 +17,14 @@ JSON_ERROR: Final = "Request body must be valid JSON"
 
 
 async def parse(request: web.Request, schema: Schema) -> dict[str, Any]:
-    """Decode and validate a JSON body: 400 if it is not JSON, 422 if it breaks the schema."""
+    """Decode and validate a JSON body: 400 if it is not JSON, 422 if it breaks the schema.
+
+    Not JSON includes bytes the charset cannot decode, an unknown charset, and nesting
+    too deep for the decoder (``RecursionError``, from a 64 KiB body of ``[``).
+    """
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, LookupError, RecursionError):
         raise InvalidRequest(JSON_ERROR) from None
     try:
         data: dict[str, Any] = schema.load(body)

@@ -9,6 +9,7 @@ each other or from ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from rero.logs import AccessLogger
 from rero.settings import FakeUser
 from rero.storage import (
     Book,
@@ -210,6 +212,20 @@ class FakePesu:
     delay: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    #: The ``Location`` of a numeric mode's answer (mode "307" with a location: a redirect).
+    location: str = ""
+
+    def profile(self, username: str) -> dict[str, Any]:
+        return {
+            "name": "Pesu Student",
+            "prn": "PES12022000099",
+            "srn": f"PES1UG22CS{len(username):03d}",
+            "program": "Bachelor of Technology",
+            "branch": "Computer Science and Engineering",
+            "branch_short_code": "CSE",
+            "campus": "RR",
+            "campus_code": 1,
+        }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -221,18 +237,18 @@ class FakePesu:
                 {
                     "status": True,
                     "message": "Login successful.",
-                    "profile": {
-                        "name": "Pesu Student",
-                        "prn": "PES12022000099",
-                        "srn": f"PES1UG22CS{len(body['username']):03d}",
-                        "program": "Bachelor of Technology",
-                        "branch": "Computer Science and Engineering",
-                        "branch_short_code": "CSE",
-                        "campus": "RR",
-                        "campus_code": 1,
-                    },
+                    "profile": self.profile(body["username"]),
                 }
             )
+        if self.mode.endswith("-srn"):  # a success whose profile names nobody
+            profile = self.profile(body["username"])
+            if self.mode == "no-srn":
+                del profile["srn"]
+            else:
+                profile["srn"] = {"empty-srn": "", "blank-srn": " \t ", "null-srn": None}[self.mode]
+            return web.json_response({"status": True, "profile": profile})
+        if self.mode == "deep":  # nesting too deep for any JSON decoder's recursion
+            return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
         if self.mode == "ok":
             return web.json_response({"status": False, "message": "Invalid"}, status=401)
         if self.mode == "legacy-false":
@@ -241,7 +257,89 @@ class FakePesu:
             return web.json_response({"status": True})
         if self.mode == "html":
             return web.Response(text="<html>down</html>", content_type="text/html")
-        return web.json_response({"error": self.mode}, status=int(self.mode))
+        headers = {"Location": self.location} if self.location else None
+        return web.json_response({"error": self.mode}, status=int(self.mode), headers=headers)
+
+
+@dataclass
+class Bystander:
+    """A loopback listener that only records: a place nothing must reach (a redirect's
+    target, say). ``connections`` counts who connected, ``received`` what they sent."""
+
+    url: str = ""
+    connections: int = 0
+    received: bytearray = field(default_factory=bytearray)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while chunk := await reader.read(65536):
+                self.received += chunk
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def bystander() -> AsyncIterator[Bystander]:
+    """A :class:`Bystander` listening while the block runs."""
+    watcher = Bystander()
+    server = await asyncio.start_server(watcher._serve, "127.0.0.1", 0, family=socket.AF_INET)
+    watcher.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/elsewhere"
+    async with server:
+        yield watcher
+
+
+# ---- raw HTTP: bytes no client library would send ------------------------------------------
+
+
+@dataclass
+class RawResponse:
+    """An HTTP answer read off a socket."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def parse_response(data: bytes) -> RawResponse:
+    """One response, as a server that closes the connection after it sends it."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        body = body[: int(headers["content-length"])]
+    return RawResponse(int(status_line.split()[1]), headers, body)
+
+
+async def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawResponse:
+    """Send ``request`` as it is (it should say ``Connection: close``) and read the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return parse_response(await asyncio.wait_for(reader.read(), timeout))
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[int]:
+    """``app`` on a loopback port, served as ``rero serve`` serves it: unlike aiohttp's
+    TestServer, a client that goes away does not cancel its handler. Yields the port."""
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -12,7 +13,16 @@ import pytest
 
 from rero.app import create_app
 from rero.keys import AUTH, IDENTITY, SERVICE, STORAGE
-from tests.helpers import ALICE, ALICE_SRN, BOB, BOB_SRN, ROOT, ClientFactory
+from tests.helpers import (
+    ALICE,
+    ALICE_SRN,
+    BOB,
+    BOB_SRN,
+    ROOT,
+    ClientFactory,
+    exchange,
+    parse_response,
+)
 
 pytestmark = pytest.mark.usefixtures("settings")
 
@@ -335,6 +345,157 @@ async def test_body_too_large(client: Any, untouched: Any) -> None:
     resp = await client.post("/book-slot", data=body)
     assert resp.status == 413
     assert await resp.json() == {"detail": "Request body too large: at most 65536 bytes"}
+
+
+NESTED = "[" * 30_000 + "]" * 30_000  # under the size limit, far over any decoder's depth
+
+
+@pytest.mark.parametrize("path", ["/book-slot", "/auth/login"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        NESTED,
+        '{"slot_id": ' + NESTED + "}",
+        '{"username": ' + '{"a":' * 10_000 + "1" + "}" * 10_001,
+    ],
+    ids=["array", "in-a-field", "objects"],
+)
+@pytest.mark.parametrize("token", [False, True])
+async def test_nesting_too_deep_is_400(
+    client: Any, untouched: Any, path: str, body: str, token: bool
+) -> None:
+    headers = {"Authorization": "Bearer abc"} if token else {}
+    resp = await client.post(path, data=body, headers=headers)
+    assert resp.status == 400
+    assert await resp.json() == {"detail": "Request body must be valid JSON"}
+
+
+async def test_unknown_charset_is_400(client: Any, untouched: Any) -> None:
+    headers = {"Content-Type": "application/json; charset=klingon"}
+    resp = await client.post("/auth/login", data=json.dumps(ALICE), headers=headers)
+    assert resp.status == 400
+    assert await resp.json() == {"detail": "Request body must be valid JSON"}
+
+
+@pytest.mark.parametrize("value", ["\ud800", "al\udfffice", "\udc80\ud800"])
+@pytest.mark.parametrize("field", ["username", "password"])
+@pytest.mark.parametrize("path", ["/auth/login", "/book-slot", "/my-bookings"])
+async def test_lone_surrogate_is_422(
+    client: Any, untouched: Any, path: str, field: str, value: str
+) -> None:
+    """Valid JSON (``"\\ud800"``) but no text: it could never be encoded to be checked."""
+    body = json.dumps({"slot_id": 5, **ALICE, field: value})
+    assert "\\ud" in body or "\\udc" in body
+    resp = await client.post(path, data=body)
+    assert resp.status == 422
+    assert await resp.json() == {
+        "detail": "Request validation failed",
+        "errors": {field: ["Not valid Unicode text."]},
+    }
+
+
+@pytest.mark.parametrize(
+    "value", [b"Bearer \xff\xfe", b"Bearer ab\xed\xa0\x80cd", b"bearer \xc3\xa9t\xc3\xa9"]
+)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/auth/logout", b""),
+        ("POST", "/book-slot", b'{"slot_id": 5}'),
+        ("POST", "/my-bookings", b""),
+        ("POST", "/admin/reset", b'{"confirm": true}'),
+        ("GET", "/admin/audit", b""),
+    ],
+)
+async def test_authorization_that_is_no_token_is_401(
+    client: Any, untouched: Any, value: bytes, method: str, path: str, body: bytes
+) -> None:
+    """Bytes that are not UTF-8 (or not ASCII) cannot be one of our tokens."""
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+        + b"Authorization: " + value + b"\r\n"
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )  # fmt: skip
+    resp = await exchange(client.port, request)
+    assert resp.status == 401
+    assert resp.json() == {"detail": "Invalid or expired session"}
+
+
+@pytest.mark.parametrize(
+    ("before", "message"),
+    [
+        (
+            2**63,
+            "Must be greater than or equal to 1 and less than or equal to 9223372036854775807.",
+        ),
+        (
+            10**30,
+            "Must be greater than or equal to 1 and less than or equal to 9223372036854775807.",
+        ),
+        ("9" * 5000, "Not a valid integer."),
+    ],
+)
+async def test_audit_before_beyond_any_id_is_422(
+    aiohttp_client: ClientFactory, settings: Any, before: Any, message: str
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, admins=(ALICE_SRN,))))
+    token = (await (await client.post("/auth/login", json=ALICE)).json())["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    resp = await client.get(f"/admin/audit?before={before}", headers=headers)
+    assert resp.status == 422
+    assert await resp.json() == {
+        "detail": "Request validation failed",
+        "errors": {"before": [message]},
+    }
+    resp = await client.get(f"/admin/audit?before={2**63 - 1}", headers=headers)
+    assert (resp.status, await resp.json()) == (200, {"events": [], "next_before": None})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/book-slot"), ("POST", "/auth/logout"), ("GET", "/slots")]
+)
+async def test_a_stalled_body_gets_408_and_the_connection_closes(
+    aiohttp_client: ClientFactory, settings: Any, method: str, path: str
+) -> None:
+    """Headers promise 100 bytes, a few come, then nothing: the socket is not held."""
+    client = await aiohttp_client(create_app(replace(settings, body_timeout_seconds=0.3)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+        + b'Content-Length: 100\r\n\r\n{"slot_id": '
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        data = await asyncio.wait_for(reader.read(), 5)  # to the end: the server closed
+    finally:
+        writer.close()
+    assert loop.time() - started < 3
+    resp = parse_response(data)
+    assert resp.status == 408
+    assert resp.json() == {"detail": "Request body not received within 0.3 seconds"}
+
+
+async def test_a_body_in_time_is_read_as_usual(
+    aiohttp_client: ClientFactory, settings: Any
+) -> None:
+    client = await aiohttp_client(create_app(replace(settings, body_timeout_seconds=0.3)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    body = json.dumps({"slot_id": 6, **ALICE}).encode()
+    writer.write(
+        b"POST /book-slot HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
+    await writer.drain()
+    writer.write(body[10:])
+    try:
+        resp = parse_response(await asyncio.wait_for(reader.read(), 5))
+    finally:
+        writer.close()
+    assert resp.status == 200
+    assert resp.json()["message"] == "Slot 6 booked successfully"
 
 
 async def test_unknown_path(client: Any) -> None:

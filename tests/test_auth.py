@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
+from rero.app import create_app
 from rero.auth import User
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
 from rero.errors import AuthUnavailable, InvalidCredentials
 from rero.settings import FakeUser
-from tests.helpers import FakePesu, eventually, free_port, users
+from tests.helpers import FakePesu, bystander, eventually, free_port, users
+
+#: Modes of the fake PESU that say yes but name no SRN.
+SRNLESS = ["no-srn", "null-srn", "empty-srn", "blank-srn"]
 
 
 def pesu_auth(session: aiohttp.ClientSession, url: str, timeout: float = 2.0) -> PesuAuth:
@@ -48,11 +53,66 @@ async def test_pesu_400_is_invalid(session: Any, pesu: FakePesu) -> None:
         await pesu_auth(session, pesu.url).authenticate("student", "right")
 
 
-@pytest.mark.parametrize("mode", ["500", "502", "429", "404", "html", "no-profile"])
+@pytest.mark.parametrize(
+    "mode",
+    ["500", "502", "429", "404", "html", "no-profile", "deep", *SRNLESS],
+)
 async def test_pesu_unavailable(session: Any, pesu: FakePesu, mode: str) -> None:
     pesu.mode = mode
     with pytest.raises(AuthUnavailable):
         await pesu_auth(session, pesu.url).authenticate("student", "right")
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_pesu_redirect_is_not_followed(
+    session: Any, pesu: FakePesu, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """A 307 would re-post the credentials wherever ``Location`` points: nothing goes there."""
+    async with bystander() as elsewhere:
+        pesu.mode, pesu.location = str(status), elsewhere.url
+        with pytest.raises(AuthUnavailable):
+            await pesu_auth(session, pesu.url).authenticate("student", "Wr0ng-Secret-7")
+        assert (elsewhere.connections, bytes(elsewhere.received)) == (0, b"")
+    assert len(pesu.calls) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "rero.auth.pesu"] == [
+        f"PESU auth upstream answered HTTP {status}"
+    ]
+    assert "Wr0ng-Secret-7" not in caplog.text
+
+
+async def test_login_through_a_redirecting_upstream_is_503(
+    aiohttp_client: Any, settings: Any, pesu: FakePesu
+) -> None:
+    async with bystander() as elsewhere:
+        pesu.mode, pesu.location = "307", elsewhere.url
+        client = await aiohttp_client(
+            create_app(replace(settings, auth_backend="pesu", pesu_auth_url=pesu.url))
+        )
+        resp = await client.post("/auth/login", json={"username": "student", "password": "right"})
+        assert (resp.status, await resp.json()) == (
+            503,
+            {"detail": "Authentication service unavailable"},
+        )
+        assert resp.headers["Retry-After"] == "10"
+        assert elsewhere.connections == 0
+
+
+@pytest.mark.parametrize("mode", SRNLESS)
+async def test_login_without_an_srn_is_503_and_not_cached(
+    aiohttp_client: Any, settings: Any, pesu: FakePesu, mode: str
+) -> None:
+    """Every SRN-less student would be one user, holding one another's bookings."""
+    pesu.mode = mode
+    client = await aiohttp_client(
+        create_app(replace(settings, auth_backend="pesu", pesu_auth_url=pesu.url))
+    )
+    for _ in range(2):
+        resp = await client.post("/auth/login", json={"username": "student", "password": "right"})
+        assert (resp.status, await resp.json()) == (
+            503,
+            {"detail": "Authentication service unavailable"},
+        )
+    assert len(pesu.calls) == 2  # nothing cached: the second login asked again
 
 
 async def test_pesu_timeout(session: Any, pesu: FakePesu) -> None:
@@ -190,10 +250,6 @@ async def test_login_rush_makes_one_upstream_call_per_user(
     aiohttp_client: Any, settings: Any, pesu: FakePesu
 ) -> None:
     """1,000 logins from 100 students against a 300 ms upstream: exactly 100 calls."""
-    from dataclasses import replace
-
-    from rero.app import create_app
-
     pesu.delay = 0.3
     # The fake upstream gives these 100 usernames two SRNs: no per-student login limit here.
     unlimited = replace(settings, max_logins_per_user_per_minute=0, max_sessions_per_user=0)

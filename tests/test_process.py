@@ -110,3 +110,29 @@ async def test_shutdown_closes_1000_sockets_with_1001_within_5s(
     finally:
         if srv.proc.poll() is None:
             srv.proc.kill()
+
+
+@pytest.mark.stress
+async def test_sigterm_with_a_stalled_client_exits_within_the_grace(tmp_path: Path) -> None:
+    """A client that promised a body and sent none does not hold the process for aiohttp's
+    default 60 s: requests in flight get a 5 s grace, then they are cancelled."""
+    srv = start_server(tmp_path, "body_timeout_seconds = 60.0")  # the deadline is no rescue
+    try:
+        port = int(srv.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /book-slot HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        # "100 Continue": the request is in flight, waiting for its body.
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 100 ")
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        await asyncio.get_running_loop().run_in_executor(None, srv.proc.wait, 20)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5 + 2, elapsed
+        assert srv.proc.returncode == 0
+        writer.close()
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()

@@ -35,18 +35,24 @@ class PesuAuth:
         self._observe = observe
 
     async def authenticate(self, username: str, password: str) -> User:
-        """Map the upstream's answers onto the two failure kinds users must tell apart."""
+        """Map the upstream's answers onto the two failure kinds users must tell apart.
+
+        Redirects are never followed: a 307 would re-post the credentials to wherever
+        the ``Location`` points. Any 3xx is an upstream failure like any other non-200.
+        """
         payload = {"username": username, "password": password, "profile": True}
         started = time.perf_counter()
         try:
-            async with self._session.post(self._url, json=payload, timeout=self._timeout) as resp:
+            async with self._session.post(
+                self._url, json=payload, timeout=self._timeout, allow_redirects=False
+            ) as resp:
                 if resp.status in _REJECTED:
                     raise InvalidCredentials()
                 if resp.status != 200:
                     log.warning("PESU auth upstream answered HTTP %d", resp.status)
                     raise AuthUnavailable()
                 body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, RecursionError) as e:
             log.warning("PESU auth upstream unreachable: %s", type(e).__name__)
             raise AuthUnavailable() from None
         finally:
@@ -55,14 +61,20 @@ class PesuAuth:
 
 
 def _user_from(body: Any) -> User:
-    """Accept only ``{"status": true, "profile": {...srn...}}``; legacy 200/false is a reject."""
+    """Accept only ``{"status": true, "profile": {...srn...}}``; legacy 200/false is a reject.
+
+    A blank SRN is no identity: every such login would share one user (and its bookings).
+    """
     if not isinstance(body, dict) or not isinstance(body.get("status"), bool):
         log.warning("PESU auth upstream sent an unexpected body")
         raise AuthUnavailable()
     if body["status"] is False:
         raise InvalidCredentials()
     profile = body.get("profile")
-    if not isinstance(profile, dict) or not isinstance(profile.get("srn"), str):
+    if not isinstance(profile, dict):
+        profile = {}
+    srn = profile.get("srn")
+    if not isinstance(srn, str) or not srn.strip():
         log.warning("PESU auth upstream sent no usable profile")
         raise AuthUnavailable()
 
@@ -72,7 +84,7 @@ def _user_from(body: Any) -> User:
 
     return User(
         name=text("name"),
-        srn=profile["srn"],
+        srn=srn,
         prn=text("prn"),
         program=text("program"),
         branch=text("branch"),
