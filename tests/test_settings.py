@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -321,3 +322,34 @@ def test_mask_url(url: str, printed: str) -> None:
     from rero.settings import mask_url
 
     assert mask_url(url) == printed
+
+
+def readme_settings() -> dict[str, tuple[str, str]]:
+    """The README's settings table: setting -> (environment variable, default), as written."""
+    rows: dict[str, tuple[str, str]] = {}
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| setting | environment | default | meaning |")
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        setting, env, default, _ = (c.strip() for c in line.strip("|").split("|", 3))
+        rows[setting.strip("`")] = (env.strip("`"), default)
+    return rows
+
+
+def as_written(value: object) -> str:
+    """A default as the README writes it."""
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, tuple):
+        return "`" + json.dumps(list(value)) + "`"
+    return f"`{value}`" if value != "" else ""
+
+
+def test_the_readme_lists_every_setting_with_its_variable_and_default() -> None:
+    table = readme_settings()
+    assert list(table) == [f.name for f in dataclasses.fields(Settings)]
+    for f in dataclasses.fields(Settings):
+        assert table[f.name] == (f.metadata["env"] or "", as_written(f.default)), f.name
