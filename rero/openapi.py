@@ -16,6 +16,7 @@ _REASONS: Final = {
     400: "Not JSON, or a request the rules refuse (slot taken, not booked, unknown slot)",
     401: "Invalid credentials, or an invalid or expired session",
     403: "Not allowed (someone else's booking, not an admin)",
+    408: "The body did not arrive within body_timeout_seconds",
     413: "Body over 64 KiB",
     422: "A field is missing or has the wrong type",
     429: "Too many failed attempts (Retry-After)",

@@ -27,7 +27,7 @@ class Route:
     status: int = 200
 
 
-_CREDENTIALED = (400, 401, 413, 422, 429, 503)
+_CREDENTIALED = (400, 401, 408, 413, 422, 429, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", operator.index, "Service status", schemas.Index),
