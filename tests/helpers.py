@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -151,6 +152,29 @@ class Clock:
 
 #: Session limits off, for tests of the store's other rules.
 NO_LIMITS = SessionLimits(window_start="", per_window=0, keep=0, purge_before="")
+
+
+class Errors(logging.Handler):
+    """Collects the ERROR records a test's app logs (a fuzzer must cause none)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def login(client: Any, who: dict[str, str] = ALICE) -> str:
+    """Sign in over HTTP; the session token."""
+    resp = await client.post("/auth/login", json=who)
+    assert resp.status == 200
+    return str((await resp.json())["token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that names a session token."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def users(n: int) -> tuple[FakeUser, ...]:

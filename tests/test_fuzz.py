@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from rero.app import create_app
 from rero.settings import load_settings
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Errors
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 TYPES = ["book_slot", "cancel_slot", "get_slots", "authenticate", "logout"]
@@ -69,15 +69,6 @@ REPLY_TYPES = {
     "auth_response",
     "logout_response",
 }
-
-
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 async def _run(batch: list[str | bytes], folder: Path) -> None:

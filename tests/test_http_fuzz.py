@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from rero.app import create_app
 from rero.settings import load_settings
-from tests.helpers import ALICE, ALICE_SRN, exchange, serve
+from tests.helpers import ALICE, ALICE_SRN, Errors, exchange, serve
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 TOKEN = b"<token>"  # stands for a live admin session's token, known only at run time
@@ -138,15 +138,6 @@ requests = st.builds(
     content_types,
     authorizations,
 )
-
-
-class Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 async def _run(batch: list[Request], folder: Path) -> None:

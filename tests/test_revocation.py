@@ -18,20 +18,20 @@ from rero.slots import Schedule
 from rero.storage import Storage
 from rero.storage.postgres import open_postgres
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ALICE, BOB, NO_LIMITS, ClientFactory, Clock, connect, receive
+from tests.helpers import (
+    ALICE,
+    BOB,
+    NO_LIMITS,
+    ClientFactory,
+    Clock,
+    bearer,
+    connect,
+    login,
+    receive,
+)
 
 INVALID_SESSION = {"detail": "Invalid or expired session"}
 SESSION_ENDED = {"type": "session_ended"}
-
-
-async def login(client: Any, who: dict[str, str] = ALICE) -> str:
-    resp = await client.post("/auth/login", json=who)
-    assert resp.status == 200
-    return str((await resp.json())["token"])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def signed_in(client: Any, **auth: str) -> aiohttp.ClientWebSocketResponse:

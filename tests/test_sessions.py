@@ -19,8 +19,10 @@ from tests.helpers import (
     BOB_SRN,
     Clock,
     FakePesu,
+    bearer,
     collect,
     connect,
+    login,
     receive,
     users,
 )
@@ -28,30 +30,20 @@ from tests.helpers import (
 INVALID_SESSION = {"detail": "Invalid or expired session"}
 
 
-async def login(client: Any, who: dict[str, str] = ALICE) -> str:
-    resp = await client.post("/auth/login", json=who)
-    assert resp.status == 200
-    return str((await resp.json())["token"])
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 # ---- tokens -----------------------------------------------------------------------------------
 
 
 async def test_bearer_token_works_on_every_credentialed_route(client: Any) -> None:
     token = await login(client)
-    resp = await client.post("/book-slot", json={"slot_id": 6}, headers=auth(token))
+    resp = await client.post("/book-slot", json={"slot_id": 6}, headers=bearer(token))
     assert (resp.status, await resp.json()) == (
         200,
         {"success": True, "message": "Slot 6 booked successfully", "slot_id": 6},
     )
-    resp = await client.post("/my-bookings", headers=auth(token))
+    resp = await client.post("/my-bookings", headers=bearer(token))
     body = await resp.json()
     assert (body["total_bookings"], body["bookings"][0]["id"]) == (1, 6)
-    resp = await client.post("/cancel-slot", json={"slot_id": 6}, headers=auth(token))
+    resp = await client.post("/cancel-slot", json={"slot_id": 6}, headers=bearer(token))
     assert resp.status == 200
     board = await (await client.get("/slots")).json()
     assert board["booked_slots"] == []
@@ -59,7 +51,7 @@ async def test_bearer_token_works_on_every_credentialed_route(client: Any) -> No
 
 async def test_token_with_missing_slot_id_is_422(client: Any) -> None:
     token = await login(client)
-    resp = await client.post("/book-slot", json={}, headers=auth(token))
+    resp = await client.post("/book-slot", json={}, headers=bearer(token))
     assert resp.status == 422
     assert (await resp.json())["errors"] == {"slot_id": ["Missing data for required field."]}
 
@@ -82,11 +74,11 @@ async def test_bad_token(client: Any, header: str) -> None:
 
 async def test_logout_revokes(client: Any) -> None:
     token = await login(client)
-    resp = await client.post("/auth/logout", headers=auth(token))
+    resp = await client.post("/auth/logout", headers=bearer(token))
     assert resp.status == 204
-    resp = await client.post("/book-slot", json={"slot_id": 6}, headers=auth(token))
+    resp = await client.post("/book-slot", json={"slot_id": 6}, headers=bearer(token))
     assert (resp.status, await resp.json()) == (401, INVALID_SESSION)
-    resp = await client.post("/auth/logout", headers=auth(token))
+    resp = await client.post("/auth/logout", headers=bearer(token))
     assert (resp.status, await resp.json()) == (401, INVALID_SESSION)
     resp = await client.post("/auth/logout")
     assert resp.status == 401
@@ -98,9 +90,9 @@ async def test_token_expires_with_the_clock(make: Any, clock: Clock, settings: S
     body = await resp.json()
     assert body["expires_at"] == "2026-11-24T03:30:00+00:00"
     clock.advance(minutes=29)
-    assert (await client.post("/my-bookings", headers=auth(body["token"]))).status == 200
+    assert (await client.post("/my-bookings", headers=bearer(body["token"]))).status == 200
     clock.advance(minutes=1)
-    resp = await client.post("/my-bookings", headers=auth(body["token"]))
+    resp = await client.post("/my-bookings", headers=bearer(body["token"]))
     assert (resp.status, await resp.json()) == (401, INVALID_SESSION)
     await login(client, BOB)  # a new login purges expired rows
     with closing(sqlite3.connect(settings.database_path)) as db:
@@ -111,7 +103,7 @@ async def test_tokens_survive_a_restart(make: Any) -> None:
     first = await make()
     token = await login(first)
     second = await make()
-    resp = await second.post("/book-slot", json={"slot_id": 4}, headers=auth(token))
+    resp = await second.post("/book-slot", json={"slot_id": 4}, headers=bearer(token))
     assert resp.status == 200
 
 
@@ -272,7 +264,7 @@ async def test_quota_is_enforced_and_atomic(make: Any) -> None:
     client = await make(max_bookings_per_user=2)
     token = await login(client)
     resps = await asyncio.gather(
-        *(client.post("/book-slot", json={"slot_id": 3 + i}, headers=auth(token))
+        *(client.post("/book-slot", json={"slot_id": 3 + i}, headers=bearer(token))
           for i in range(10))
     )  # fmt: skip
     statuses = sorted(r.status for r in resps)
@@ -286,7 +278,7 @@ async def test_quota_is_enforced_and_atomic(make: Any) -> None:
     assert reply["message"] == "Booking limit reached: at most 2 slots per user"
     # Someone else's slot is still "not available", not the quota.
     await client.post("/book-slot", json={"slot_id": 13, **BOB})
-    resp = await client.post("/book-slot", json={"slot_id": 13}, headers=auth(token))
+    resp = await client.post("/book-slot", json={"slot_id": 13}, headers=bearer(token))
     assert await resp.json() == {"detail": "Slot 13 is not available"}
 
 
@@ -309,7 +301,7 @@ async def test_release_after_slot_end(make: Any, clock: Clock) -> None:
     assert await service.expire_due() == [9]
     admin = await make(admins=(ALICE_SRN,))
     token = await login(admin)
-    events = (await (await admin.get("/admin/audit", headers=auth(token))).json())["events"]
+    events = (await (await admin.get("/admin/audit", headers=bearer(token))).json())["events"]
     assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events[:2]] == [
         ("expired", BOB_SRN, None),
         ("booked", BOB_SRN, BOB_SRN),
@@ -338,7 +330,7 @@ async def test_admin_cancels_anyone_and_everything_is_audited(make: Any) -> None
     await client.post("/book-slot", json={"slot_id": 6, **BOB})
     await client.post("/book-slot", json={"slot_id": 7, **ALICE})
     await client.post("/cancel-slot", json={"slot_id": 7, **ALICE})
-    resp = await client.post("/cancel-slot", json={"slot_id": 5}, headers=auth(admin))
+    resp = await client.post("/cancel-slot", json={"slot_id": 5}, headers=bearer(admin))
     assert resp.status == 200
     ws = await connect(client)
     await ws.send_json({"type": "cancel_slot", "slot_id": 6, "token": admin})
@@ -350,19 +342,19 @@ async def test_admin_cancels_anyone_and_everything_is_audited(make: Any) -> None
         403,
         {"detail": "You can only cancel your own bookings"},
     )
-    resp = await client.post("/admin/reset", json={"confirm": True}, headers=auth(admin))
+    resp = await client.post("/admin/reset", json={"confirm": True}, headers=bearer(admin))
     assert (resp.status, await resp.json()) == (
         200,
         {"success": True, "message": "Released 1 bookings", "released": 1},
     )
-    resp = await client.get("/admin/audit?limit=3", headers=auth(admin))
+    resp = await client.get("/admin/audit?limit=3", headers=bearer(admin))
     page = await resp.json()
     assert [(e["action"], e["slot_id"]) for e in page["events"]] == [
         ("reset", 8),
         ("booked", 8),
         ("admin_cancelled", 6),
     ]
-    resp = await client.get(f"/admin/audit?before={page['next_before']}", headers=auth(admin))
+    resp = await client.get(f"/admin/audit?before={page['next_before']}", headers=bearer(admin))
     rest = (await resp.json())["events"]
     assert [(e["action"], e["slot_id"], e["holder_srn"], e["actor_srn"]) for e in rest] == [
         ("admin_cancelled", 5, BOB_SRN, ALICE_SRN),
@@ -378,16 +370,16 @@ async def test_admin_refusals(make: Any) -> None:
     client = await make(admins=(ALICE_SRN,))
     admin, user = await login(client), await login(client, BOB)
     for resp in (
-        await client.post("/admin/reset", json={"confirm": True}, headers=auth(user)),
+        await client.post("/admin/reset", json={"confirm": True}, headers=bearer(user)),
         await client.post("/admin/reset", json={"confirm": True, **BOB}),
-        await client.get("/admin/audit", headers=auth(user)),
+        await client.get("/admin/audit", headers=bearer(user)),
     ):
         assert (resp.status, await resp.json()) == (403, {"detail": "Admin access required"})
     for body in ({}, {"confirm": False}, {"confirm": "yes"}):
-        resp = await client.post("/admin/reset", json=body, headers=auth(admin))
+        resp = await client.post("/admin/reset", json=body, headers=bearer(admin))
         assert resp.status == 422
     assert (await client.get("/admin/audit")).status == 401
-    resp = await client.get("/admin/audit?limit=0", headers=auth(admin))
+    resp = await client.get("/admin/audit?limit=0", headers=bearer(admin))
     assert resp.status == 422
 
 
@@ -414,8 +406,8 @@ async def test_failed_login_logs_username_and_address_never_secrets(
 ) -> None:
     caplog.set_level("DEBUG")
     token = await login(client)
-    await client.post("/book-slot", json={"slot_id": 3}, headers=auth(token))
-    await client.post("/auth/logout", headers=auth(token))
+    await client.post("/book-slot", json={"slot_id": 3}, headers=bearer(token))
+    await client.post("/auth/logout", headers=bearer(token))
     await client.post("/auth/login", json={"username": "alice", "password": "Wr0ng-Pw-77"})
     failed = [r for r in caplog.records if r.getMessage() == "login failed"]
     assert [(r.username, r.address) for r in failed] == [("alice", "127.0.0.1")]  # type: ignore[attr-defined]
