@@ -147,8 +147,11 @@ echo "$health" | grep -q '"kind": "sqlite"'
 [ "$(podman exec "$sqlite" id -u)" != 0 ]
 podman healthcheck run "$sqlite"
 # The board page and its assets come from the installed wheel (package data).
-curl -fsS "http://127.0.0.1:$port/board" | grep -q '/board/static/board.js'
-curl -fsS "http://127.0.0.1:$port/board/static/board.js" | grep -q 'slot-booking'
+# Read whole before matching: grep -q stops early, and curl would fail writing the rest.
+page=$(curl -fsS "http://127.0.0.1:$port/board")
+grep -q '/board/static/board.js' <<<"$page"
+script=$(curl -fsS "http://127.0.0.1:$port/board/static/board.js")
+grep -q 'slot-booking' <<<"$script"
 book "$port" alice alice-container-pw 9
 exported "$sqlite" 9 PES1UG22CS001
 podman stop -t 20 "$sqlite" >/dev/null 2>>"$work/podman.log"
