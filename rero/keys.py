@@ -7,6 +7,7 @@ from typing import Final
 from aiohttp import web
 
 from rero.auth.cache import CachedAuth
+from rero.bookings import BookingService
 from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.metrics import Metrics
@@ -19,5 +20,6 @@ STORAGE: Final = web.AppKey("storage", Storage)
 AUTH: Final = web.AppKey("auth", CachedAuth)
 IDENTITY: Final = web.AppKey("identity", IdentityService)
 SERVICE: Final = web.AppKey("service", SlotService)
+CALENDAR: Final = web.AppKey("calendar", BookingService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)

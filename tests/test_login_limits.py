@@ -8,11 +8,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType
 
 from rero.keys import STORAGE
-from rero.slots import Schedule
 from rero.storage import SessionLimits, Storage
 from rero.storage.postgres import open_postgres
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ALICE, BOB, Clock, connect, receive
+from tests.helpers import ALICE, BOB, UPGRADE, Clock, connect, receive
 
 
 async def login(client: Any, who: dict[str, str] = ALICE) -> Any:
@@ -105,10 +104,10 @@ async def check_limits(storage: Storage) -> None:
 
 
 async def test_session_limits_in_sqlite(tmp_path: Any) -> None:
-    async with open_sqlite(str(tmp_path / "s.db"), Schedule().rows()) as storage:
+    async with open_sqlite(str(tmp_path / "s.db"), UPGRADE) as storage:
         await check_limits(storage)
 
 
 async def test_session_limits_in_postgresql(pg_url: str) -> None:
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
+    async with open_postgres(pg_url, UPGRADE) as storage:
         await check_limits(storage)

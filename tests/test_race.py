@@ -18,10 +18,9 @@ from rero.app import create_app
 from rero.auth import User
 from rero.errors import StorageUnavailable
 from rero.keys import SERVICE, STORAGE
-from rero.slots import Schedule
 from rero.storage import Book, Cancel, Change, Write
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ClientFactory, apply_mixed_group, eventually, one, users
+from tests.helpers import UPGRADE, ClientFactory, apply_mixed_group, eventually, one, users
 
 
 async def test_200_concurrent_bookers_one_winner(
@@ -114,7 +113,7 @@ async def test_changes_in_flight_share_one_commit(
 
 async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:
     """On SQLite the group is one commit: every change sees the board after it."""
-    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
+    async with open_sqlite(str(tmp_path / "g.db"), UPGRADE) as storage:
         writes = await apply_mixed_group(storage)
     final = writes[-1].slots
     assert all(w.slots == final for w in writes if w.changed)
@@ -159,7 +158,7 @@ async def test_a_requester_that_goes_away_does_not_undo_its_group(
 
 async def test_a_failing_statement_rolls_back_its_whole_group(tmp_path: Path) -> None:
     path = str(tmp_path / "g.db")
-    async with open_sqlite(path, Schedule().rows()) as storage:
+    async with open_sqlite(path, UPGRADE) as storage:
         with closing(sqlite3.connect(path)) as db:  # the disk fails on slot 7's audit row
             db.execute(
                 "CREATE TRIGGER fail BEFORE INSERT ON booking_events WHEN NEW.slot_id = 7"
@@ -186,7 +185,7 @@ async def test_an_unexpected_error_mid_group_leaves_no_transaction_open(
             raise ValueError("a bug")
         return statements(change)
 
-    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
+    async with open_sqlite(str(tmp_path / "g.db"), UPGRADE) as storage:
         monkeypatch.setattr(sqlite_store, "_statements", broken)
         with pytest.raises(ValueError, match="a bug"):
             await storage.apply([Book(5, "A", "t"), Cancel(5, "A", "A", "cancelled", "t")])

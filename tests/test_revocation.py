@@ -14,7 +14,6 @@ from aiohttp import WSCloseCode, WSMsgType
 
 from rero.app import create_app
 from rero.settings import Settings
-from rero.slots import Schedule
 from rero.storage import Storage
 from rero.storage.postgres import open_postgres
 from rero.storage.sqlite import open_sqlite
@@ -22,6 +21,7 @@ from tests.helpers import (
     ALICE,
     BOB,
     NO_LIMITS,
+    UPGRADE,
     ClientFactory,
     Clock,
     bearer,
@@ -215,10 +215,10 @@ async def check_revocation_log(storage: Storage) -> None:
 
 
 async def test_the_revocation_log_on_sqlite(tmp_path: Path) -> None:
-    async with open_sqlite(str(tmp_path / "r.db"), Schedule().rows()) as storage:
+    async with open_sqlite(str(tmp_path / "r.db"), UPGRADE) as storage:
         await check_revocation_log(storage)
 
 
 async def test_the_revocation_log_on_postgresql(pg_url: str) -> None:
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
+    async with open_postgres(pg_url, UPGRADE) as storage:
         await check_revocation_log(storage)
