@@ -54,9 +54,7 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[SETTINGS] = settings
     if settings.release_after_slot_end is not None:
-        log.warning(
-            "release_after_slot_end is ignored: a booking always ends with its slot now"
-        )
+        log.warning("release_after_slot_end is ignored: a booking always ends with its slot now")
     app[HUB] = hub = Hub(settings.ws_send_timeout_seconds)
     outcomes = Outcomes()
     app[METRICS] = metrics = Metrics(hub, outcomes)

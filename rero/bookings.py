@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -34,16 +33,11 @@ from rero.outcomes import Outcomes
 from rero.resources import Lab
 from rero.settings import Settings
 from rero.storage import (
-    AddBlackout,
-    BlackoutRow,
     Book,
     BookingRow,
     Cancel,
-    CancelMany,
-    LiftBlackout,
     Limit,
     Refusal,
-    Series,
     SlotStore,
     Write,
 )
@@ -65,13 +59,6 @@ class Target:
 
     def sentence(self, tail: str) -> str:
         return f"Slot {self.slot.id} on {self.day.isoformat()} {tail}"
-
-
-@dataclass(frozen=True)
-class SeriesResult:
-    series_id: str
-    bookings: list[BookingRow]
-    refused: list[tuple[date, str]]
 
 
 class BookingService:
@@ -196,8 +183,8 @@ class BookingService:
     def skip(self, target: Target) -> Any:
         """Refuses a booking from the committed board, without queueing for the database."""
         key = (target.resource.id, target.day.isoformat())
-        return lambda: (board := self._feed.cached(key)) is not None and board.is_taken(
-            target.slot.id
+        return lambda: (
+            (board := self._feed.cached(key)) is not None and board.is_taken(target.slot.id)
         )
 
     async def book(
@@ -214,42 +201,6 @@ class BookingService:
                 raise self.refusal(target, write)
             log.info("booked", extra={"resource": resource_id, "date": str(day), "slot": slot_id})
             return write.bookings[0]
-
-    async def book_series(
-        self, identity: Identity, resource_id: str, day: date, slot_id: int, weeks: int,
-        srn: str | None = None,
-    ) -> SeriesResult:  # fmt: skip
-        """Admins: the same slot weekly, ``weeks`` times, in one transaction; each
-        occurrence decided on its own."""
-        self.target(resource_id, day, slot_id)
-        user = await self._identity.require_admin(identity)
-        series_id = uuid.uuid4().hex
-        refused: list[tuple[date, str]] = []
-        books: list[tuple[Target, Book]] = []
-        for week in range(weeks):
-            when = day + timedelta(weeks=week)
-            try:
-                target = self.target(resource_id, when, slot_id)
-                self.admit(user, target, staff=True)
-            except (InvalidRequest, Conflict) as e:
-                refused.append((when, e.detail))
-                continue
-            except RequestInvalid:
-                refused.append((when, f"Slot {slot_id} does not exist on {when.isoformat()}"))
-                continue
-            books.append((target, self.change(target, srn or user.srn, user.srn, staff=True,
-                                              series=series_id)))  # fmt: skip
-        made: list[BookingRow] = []
-        if books:
-            write = await self._commit.write(Series(tuple(b for _, b in books)))
-            assert write is not None
-            for (target, _), part in zip(books, write.parts, strict=True):
-                if part.changed:
-                    made.extend(part.bookings)
-                else:
-                    refused.append((target.day, self.refusal(target, part).detail))
-        refused.sort()
-        return SeriesResult(series_id, made, refused)
 
     async def _booker(self, identity: Identity, srn: str | None) -> tuple[User, str, bool]:
         """Who books, for whom, and whether as staff (an admin booking for someone)."""
@@ -282,26 +233,6 @@ class BookingService:
         return Cancel(booking_id, None, None if admin else user.srn, user.srn,
                       "admin_cancelled" if admin else "cancelled", now, now)  # fmt: skip
 
-    async def cancel_series(
-        self, identity: Identity, series_id: str, first: date | None
-    ) -> list[BookingRow]:
-        """Cancel a series' bookings from ``first`` (default: all that have not ended)."""
-        user = await self._identity.authenticate(identity)
-        admin = self._identity.is_admin(user)
-        rows = await self._store.series(series_id)
-        if not rows or not (admin or all(r.srn == user.srn for r in rows)):
-            raise NotFound(f"Series {series_id} does not exist")
-        starts_from = None
-        if first is not None:
-            resource = self.resource(rows[0].resource)
-            starts_from = utc(resource.day_bounds(first)[0])
-        now = stamp(self._clock)
-        change = CancelMany(user.srn, "cancelled", now, now, "series", series_id=series_id,
-                            starts_from=starts_from)  # fmt: skip
-        write = await self._commit.write(change)
-        assert write is not None
-        return list(write.bookings)
-
     async def mine(
         self, identity: Identity, first: date | None, last: date | None
     ) -> list[BookingRow]:
@@ -315,44 +246,11 @@ class BookingService:
             upcoming,
         )
 
-    # ---- blackouts -----------------------------------------------------------------------
-
-    async def add_blackout(
-        self, identity: Identity, resource_id: str, start: datetime, end: datetime, reason: str
-    ) -> tuple[BlackoutRow, list[BookingRow]]:
-        """Admins: close a range; the bookings inside are cancelled in the same commit."""
-        resource = self.resource(resource_id)
-        if end <= start:
-            raise RequestInvalid({"end": ["Must be after start."]})
-        admin = await self._identity.require_admin(identity)
-        now = stamp(self._clock)
-        change = AddBlackout(resource.id, utc(start), utc(end), reason, admin.srn, now, now)
-        write = await self._commit.write(change)
-        assert write is not None and write.blackout is not None
-        log.info("blackout added", extra={"resource": resource.id, "cancelled": len(write.bookings)})
-        return write.blackout, list(write.bookings)
-
-    async def blackouts(
-        self, identity: Identity, resource_id: str | None, first: date | None, last: date | None
-    ) -> list[BlackoutRow]:
-        await self._identity.require_admin(identity)
-        if resource_id is not None:
-            self.resource(resource_id)
-        rows = self._feed.blackouts(resource_id)
-        if first is not None:
-            rows = [b for b in rows if b.end > utc(self.resource(b.resource).day_bounds(first)[0])]
-        if last is not None:
-            rows = [b for b in rows if b.start < utc(self.resource(b.resource).day_bounds(last)[1])]
-        return rows
-
-    async def lift_blackout(self, identity: Identity, blackout_id: int) -> BlackoutRow:
-        admin = await self._identity.require_admin(identity)
-        write = await self._commit.write(LiftBlackout(blackout_id, admin.srn, stamp(self._clock)))
-        if write is None or write.blackout is None:
-            raise NotFound(f"Blackout {blackout_id} does not exist")
-        return write.blackout
-
     # ---- time ----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Publish the boards time has changed since the last look."""
+        await self._commit.tick()
 
     async def run_forever(self) -> None:
         """Publish the boards time changes as it changes them; mark ended bookings."""
@@ -360,7 +258,7 @@ class BookingService:
         last_sweep = -TICK_CEILING
         while True:
             try:
-                await self._commit.tick()
+                await self.tick()
                 if loop.time() - last_sweep >= TICK_CEILING:
                     last_sweep = loop.time()
                     await self._store.complete(stamp(self._clock))

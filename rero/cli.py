@@ -45,9 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     ).add_argument("dest", help="file to write the copy to")
     command(
         "export", "write bookings, blackouts and audit events to stdout (SQLite or PostgreSQL)"
-    ).add_argument(
-        "--format", choices=("json", "csv"), default="json", help="output format (json)"
-    )
+    ).add_argument("--format", choices=("json", "csv"), default="json", help="output format (json)")
     return parser
 
 

@@ -69,19 +69,26 @@ class BoardFeed:
         return self._boards.get(key)
 
     async def rolling(self) -> RollingBoard:
+        """The rolling board now: rendered anew (and handed on) once time changed it."""
         board = self._rolling
         if board is not None and self._clock().timestamp() < board.valid_until:
             return board
-        return await self._render_rolling()
+        await self._rolling_changed()
+        assert self._rolling is not None
+        return self._rolling
 
     async def day(self, key: DayKey) -> DayBoard:
+        """A board now; read from the database on first use."""
         board = self._boards.get(key)
         if board is not None and self._clock().timestamp() < board.valid_until:
             return board
         rows = self._rows.get(key)
         if rows is None:
             rows = await self._load(key)
-        return self._render(key, rows)
+        fresh = self._render(key, rows)
+        if board is not None and board.json != fresh.json:
+            self._publish_day(fresh)
+        return fresh
 
     def blackouts(self, resource: str | None = None) -> list[BlackoutRow]:
         if resource is not None:

@@ -114,12 +114,9 @@ class ResourceConfig:
     max_upcoming_bookings: int | None = None
 
 
-
-
 def _limit() -> fields.Integer:
     """A resource's own quota; None: only the global one applies."""
     return fields.Integer(strict=True, validate=validate.Range(min=0), load_default=None)
-
 
 
 class ResourceSchema(Schema):
@@ -137,9 +134,7 @@ class ResourceSchema(Schema):
     timezone = fields.String(load_default=None, validate=valid_timezone)
     opens = fields.String(load_default="03:00", validate=valid_clock)
     closes = fields.String(load_default="15:00", validate=valid_clock)
-    slot_minutes = fields.Integer(
-        load_default=60, strict=True, validate=validate.Range(5, 24 * 60)
-    )
+    slot_minutes = fields.Integer(load_default=60, strict=True, validate=validate.Range(5, 24 * 60))
     booking_window_days = fields.Integer(
         load_default=7, strict=True, validate=validate.Range(0, 366)
     )

@@ -201,7 +201,9 @@ async def one(storage: Storage, change: Change) -> Write:
 
 
 #: Dates version-1 bookings for the stores opened directly in tests.
-UPGRADE: Final = NextOccurrence(build_lab(Settings()).default, datetime(2030, 1, 7, tzinfo=timezone.utc))
+UPGRADE: Final = NextOccurrence(
+    build_lab(Settings()).default, datetime(2030, 1, 7, tzinfo=timezone.utc)
+)
 
 DAY = "2030-01-07"
 NOW = "2030-01-07T00:00:00+00:00"
@@ -264,7 +266,8 @@ async def store_contract(storage: Storage) -> None:
     """What every store guarantees, change by change. Shared by the SQLite and the
     PostgreSQL store's tests."""
     made = await one(storage, book(5, "A", "t1"))
-    assert made.changed and made.bookings[0].status == "booked"
+    assert made.changed
+    assert made.bookings[0].status == "booked"
     booking_id = made.bookings[0].id
     assert (await one(storage, book(5, "B", "t2"))).refused is Refusal.TAKEN
     # A cancel by id: not B's; A's own once; then it is cancelled.
@@ -295,13 +298,15 @@ async def store_contract(storage: Storage) -> None:
     assert [(p.changed, p.refused) for p in parts] == [(False, Refusal.TAKEN), (True, None)]
     # A blackout cancels what it covers and closes it; lifting reopens it.
     closed = await one(storage, AddBlackout("lab", at(7)[0], at(9)[1], "repairs", "ADM", "t8", NOW))
-    assert closed.blackout is not None and closed.blackout.reason == "repairs"
+    assert closed.blackout is not None
+    assert closed.blackout.reason == "repairs"
     assert sorted(b.slot_id for b in closed.bookings) == [7, 8]
     assert {b.status for b in closed.bookings} == {"cancelled"}
     assert (await one(storage, book(9, "D", "t9"))).detail == "repairs"
     assert [b.reason for b in await storage.blackouts()] == ["repairs"]
     lifted = await one(storage, LiftBlackout(closed.blackout.id, "ADM", "t10"))
-    assert lifted.changed and await storage.blackouts() == []
+    assert lifted.changed
+    assert await storage.blackouts() == []
     assert (await one(storage, LiftBlackout(closed.blackout.id, "ADM", "t10"))).refused is (
         Refusal.NOT_FOUND
     )

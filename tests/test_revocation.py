@@ -197,7 +197,7 @@ async def check_revocation_log(storage: Storage) -> None:
     assert nothing == []
     assert await storage.revocations(start) == (start, [])
     for h, srn in (("h1", "A"), ("h2", "A"), ("h3", "B")):
-        await storage.create_session(h, srn, later, "2026-11-24T03:00:00+00:00", NO_LIMITS)
+        await storage.create_session(h, srn, later, "2026-11-24T03:00:00+00:00", NO_LIMITS, "{}")
     assert await storage.delete_session("h3", "2026-11-24T03:00:00+00:00", "2026")
     assert not await storage.delete_session("h3", "2026-11-24T03:00:00+00:00", "2026")
     revoked = await storage.delete_sessions("A", "2026-11-24T03:01:00+00:00", "2026")
@@ -207,7 +207,7 @@ async def check_revocation_log(storage: Storage) -> None:
     assert sorted(revoked) == ["h1", "h2", "h3"]
     assert await storage.revocations(newest) == (newest, [])
     # Entries older than the longest session are forgotten at the next revocation.
-    await storage.create_session("h4", "C", later, "2026-11-24T04:00:00+00:00", NO_LIMITS)
+    await storage.create_session("h4", "C", later, "2026-11-24T04:00:00+00:00", NO_LIMITS, "{}")
     cutoff = "2026-11-24T03:30:00+00:00"
     assert await storage.delete_session("h4", "2026-11-24T04:00:00+00:00", cutoff)
     assert (await storage.revocations(start))[1] == ["h4"]

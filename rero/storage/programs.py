@@ -35,13 +35,17 @@ Query = tuple[str, dict[str, Any]]
 Rows = list[Sequence[Any]]
 Program = Generator[Query, Rows, Write]
 
-COLUMNS: Final = "id, resource, date, slot_id, starts_at, ends_at, srn, status, created_at, series_id"
+COLUMNS: Final = (
+    "id, resource, date, slot_id, starts_at, ends_at, srn, status, created_at, series_id"
+)
 _BLACKOUT_COLUMNS: Final = "id, resource, starts_at, ends_at, reason"
 _COVERING: Final = (
     "FROM blackouts WHERE resource = :resource AND lifted_at IS NULL"
     " AND starts_at < :end AND ends_at > :start"
 )
-_HELD: Final = "FROM bookings WHERE resource = :resource AND starts_at = :start AND status = 'booked'"
+_HELD: Final = (
+    "FROM bookings WHERE resource = :resource AND starts_at = :start AND status = 'booked'"
+)
 _EVENT: Final = (
     "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at, resource, date,"
     " booking_id, reason) VALUES (:slot_id, :holder, :actor, :action, :at, :resource, :date,"
@@ -100,7 +104,8 @@ def _book(c: Book) -> Program:
     rows = yield (
         "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
         " created_at, updated_at, series_id) SELECT :resource, :date, :slot_id, :start, :end,"
-        " :srn, 'booked', :at, :at, :series_id WHERE " + " AND ".join(conditions)
+        " :srn, 'booked', :at, :at, :series_id WHERE "
+        + " AND ".join(conditions)
         + f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
         params,
     )
@@ -155,7 +160,7 @@ def _cancel(c: Cancel) -> Program:
     found = yield (f"SELECT srn, status, ends_at FROM bookings WHERE {where}", params)
     if not found:
         return Write(False, Refusal.NOT_FOUND if c.booking_id is not None else Refusal.NOT_BOOKED)
-    srn, status, ends_at = found[0]
+    srn, status, _ = found[0]
     if c.srn is not None and srn != c.srn:
         return Write(False, Refusal.NOT_YOURS)
     if status == "cancelled":

@@ -142,9 +142,7 @@ class SqliteStorage(SqliteSessions):
         self, srn: str, first: str | None, last: str | None, ends_after: str | None
     ) -> list[BookingRow]:
         sql, params = mine(srn, first, last, ends_after)
-        return await self._in_thread(
-            lambda conn: [booking(r) for r in conn.execute(sql, params)]
-        )
+        return await self._in_thread(lambda conn: [booking(r) for r in conn.execute(sql, params)])
 
     async def series(self, series_id: str) -> list[BookingRow]:
         sql = f"SELECT {COLUMNS} FROM bookings WHERE series_id = ? ORDER BY starts_at"
@@ -153,9 +151,7 @@ class SqliteStorage(SqliteSessions):
         )
 
     async def blackouts(self) -> list[BlackoutRow]:
-        return await self._in_thread(
-            lambda conn: [blackout(r) for r in conn.execute(BLACKOUTS)]
-        )
+        return await self._in_thread(lambda conn: [blackout(r) for r in conn.execute(BLACKOUTS)])
 
     async def complete(self, now: str) -> int:
         def mark(conn: sqlite3.Connection) -> int:
@@ -166,7 +162,9 @@ class SqliteStorage(SqliteSessions):
 
     async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
         def read(conn: sqlite3.Connection) -> list[dict[str, object]]:
-            rows = conn.execute(EVENTS, {"before": 2**62 if before is None else before, "limit": limit})
+            rows = conn.execute(
+                EVENTS, {"before": 2**62 if before is None else before, "limit": limit}
+            )
             return [dict(zip(EVENT_KEYS, r, strict=True)) for r in rows]
 
         return await self._in_thread(read)

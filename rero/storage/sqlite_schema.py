@@ -101,7 +101,9 @@ async def _migrate_5(db: aiosqlite.Connection, upgrade: Upgrade) -> None:
         for slot_id, srn, booked_at in rows:
             dated = upgrade(int(slot_id))
             if dated is None:
-                log.warning("migration: slot %s no longer exists; %s's booking dropped", slot_id, srn)
+                log.warning(
+                    "migration: slot %s no longer exists; %s's booking dropped", slot_id, srn
+                )
                 continue
             await db.execute(
                 "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
@@ -122,8 +124,7 @@ CALENDAR_SCHEMA: Final = (
     " date TEXT NOT NULL, slot_id INTEGER NOT NULL, starts_at TEXT NOT NULL,"
     " ends_at TEXT NOT NULL, srn TEXT NOT NULL, status TEXT NOT NULL,"
     " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, series_id TEXT)",
-    "CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at)"
-    " WHERE status = 'booked'",
+    "CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at) WHERE status = 'booked'",
     "CREATE INDEX bookings_day ON bookings (resource, date)",
     "CREATE INDEX bookings_srn ON bookings (srn, date)",
     "CREATE INDEX bookings_series ON bookings (series_id) WHERE series_id IS NOT NULL",
