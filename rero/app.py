@@ -24,7 +24,7 @@ from rero.feed import BoardFeed
 from rero.headers import setup_response_headers
 from rero.hub import Hub
 from rero.identity import IdentityService
-from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STAFF, STORAGE
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -36,6 +36,7 @@ from rero.resources import NextOccurrence, build_lab
 from rero.routes import ROUTES, setup_routes
 from rero.settings import Settings, load_settings
 from rero.slots import SlotService
+from rero.staff import StaffService
 from rero.storage.backends import open_storage
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def create_app(
         calendar = BookingService(lab, identity, commit, feed, store, settings, clock, outcomes)
         service = SlotService(calendar, identity, commit, feed, store, clock, outcomes)
         app[IDENTITY], app[SERVICE], app[CALENDAR] = identity, service, calendar
+        app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
 
         async def other_process_committed() -> None:
             await commit.refresh()

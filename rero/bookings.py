@@ -33,6 +33,7 @@ from rero.outcomes import Outcomes
 from rero.resources import Lab
 from rero.settings import Settings
 from rero.storage import (
+    BlackoutRow,
     Book,
     BookingRow,
     Cancel,
@@ -268,6 +269,38 @@ class BookingService:
             await asyncio.sleep(min(max(wait, 0.05), TICK_CEILING))
 
     # ---- rendering -----------------------------------------------------------------------
+
+    def resources(self) -> list[dict[str, Any]]:
+        """Every resource as ``GET /resources`` shows it, with its window now."""
+        now = self._clock()
+        described = []
+        for r in self.lab.resources.values():
+            window = r.window(now)
+            described.append(
+                {
+                    "id": r.id, "name": r.name, "site": r.site, "timezone": str(r.zone),
+                    "slot_minutes": r.slot_minutes, "opens": r.hm[0], "closes": r.hm[1],
+                    "booking_window_days": r.window_days, "campuses": list(r.campuses),
+                    "default": r.default,
+                    "window": {
+                        "first_date": window.first_date.isoformat(),
+                        "last_date": window.last_date.isoformat(),
+                        "next_opens_at": iso(window.next_opens_at, r.zone),
+                    },
+                }
+            )  # fmt: skip
+        return described
+
+    def blackout_json(self, row: BlackoutRow) -> dict[str, Any]:
+        resource = self.lab.get(row.resource)
+        zone = resource.zone if resource is not None else self.lab.default.zone
+        return {
+            "id": row.id,
+            "resource": row.resource,
+            "start": iso(datetime.fromisoformat(row.start), zone),
+            "end": iso(datetime.fromisoformat(row.end), zone),
+            "reason": row.reason,
+        }
 
     def as_json(self, row: BookingRow) -> dict[str, Any]:
         """A booking as every new route and message shows it: instants in its zone."""

@@ -13,6 +13,7 @@ from rero.identity import IdentityService
 from rero.metrics import Metrics
 from rero.settings import Settings
 from rero.slots import SlotService
+from rero.staff import StaffService
 from rero.storage import Storage
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -21,5 +22,6 @@ AUTH: Final = web.AppKey("auth", CachedAuth)
 IDENTITY: Final = web.AppKey("identity", IdentityService)
 SERVICE: Final = web.AppKey("service", SlotService)
 CALENDAR: Final = web.AppKey("calendar", BookingService)
+STAFF: Final = web.AppKey("staff", StaffService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
