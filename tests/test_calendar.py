@@ -169,7 +169,8 @@ async def test_every_refusal_says_why(lab: Any, clock: Clock) -> None:
          "Bookings for 2026-12-02 open at 2026-11-25T00:00:00+05:30"),
         ((bob, "arm-1", "2027-06-01", 10), 400,
          "Bookings for 2027-06-01 open at 2027-05-25T00:00:00+05:30"),
-        ((bob, "arm-1", "2026-11-29", 10), 409, "Slot 10 on 2026-11-29 is closed: closed on Sundays"),
+        ((bob, "arm-1", "2026-11-29", 10), 409,
+         "Slot 10 on 2026-11-29 is closed: closed on Sundays"),
         ((bob, "arm-1", "2026-11-27", 10), 409, "Slot 10 on 2026-11-27 is closed: holiday"),
         ((bob, "nope", TOMORROW, 10), 404, "Resource nope does not exist"),
     ]  # fmt: skip
@@ -198,8 +199,10 @@ async def test_every_refusal_says_why(lab: Any, clock: Clock) -> None:
     ("quota", "sentence", "days"),
     [
         ({"max_bookings_per_day": 2}, "at most 2 per day", (TOMORROW, TOMORROW, TOMORROW)),
-        ({"max_bookings_per_week": 2}, "at most 2 per week", (TOMORROW, "2026-11-26", "2026-11-28")),
-        ({"max_upcoming_bookings": 2}, "at most 2 upcoming", (TOMORROW, "2026-11-26", "2026-11-30")),
+        ({"max_bookings_per_week": 2}, "at most 2 per week",
+         (TOMORROW, "2026-11-26", "2026-11-28")),
+        ({"max_upcoming_bookings": 2}, "at most 2 upcoming",
+         (TOMORROW, "2026-11-26", "2026-11-30")),
     ],
 )  # fmt: skip
 async def test_quotas(
