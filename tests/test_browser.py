@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import closing
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -32,6 +35,7 @@ FLAGS = [
 A_USER = ("user0", "pw-0")  # the test server's fake users (start_server in tests/helpers.py)
 B_USER = ("user1", "pw-1")
 SLOT_9 = "09:00\u201310:00"  # as the page writes it, with an en dash
+HOUR = timedelta(hours=1)
 
 pytestmark = pytest.mark.browser
 
@@ -62,6 +66,10 @@ async def open_board(browser: Browser, url: str, **context: Any) -> Page:
     page = await (await browser.new_context(**context)).new_page()
     await page.goto(url + "/board")
     await expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    # The calendar shows today first, where slot 9 may have ended: these tests use tomorrow.
+    tomorrow = page.locator("#dates button").nth(1)
+    await tomorrow.click()
+    await expect(tomorrow).to_have_attribute("aria-current", "true")
     return page
 
 
@@ -91,14 +99,18 @@ async def test_two_students_book_and_cancel_live(
     await slot(a, 9).get_by_role("button", name=f"Book {SLOT_9}").click()
     await expect(slot(b, 9)).to_have_attribute("data-state", "taken", timeout=1000)
     await expect(slot(a, 9)).to_have_attribute("data-state", "mine")
-    await expect(a.locator("#message")).to_have_text("Slot 9 booked successfully")
-    await expect(a.locator("#mine")).to_have_text(f"Slot 9: {SLOT_9}")
+    # The calendar names the resource and the date (in the browser's language).
+    await expect(a.locator("#message")).to_have_text(
+        re.compile(f"^Booked ReRo lab, .+, {SLOT_9}\\.$")
+    )
+    await expect(a.locator("#mine")).to_have_text(re.compile(f"^ReRo lab, .+, {SLOT_9} Cancel$"))
     await expect(b.locator("#announce")).to_contain_text(f"Slot {SLOT_9} is now booked.")
     await a.screenshot(path=shots / "board.png")
 
     # B tries it anyway: the server says no, and the page says so.
     await slot(b, 9).get_by_role("button").click()
-    await expect(b.locator("#message")).to_have_text("Slot 9 is not available")
+    day = await b.locator('#dates button[aria-current="true"]').get_attribute("data-date")
+    await expect(b.locator("#message")).to_have_text(f"Slot 9 on {day} is not available")
     await b.screenshot(path=shots / "board-phone-taken.png", full_page=True)
 
     # A cancels; B sees it free again.
@@ -159,11 +171,19 @@ async def test_reconnects_and_rereads_the_board(browser: Browser, tmp_path: Path
     srv.proc.wait(10)
     await expect(page.locator("#status")).to_have_attribute("data-state", "offline")
     await expect(page.locator("#status-text")).to_contain_text("retrying in")
-    # While it is down, the board changes behind its back.
+    # While it is down, the board changes behind its back: slot 5 of the shown date (the
+    # calendar's bookings table; the lab's zone is the test profile's, Asia/Kolkata).
+    day = await page.locator('#dates button[aria-current="true"]').get_attribute("data-date")
+    assert day is not None
+    start = datetime.combine(date.fromisoformat(day), time(5), ZoneInfo("Asia/Kolkata"))
+    starts, ends = (
+        at.astimezone(timezone.utc).isoformat(timespec="seconds") for at in (start, start + HOUR)
+    )
     with closing(sqlite3.connect(tmp_path / "rero.db")) as db, db:
         db.execute(
-            "UPDATE slots SET is_booked = 1, booked_by = 'SRN0007',"
-            " booked_at = CURRENT_TIMESTAMP WHERE id = 5"
+            "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
+            " created_at, updated_at) VALUES ('lab', ?, 5, ?, ?, 'SRN0007', 'booked', ?, ?)",
+            (day, starts, ends, starts, starts),
         )
     port = srv.url.rsplit(":", 1)[1]
     again = start_server(tmp_path, PORT=port)
@@ -205,7 +225,7 @@ async def test_yours_without_booked_by_on_the_board(browser: Browser, tmp_path: 
         await slot(a, 7).get_by_role("button").click()
         await expect(slot(a, 7)).to_have_attribute("data-state", "mine")
         await expect(slot(b, 7)).to_have_attribute("data-state", "taken")
-        await expect(a.locator("#mine")).to_contain_text("Slot 7")
+        await expect(a.locator("#mine")).to_contain_text("07:00\u201308:00")
     finally:
         srv.proc.terminate()
         srv.proc.wait(10)
@@ -228,8 +248,9 @@ async def test_limits_and_throttling_are_explained(browser: Browser, tmp_path: P
             await slot(page, slot_id).get_by_role("button").click()
             await expect(slot(page, slot_id)).to_have_attribute("data-state", "mine")
         await slot(page, 5).get_by_role("button").click()
+        # max_bookings_per_user is max_upcoming_bookings now, with the calendar's sentence.
         await expect(page.locator("#message")).to_have_text(
-            "Booking limit reached: at most 2 slots per user"
+            "Booking limit reached: at most 2 upcoming"
         )
     finally:
         srv.proc.terminate()
