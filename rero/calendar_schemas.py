@@ -51,7 +51,24 @@ class BlackoutRequest(_Body):
     reason = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
+class SlotTarget(_Body):
+    """A WebSocket message's slot on the calendar: ``{resource, date, slot_id}``."""
+
+    resource = fields.String(required=True, validate=_RESOURCE_ID)
+    date = fields.Date(required=True)
+    slot_id = fields.Integer(required=True, strict=True)
+
+
+class BoardKey(_Body):
+    """``subscribe`` / ``unsubscribe``: a resource, and a date (default: its today)."""
+
+    resource = fields.String(required=True, validate=_RESOURCE_ID)
+    date = fields.Date(load_default=None)
+
+
 BOOKING: Final = BookingRequest()
+TARGET: Final = SlotTarget()
+BOARD_KEY: Final = BoardKey()
 BOOKING_ONLY: Final = BookingFields()
 DATE: Final = DateQuery()
 RANGE: Final = RangeQuery()

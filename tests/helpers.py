@@ -31,6 +31,7 @@ from aiohttp.test_utils import TestClient
 
 from rero.logs import AccessLogger
 from rero.resources import NextOccurrence, build_lab
+from rero.setting_checks import ResourceConfig
 from rero.settings import FakeUser, Settings
 from rero.storage import (
     AddBlackout,
@@ -325,6 +326,22 @@ async def store_contract(storage: Storage) -> None:
     assert await storage.session("h", "2026") == "{}"
     assert await storage.delete_session("h", "2026", "2025")
     assert await storage.session("h", "2026") is None
+
+
+# ---- the calendar's test lab ------------------------------------------------------------
+
+ARM = ResourceConfig(
+    "arm-1", name="Robot arm 1", site="RR", campuses=("RR",), closed_weekdays=("sun",),
+    holidays=("2026-11-27",), booking_window_days=7,
+)  # fmt: skip
+CAGE = ResourceConfig(
+    "cage", name="Drone cage", site="EC", opens="09:00", closes="11:00", slot_minutes=30,
+    booking_window_days=2, window_opens_at="08:00",
+)  # fmt: skip
+CAROL = FakeUser("carol", "carol-pw-9", "Carol Das", "PES2UG22CS003", campus="EC")
+CAROL_LOGIN = {"username": "carol", "password": "carol-pw-9"}
+# The clock starts on Tuesday 2026-11-24 at 08:30 in Kolkata (03:00 UTC).
+TODAY, TOMORROW = "2026-11-24", "2026-11-25"
 
 
 # ---- a fake PESU upstream ------------------------------------------------------------------
