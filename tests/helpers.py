@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from rero.calendar import utc
 from rero.logs import AccessLogger
 from rero.resources import NextOccurrence, build_lab
 from rero.setting_checks import ResourceConfig
@@ -326,6 +328,21 @@ async def store_contract(storage: Storage) -> None:
     assert await storage.session("h", "2026") == "{}"
     assert await storage.delete_session("h", "2026", "2025")
     assert await storage.session("h", "2026") is None
+
+
+def outside_booking(path: Path, slot_id: int, srn: str) -> None:
+    """Book ``slot_id``'s next occurrence on the default ``lab`` straight in the SQLite file,
+    as another process would: only a server's change feed can tell it."""
+    now = datetime.now(timezone.utc)
+    slot = build_lab(Settings()).default.next_occurrence(slot_id, now)
+    assert slot is not None
+    start, end = (utc(t) for t in (slot.start, slot.end))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
+            " created_at, updated_at) VALUES ('lab', ?, ?, ?, ?, ?, 'booked', ?, ?)",
+            (slot.start.date().isoformat(), slot_id, start, end, srn, start, start),
+        )
 
 
 # ---- the calendar's test lab ------------------------------------------------------------

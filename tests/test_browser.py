@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import ByteCounter, Server, eventually, start_server
+from tests.helpers import ByteCounter, Server, eventually, outside_booking, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
@@ -160,11 +158,7 @@ async def test_reconnects_and_rereads_the_board(browser: Browser, tmp_path: Path
     await expect(page.locator("#status")).to_have_attribute("data-state", "offline")
     await expect(page.locator("#status-text")).to_contain_text("retrying in")
     # While it is down, the board changes behind its back.
-    with closing(sqlite3.connect(tmp_path / "rero.db")) as db, db:
-        db.execute(
-            "UPDATE slots SET is_booked = 1, booked_by = 'SRN0007',"
-            " booked_at = CURRENT_TIMESTAMP WHERE id = 5"
-        )
+    outside_booking(tmp_path / "rero.db", 5, "SRN0007")
     port = srv.url.rsplit(":", 1)[1]
     again = start_server(tmp_path, PORT=port)
     try:
