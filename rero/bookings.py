@@ -85,6 +85,9 @@ class BookingService:
         self._outcomes = outcomes
         self.max_series_weeks = settings.max_series_weeks
 
+    def now(self) -> datetime:
+        return self._clock()
+
     # ---- what a request names ------------------------------------------------------------
 
     def resource(self, resource_id: str) -> Resource:
@@ -228,6 +231,26 @@ class BookingService:
             if write.refused is Refusal.ENDED:
                 raise InvalidRequest(f"Booking {booking_id} has ended")
             raise NotFound(f"Booking {booking_id} does not exist")
+
+    async def cancel_at(
+        self, identity: Identity, resource_id: str, day: date, slot_id: int
+    ) -> BookingRow:
+        """Cancel the booking of a resource's slot on a date (the WebSocket names slots)."""
+        target = self.target(resource_id, day, slot_id)
+        with self._outcomes.counted("cancel"):
+            user = await self._identity.authenticate(identity)
+            admin = self._identity.is_admin(user)
+            now = stamp(self._clock)
+            change = Cancel(None, (target.resource.id, utc(target.slot.start)),
+                            None if admin else user.srn, user.srn,
+                            "admin_cancelled" if admin else "cancelled", now, now)  # fmt: skip
+            write = await self._commit.write(change)
+            assert write is not None
+            if write.changed:
+                return write.bookings[0]
+            if write.refused is Refusal.NOT_YOURS:
+                raise NotYourBooking("You can only cancel your own bookings")
+            raise InvalidRequest(target.sentence("is not booked"))
 
     def _cancel(self, booking_id: int, user: User, admin: bool) -> Cancel:
         now = stamp(self._clock)

@@ -3,13 +3,24 @@ feeding both validation and the OpenAPI document."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
 from typing import Final
 
 from marshmallow import Schema, fields, validate
 
 from rero.schemas import LoginRequest, Text, _Body
 
-_RESOURCE_ID: Final = validate.Regexp(r"^[a-z0-9-]{1,32}\Z", error="Not a resource id.")
+#: A resource id; ``$`` in a pattern would let a trailing newline through, hence the length.
+_RESOURCE_ID: Final = validate.And(
+    validate.Length(min=1, max=32),
+    validate.Regexp(r"^[a-z0-9-]+$", error="Not a resource id."),
+    validate.Regexp(r"^[^\n]*$", error="Not a resource id."),
+)
+#: Dates the calendar knows: no lab books in the year 170 (or in local mean time).
+_DATES: Final = validate.Range(date(2000, 1, 1), date(2999, 12, 31))
+_INSTANTS: Final = validate.Range(
+    datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2999, 12, 31, tzinfo=timezone.utc)
+)
 
 
 class BookingFields(_Body):
@@ -17,7 +28,7 @@ class BookingFields(_Body):
     ``repeat_weeks`` (the same slot weekly, that many times)."""
 
     resource = fields.String(required=True, validate=_RESOURCE_ID)
-    date = fields.Date(required=True)
+    date = fields.Date(required=True, validate=_DATES)
     slot_id = fields.Integer(required=True, strict=True)
     srn = Text(validate=validate.Length(min=1, max=64))
     repeat_weeks = fields.Integer(strict=True, validate=validate.Range(min=1))
@@ -28,14 +39,14 @@ class BookingRequest(BookingFields, LoginRequest):
 
 
 class DateQuery(_Body):
-    date = fields.Date(load_default=None)
+    date = fields.Date(load_default=None, validate=_DATES)
 
 
 class RangeQuery(_Body):
     """``?from=&to=``: dates, both inclusive."""
 
-    first = fields.Date(data_key="from", load_default=None)
-    last = fields.Date(data_key="to", load_default=None)
+    first = fields.Date(data_key="from", load_default=None, validate=_DATES)
+    last = fields.Date(data_key="to", load_default=None, validate=_DATES)
 
 
 class BlackoutQuery(RangeQuery):
@@ -46,12 +57,29 @@ class BlackoutRequest(_Body):
     """``{resource, start, end, reason}``: instants with their UTC offset."""
 
     resource = fields.String(required=True, validate=_RESOURCE_ID)
-    start = fields.AwareDateTime(required=True)
-    end = fields.AwareDateTime(required=True)
+    start = fields.AwareDateTime(required=True, validate=_INSTANTS)
+    end = fields.AwareDateTime(required=True, validate=_INSTANTS)
     reason = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
+class SlotTarget(_Body):
+    """A WebSocket message's slot on the calendar: ``{resource, date, slot_id}``."""
+
+    resource = fields.String(required=True, validate=_RESOURCE_ID)
+    date = fields.Date(required=True, validate=_DATES)
+    slot_id = fields.Integer(required=True, strict=True)
+
+
+class BoardKey(_Body):
+    """``subscribe`` / ``unsubscribe``: a resource, and a date (default: its today)."""
+
+    resource = fields.String(required=True, validate=_RESOURCE_ID)
+    date = fields.Date(load_default=None, validate=_DATES)
+
+
 BOOKING: Final = BookingRequest()
+TARGET: Final = SlotTarget()
+BOARD_KEY: Final = BoardKey()
 BOOKING_ONLY: Final = BookingFields()
 DATE: Final = DateQuery()
 RANGE: Final = RangeQuery()

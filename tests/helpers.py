@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -29,8 +30,10 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from rero.calendar import utc
 from rero.logs import AccessLogger
 from rero.resources import NextOccurrence, build_lab
+from rero.setting_checks import ResourceConfig
 from rero.settings import FakeUser, Settings
 from rero.storage import (
     AddBlackout,
@@ -325,6 +328,37 @@ async def store_contract(storage: Storage) -> None:
     assert await storage.session("h", "2026") == "{}"
     assert await storage.delete_session("h", "2026", "2025")
     assert await storage.session("h", "2026") is None
+
+
+def outside_booking(path: Path, slot_id: int, srn: str) -> None:
+    """Book ``slot_id``'s next occurrence on the default ``lab`` straight in the SQLite file,
+    as another process would: only a server's change feed can tell it."""
+    now = datetime.now(timezone.utc)
+    slot = build_lab(Settings()).default.next_occurrence(slot_id, now)
+    assert slot is not None
+    start, end = (utc(t) for t in (slot.start, slot.end))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
+            " created_at, updated_at) VALUES ('lab', ?, ?, ?, ?, ?, 'booked', ?, ?)",
+            (slot.start.date().isoformat(), slot_id, start, end, srn, start, start),
+        )
+
+
+# ---- the calendar's test lab ------------------------------------------------------------
+
+ARM = ResourceConfig(
+    "arm-1", name="Robot arm 1", site="RR", campuses=("RR",), closed_weekdays=("sun",),
+    holidays=("2026-11-27",), booking_window_days=7,
+)  # fmt: skip
+CAGE = ResourceConfig(
+    "cage", name="Drone cage", site="EC", opens="09:00", closes="11:00", slot_minutes=30,
+    booking_window_days=2, window_opens_at="08:00",
+)  # fmt: skip
+CAROL = FakeUser("carol", "carol-pw-9", "Carol Das", "PES2UG22CS003", campus="EC")
+CAROL_LOGIN = {"username": "carol", "password": "carol-pw-9"}
+# The clock starts on Tuesday 2026-11-24 at 08:30 in Kolkata (03:00 UTC).
+TODAY, TOMORROW = "2026-11-24", "2026-11-25"
 
 
 # ---- a fake PESU upstream ------------------------------------------------------------------

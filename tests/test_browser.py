@@ -12,18 +12,14 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import closing
-from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import ByteCounter, Server, eventually, start_server
+from tests.helpers import ByteCounter, Server, eventually, outside_booking, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
@@ -35,7 +31,6 @@ FLAGS = [
 A_USER = ("user0", "pw-0")  # the test server's fake users (start_server in tests/helpers.py)
 B_USER = ("user1", "pw-1")
 SLOT_9 = "09:00\u201310:00"  # as the page writes it, with an en dash
-HOUR = timedelta(hours=1)
 
 pytestmark = pytest.mark.browser
 
@@ -167,24 +162,19 @@ async def test_keyboard_booking_and_sign_out(browser: Browser, server: Server) -
 async def test_reconnects_and_rereads_the_board(browser: Browser, tmp_path: Path) -> None:
     srv = start_server(tmp_path)
     page = await open_board(browser, srv.url)
+    # Show the date of slot 5's next occurrence: today, unless its slot 5 has ended.
+    await page.locator("#dates button").first.click()
+    await expect(slot(page, 5)).to_have_count(1)
+    if await slot(page, 5).get_attribute("data-reason") == "ended":
+        tomorrow = page.locator("#dates button").nth(1)
+        await tomorrow.click()
+        await expect(tomorrow).to_have_attribute("aria-current", "true")
     srv.proc.terminate()
     srv.proc.wait(10)
     await expect(page.locator("#status")).to_have_attribute("data-state", "offline")
     await expect(page.locator("#status-text")).to_contain_text("retrying in")
-    # While it is down, the board changes behind its back: slot 5 of the shown date (the
-    # calendar's bookings table; the lab's zone is the test profile's, Asia/Kolkata).
-    day = await page.locator('#dates button[aria-current="true"]').get_attribute("data-date")
-    assert day is not None
-    start = datetime.combine(date.fromisoformat(day), time(5), ZoneInfo("Asia/Kolkata"))
-    starts, ends = (
-        at.astimezone(timezone.utc).isoformat(timespec="seconds") for at in (start, start + HOUR)
-    )
-    with closing(sqlite3.connect(tmp_path / "rero.db")) as db, db:
-        db.execute(
-            "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
-            " created_at, updated_at) VALUES ('lab', ?, 5, ?, ?, 'SRN0007', 'booked', ?, ?)",
-            (day, starts, ends, starts, starts),
-        )
+    # While it is down, the board changes behind its back.
+    outside_booking(tmp_path / "rero.db", 5, "SRN0007")
     port = srv.url.rsplit(":", 1)[1]
     again = start_server(tmp_path, PORT=port)
     try:

@@ -10,20 +10,20 @@ from typing import Any
 import pytest
 
 from rero.setting_checks import FakeUser, ResourceConfig
-from tests.helpers import ALICE_SRN, BOB, BOB_SRN, Clock, bearer, login
-
-ARM = ResourceConfig(
-    "arm-1", name="Robot arm 1", site="RR", campuses=("RR",), closed_weekdays=("sun",),
-    holidays=("2026-11-27",), booking_window_days=7,
-)  # fmt: skip
-CAGE = ResourceConfig(
-    "cage", name="Drone cage", site="EC", opens="09:00", closes="11:00", slot_minutes=30,
-    booking_window_days=2, window_opens_at="08:00",
-)  # fmt: skip
-CAROL = FakeUser("carol", "carol-pw-9", "Carol Das", "PES2UG22CS003", campus="EC")
-CAROL_LOGIN = {"username": "carol", "password": "carol-pw-9"}
-# The clock starts on Tuesday 2026-11-24 at 08:30 in Kolkata (03:00 UTC).
-TODAY, TOMORROW = "2026-11-24", "2026-11-25"
+from tests.helpers import (
+    ALICE_SRN,
+    ARM,
+    BOB,
+    BOB_SRN,
+    CAGE,
+    CAROL,
+    CAROL_LOGIN,
+    TODAY,
+    TOMORROW,
+    Clock,
+    bearer,
+    login,
+)
 
 
 @pytest.fixture

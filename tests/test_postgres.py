@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,11 @@ async def booked_in(url: str) -> set[int]:
 
     conn = await asyncpg.connect(url)
     try:
-        return {r["id"] for r in await conn.fetch("SELECT id FROM slots WHERE is_booked")}
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        rows = await conn.fetch(
+            "SELECT slot_id FROM bookings WHERE status = 'booked' AND ends_at > $1", now
+        )
+        return {r["slot_id"] for r in rows}
     finally:
         await conn.close()
 

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.helpers import Observer, Server, StartingGate, eventually, start_server
+from tests.helpers import (
+    Observer,
+    Server,
+    StartingGate,
+    eventually,
+    outside_booking,
+    start_server,
+)
 
 pytestmark = pytest.mark.stress  # two and four server processes per test
 
@@ -121,8 +126,7 @@ async def test_quota_and_throttle_hold_across_workers(
     # with the right password would forgive them on a worker that has not, so wait for
     # the feeds another way: a commit made outside every worker, after the failures,
     # reaches each worker's board only through its feed, which has then read past them.
-    with closing(sqlite3.connect(tmp_path / "rero.db")) as db, db:
-        db.execute("UPDATE slots SET is_booked = 1, booked_by = 'FEED' WHERE id = 14")
+    outside_booking(tmp_path / "rero.db", 14, "FEED")
     await eventually(
         lambda: all(o.board["slots"][-1]["booked_by"] == "FEED" for o in observers),
         10,
