@@ -40,7 +40,6 @@ let signingIn = false;
 let resources = []; // GET /resources, each with its booking window
 let shown = null; // {resource, date}: what the page shows, kept in the URL's #fragment
 let subscribed = null; // what this socket is subscribed to
-let subscriptions = true; // false: the server knows no `subscribe` (the rolling board only)
 let board = null; // the shown board, as GET /resources/{id}/slots answers it
 let boardSeq = 0; // counts boards received, so an older HTTP read never replaces a newer one
 let mineKey = null; // which booked slots of the shown board may be ours, at the last read
@@ -226,19 +225,13 @@ function subscribe() {
 function receive(msg) {
   switch (msg.type) {
     case "slots_update":
+      // The rolling board (no resource) is the original clients'; this page follows one.
       if (shown && msg.resource === shown.resource && msg.date === shown.date) {
         showBoard(msg.data);
-      } else if (!msg.resource && !subscriptions) {
-        readBoard(); // a server without subscriptions: its rolling board says "changed"
       }
       return;
     case "auth_response": return authenticated(msg);
-    case "error":
-      if (/^Unknown message type: (un)?subscribe/.test(msg.message)) {
-        subscriptions = false;
-        return;
-      }
-      return say(msg.message);
+    case "error": return say(msg.message);
   }
 }
 
@@ -356,7 +349,7 @@ function show(resource, date) {
   board = null;
   mineKey = null;
   subscribe();
-  readBoard(); // at once, whatever the socket is doing
+  if (!subscribed) readBoard(); // no socket yet: over HTTP, so the page shows something
   renderNav();
   render();
 }
@@ -576,7 +569,6 @@ async function book(resource, date, slot) {
   if (needSession()) return;
   const { ok, data } = await api("POST", "/bookings", { resource, date, slot_id: slot.id });
   if (!ok) return failed(detail(data));
-  if (!subscriptions) readBoard();
   mine = [...mine.filter((b) => b.id !== data.booking.id), data.booking];
   say(`Booked ${describe(data.booking)}.`, true);
   render();
@@ -598,7 +590,6 @@ async function cancel(booking) {
     if (session) fetchMine(); // already cancelled or ended: show what is left
     return;
   }
-  if (!subscriptions) readBoard();
   mine = mine.filter((b) => b.id !== booking.id);
   say(`Cancelled ${describe(booking)}.`, true);
   render();
