@@ -46,6 +46,7 @@ let mineKey = null; // which booked slots of the shown board may be ours, at the
 let mine = []; // our upcoming bookings, across dates and resources (GET /me/bookings)
 let mineSeq = 0;
 let rereadTimer = null;
+let rereadAttempts = 0; // re-reads since the last moment passed
 
 // ---- time: the lab's wall clock from the server's ISO strings, the viewer's via Intl ----
 
@@ -299,29 +300,30 @@ function dueInstants() {
   return due.filter((t) => !Number.isNaN(t));
 }
 
+/** A timer for the next such instant. Once it has passed and the server has not moved
+ * yet (its clock a little behind ours), ask again after 0.25 s, doubling up to 30 s. */
 function scheduleReread() {
   clearTimeout(rereadTimer);
   const due = dueInstants();
   if (!due.length) return;
+  const wait = Math.min(...due) - Date.now();
+  if (wait > 0) rereadAttempts = 0;
   // Long waits are cut to an hour and re-checked: a sleeping laptop's timers run late.
-  const wait = Math.min(Math.max(0, Math.min(...due) - Date.now()), HOUR);
-  rereadTimer = setTimeout(wake, wait + 50);
+  rereadTimer = setTimeout(wake, wait > 0 ? Math.min(wait + 50, HOUR)
+    : Math.min(30000, 125 * 2 ** rereadAttempts));
 }
 
 function wake() {
-  if (Math.min(...dueInstants()) <= Date.now()) reread(0);
+  if (Math.min(...dueInstants()) <= Date.now()) reread();
   else scheduleReread();
 }
 
-/** The moment has come: read the windows and the shown board again. A server whose
- * clock is a little behind ours has not moved yet: ask again, soon, then less often. */
-async function reread(attempt) {
-  clearTimeout(rereadTimer);
+/** The moment has come: read the windows and the shown board again. */
+async function reread() {
+  rereadAttempts += 1;
   await loadResources();
   if (board && board.opens_at && Date.parse(board.opens_at) <= Date.now()) await readBoard();
-  if (dueInstants().some((t) => t <= Date.now())) {
-    rereadTimer = setTimeout(() => reread(attempt + 1), Math.min(30000, 250 * 2 ** attempt));
-  }
+  scheduleReread();
 }
 
 /** The shown board over HTTP (offline from the socket, or at a moment it changes). */
@@ -374,7 +376,7 @@ function showBoard(data) {
   if (session && key !== mineKey) fetchMine();
   mineKey = key;
   const resource = resourceOf(data.resource);
-  if (resource && !data.opens_at && data.date > resource.window.last_date) reread(0);
+  if (resource && !data.opens_at && data.date > resource.window.last_date) reread();
   else scheduleReread();
   render();
 }
