@@ -3,6 +3,7 @@ blackouts. Parse, call the services, render; no rules live here."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -36,10 +37,25 @@ async def resources(request: web.Request) -> web.Response:
 
 
 async def resource_slots(request: web.Request) -> web.Response:
-    """Served from the board's cached JSON, like ``GET /slots``."""
-    day = query(request, schemas.DATE)["date"]
+    """Served from the board's cached JSON, like ``GET /slots``; a plain ``?date=`` is
+    read without the schema (the hot path), anything else goes through it."""
+    raw = request.query.get("date")
+    day = _plain_date(raw) if raw is not None and len(request.query) == 1 else None
+    if day is None and request.query:
+        day = query(request, schemas.DATE)["date"]
     board = await request.app[CALENDAR].board(request.match_info["resource"], day)
     return web.Response(text=board.json, content_type="application/json")
+
+
+def _plain_date(text: str) -> date | None:
+    """``YYYY-MM-DD`` within the calendar's years, or None (the schema then says why)."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text[5:7].isdigit():
+        return None  # (3.11 would also read "2026-W48-3", which the schema refuses)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if 2000 <= day.year <= 2999 else None
 
 
 async def create_booking(request: web.Request) -> web.Response:
