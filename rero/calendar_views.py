@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError
 from rero import calendar_schemas as schemas
 from rero.errors import RequestInvalid
 from rero.keys import CALENDAR, STAFF
-from rero.views import identify, require_bearer
+from rero.request_info import identify, require_bearer
 
 
 def query(request: web.Request, schema: Schema) -> dict[str, Any]:
