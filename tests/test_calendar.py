@@ -372,3 +372,37 @@ async def test_300_students_race_for_one_slot(make: Any, settings: Any) -> None:
     assert details == {"Slot 20 on 2026-11-25 is not available": 299}
     board = await (await client.get(f"/resources/cage/slots?date={TOMORROW}")).json()
     assert board["booked_slots"] == [20]
+
+
+async def test_a_version_1_database_is_upgraded_at_start(
+    make: Any, settings: Any, tmp_path: Any
+) -> None:
+    """The original board survives the upgrade: slot 9 stays Alice's (today, 09:00)."""
+    import aiosqlite
+
+    from rero.storage.sqlite_schema import MIGRATIONS
+
+    path = tmp_path / "db" / "rero.db"
+    path.parent.mkdir(exist_ok=True)
+    async with aiosqlite.connect(path) as db:
+        for number, step in enumerate(MIGRATIONS, start=1):
+            await step(db)
+            await db.execute(f"PRAGMA user_version = {number}")
+        await db.executemany(
+            "INSERT INTO slots (id, start_time, end_time) VALUES (?, ?, ?)",
+            [(h, f"{h:02d}:00", f"{h + 1:02d}:00") for h in range(3, 15)],
+        )
+        await db.execute(
+            "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ? WHERE id = 9",
+            (ALICE_SRN, "2026-11-24T02:00:00+00:00"),
+        )
+        await db.commit()
+    client = await make(database_path=str(path))
+    board = await (await client.get("/slots")).json()
+    assert board["booked_slots"] == [9]
+    assert (board["slots"][6]["booked_by"], board["slots"][6]["booked_at"]) == (
+        ALICE_SRN, "2026-11-24T02:00:00+00:00",
+    )  # fmt: skip
+    today = await (await client.get("/resources/lab/slots")).json()
+    assert today["booked_slots"] == [9]
+    assert [p.name.startswith("rero.db.v1-") for p in path.parent.iterdir()].count(True) == 1
