@@ -137,8 +137,9 @@ async def test_book_then_cancel(lab: Any) -> None:
     slot = next(s for s in board["slots"] if s["id"] == 10)
     assert (slot["state"], slot["booked_by"]) == ("booked", ALICE_SRN)
     assert board["booked_slots"] == [10]
-    mine = await (await lab.get("/me/bookings", headers=bearer(token))).json()
-    assert mine == {"bookings": [booking]}
+    resp = await lab.get("/me/bookings", headers=bearer(token))
+    assert resp.headers["Cache-Control"] == "no-store"  # a student's own: never cached
+    assert await resp.json() == {"bookings": [booking]}
     # Only its owner (or an admin) cancels it; a cancelled booking stays cancelled.
     bob = await login(lab, BOB)
     other = await lab.delete(f"/bookings/{booking['id']}", headers=bearer(bob))
