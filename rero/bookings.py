@@ -18,7 +18,7 @@ from rero.auth import User
 from rero.board import DayBoard
 from rero.calendar import Resource, Slot, iso, utc
 from rero.clock import Clock, stamp
-from rero.commit import GroupCommit
+from rero.commit import GroupCommit, Skip
 from rero.errors import (
     Conflict,
     Forbidden,
@@ -184,7 +184,7 @@ class BookingService:
             return Conflict(f"Booking limit reached: at most {limit} {_KINDS[kind]}")
         return Conflict(target.sentence("is not available"))
 
-    def skip(self, target: Target) -> Any:
+    def skip(self, target: Target) -> Skip:
         """Refuses a booking from the committed board, without queueing for the database."""
         key = (target.resource.id, target.day.isoformat())
         return lambda: (
