@@ -242,8 +242,8 @@ class BookingService:
             admin = self._identity.is_admin(user)
             now = stamp(self._clock)
             change = Cancel(None, (target.resource.id, utc(target.slot.start)),
-                            None if admin else user.srn, user.srn,
-                            "admin_cancelled" if admin else "cancelled", now, now)  # fmt: skip
+                            None if admin else user.srn, user.srn, "cancelled", now, now,
+                            others="admin_cancelled")  # fmt: skip
             write = await self._commit.write(change)
             assert write is not None
             if write.changed:
@@ -254,8 +254,8 @@ class BookingService:
 
     def _cancel(self, booking_id: int, user: User, admin: bool) -> Cancel:
         now = stamp(self._clock)
-        return Cancel(booking_id, None, None if admin else user.srn, user.srn,
-                      "admin_cancelled" if admin else "cancelled", now, now)  # fmt: skip
+        return Cancel(booking_id, None, None if admin else user.srn, user.srn, "cancelled",
+                      now, now, others="admin_cancelled")  # fmt: skip
 
     async def mine(
         self, identity: Identity, first: date | None, last: date | None

@@ -70,11 +70,15 @@ async def create_booking(request: web.Request) -> web.Response:
     if weeks > staff.max_series_weeks:
         raise RequestInvalid({"repeat_weeks": [f"Must be at most {staff.max_series_weeks}."]})
     series = await staff.book_series(who, *where, weeks, srn=data.get("srn"))
+    refused = [{"date": d.isoformat(), "reason": why} for d, why in series.refused]
+    if not series.bookings:
+        body = {"detail": "No date of the series could be booked", "refused": refused}
+        return web.json_response(body, status=409)
     body = {
         "success": True,
         "series_id": series.series_id,
         "bookings": [calendar.as_json(b) for b in series.bookings],
-        "refused": [{"date": d.isoformat(), "reason": why} for d, why in series.refused],
+        "refused": refused,
     }
     return web.json_response(body, status=201)
 
@@ -93,7 +97,7 @@ async def my_bookings(request: web.Request) -> web.Response:
 
 
 async def cancel_series(request: web.Request) -> web.Response:
-    first = query(request, schemas.RANGE)["first"]
+    first = query(request, schemas.FROM)["first"]
     gone = await request.app[STAFF].cancel_series(
         require_bearer(request), request.match_info["series_id"], first
     )

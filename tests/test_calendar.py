@@ -240,6 +240,15 @@ async def test_an_admin_books_for_a_student(lab: Any) -> None:
     assert [b["slot_id"] for b in mine["bookings"]] == [10]
     other = await book(lab, bob, "arm-1", TOMORROW, 11, srn=ALICE_SRN)
     assert await refused(other) == (403, {"detail": "Admin access required"})
+    # An admin's cancel is audited as such only when the booking was someone else's.
+    own = (await (await book(lab, admin, "arm-1", TOMORROW, 12)).json())["booking"]
+    theirs = mine["bookings"][0]
+    for booking in (theirs, own):
+        assert (await lab.delete(f"/bookings/{booking['id']}", headers=bearer(admin))).ok
+    audit = await (await lab.get("/admin/audit?limit=2", headers=bearer(admin))).json()
+    assert [(e["action"], e["holder_srn"]) for e in audit["events"]] == [
+        ("cancelled", ALICE_SRN), ("admin_cancelled", BOB_SRN),
+    ]  # fmt: skip
 
 
 async def test_a_session_from_before_profiles_is_expired(lab: Any) -> None:
@@ -277,6 +286,12 @@ async def test_a_weekly_series(lab: Any, clock: Clock) -> None:
         f"/bookings/series/{body['series_id']}?from=2026-12-09", headers=bearer(admin)
     )
     assert [b["date"] for b in (await gone.json())["cancelled"]] == ["2026-12-09", "2026-12-16"]
+    nothing = await book(lab, admin, "arm-1", "2026-11-29", 10, repeat_weeks=1)  # a Sunday
+    assert await refused(nothing) == (409, {
+        "detail": "No date of the series could be booked",
+        "refused": [{"date": "2026-11-29",
+                     "reason": "Slot 10 on 2026-11-29 is closed: closed on Sundays"}],
+    })  # fmt: skip
     unknown = await lab.delete("/bookings/series/nope", headers=bearer(admin))
     assert await refused(unknown) == (404, {"detail": "Series nope does not exist"})
 
