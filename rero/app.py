@@ -100,7 +100,7 @@ def create_app(
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
 
         async def other_process_committed() -> None:
-            await commit.refresh()
+            await commit.refresh(list(hub.followers))
             await identity.sync_revocations()
 
         # Commits by other processes (workers, hosts, operator tools) reach this hub too:

@@ -18,7 +18,7 @@ from rero.auth import User
 from rero.board import DayBoard
 from rero.calendar import Resource, Slot, iso, utc
 from rero.clock import Clock, stamp
-from rero.commit import GroupCommit
+from rero.commit import GroupCommit, Skip
 from rero.errors import (
     Conflict,
     Forbidden,
@@ -184,7 +184,7 @@ class BookingService:
             return Conflict(f"Booking limit reached: at most {limit} {_KINDS[kind]}")
         return Conflict(target.sentence("is not available"))
 
-    def skip(self, target: Target) -> Any:
+    def skip(self, target: Target) -> Skip:
         """Refuses a booking from the committed board, without queueing for the database."""
         key = (target.resource.id, target.day.isoformat())
         return lambda: (
@@ -242,8 +242,8 @@ class BookingService:
             admin = self._identity.is_admin(user)
             now = stamp(self._clock)
             change = Cancel(None, (target.resource.id, utc(target.slot.start)),
-                            None if admin else user.srn, user.srn,
-                            "admin_cancelled" if admin else "cancelled", now, now)  # fmt: skip
+                            None if admin else user.srn, user.srn, "cancelled", now, now,
+                            others="admin_cancelled")  # fmt: skip
             write = await self._commit.write(change)
             assert write is not None
             if write.changed:
@@ -254,8 +254,8 @@ class BookingService:
 
     def _cancel(self, booking_id: int, user: User, admin: bool) -> Cancel:
         now = stamp(self._clock)
-        return Cancel(booking_id, None, None if admin else user.srn, user.srn,
-                      "admin_cancelled" if admin else "cancelled", now, now)  # fmt: skip
+        return Cancel(booking_id, None, None if admin else user.srn, user.srn, "cancelled",
+                      now, now, others="admin_cancelled")  # fmt: skip
 
     async def mine(
         self, identity: Identity, first: date | None, last: date | None

@@ -148,8 +148,10 @@ def local(zone: ZoneInfo, day: date, minutes: int) -> datetime:
     """
     naive = datetime.combine(day, time(0)) + timedelta(minutes=minutes)
     instant = naive.replace(tzinfo=zone).astimezone(timezone.utc)
-    if instant.astimezone(zone).replace(tzinfo=None) != naive:  # in a gap
+    if instant.astimezone(zone).replace(tzinfo=None) != naive:  # in a gap: find its end
         instant = naive.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+        while instant.astimezone(zone).replace(tzinfo=None) < naive:
+            instant += timedelta(minutes=1)
     return instant
 
 

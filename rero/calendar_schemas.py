@@ -49,6 +49,12 @@ class RangeQuery(_Body):
     last = fields.Date(data_key="to", load_default=None, validate=_DATES)
 
 
+class FromQuery(_Body):
+    """``?from=``: a date."""
+
+    first = fields.Date(data_key="from", load_default=None, validate=_DATES)
+
+
 class BlackoutQuery(RangeQuery):
     resource = fields.String(load_default=None, validate=_RESOURCE_ID)
 
@@ -83,6 +89,7 @@ BOARD_KEY: Final = BoardKey()
 BOOKING_ONLY: Final = BookingFields()
 DATE: Final = DateQuery()
 RANGE: Final = RangeQuery()
+FROM: Final = FromQuery()
 BLACKOUTS: Final = BlackoutQuery()
 BLACKOUT: Final = BlackoutRequest()
 

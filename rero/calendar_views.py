@@ -3,6 +3,7 @@ blackouts. Parse, call the services, render; no rules live here."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from marshmallow import Schema, ValidationError
 from rero import calendar_schemas as schemas
 from rero.errors import RequestInvalid
 from rero.keys import CALENDAR, STAFF
-from rero.views import identify, require_bearer
+from rero.request_info import identify, require_bearer
 
 
 def query(request: web.Request, schema: Schema) -> dict[str, Any]:
@@ -36,10 +37,25 @@ async def resources(request: web.Request) -> web.Response:
 
 
 async def resource_slots(request: web.Request) -> web.Response:
-    """Served from the board's cached JSON, like ``GET /slots``."""
-    day = query(request, schemas.DATE)["date"]
+    """Served from the board's cached JSON, like ``GET /slots``; a plain ``?date=`` is
+    read without the schema (the hot path), anything else goes through it."""
+    raw = request.query.get("date")
+    day = _plain_date(raw) if raw is not None and len(request.query) == 1 else None
+    if day is None and request.query:
+        day = query(request, schemas.DATE)["date"]
     board = await request.app[CALENDAR].board(request.match_info["resource"], day)
     return web.Response(text=board.json, content_type="application/json")
+
+
+def _plain_date(text: str) -> date | None:
+    """``YYYY-MM-DD`` within the calendar's years, or None (the schema then says why)."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text[5:7].isdigit():
+        return None  # (3.11 would also read "2026-W48-3", which the schema refuses)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if 2000 <= day.year <= 2999 else None
 
 
 async def create_booking(request: web.Request) -> web.Response:
@@ -54,11 +70,15 @@ async def create_booking(request: web.Request) -> web.Response:
     if weeks > staff.max_series_weeks:
         raise RequestInvalid({"repeat_weeks": [f"Must be at most {staff.max_series_weeks}."]})
     series = await staff.book_series(who, *where, weeks, srn=data.get("srn"))
+    refused = [{"date": d.isoformat(), "reason": why} for d, why in series.refused]
+    if not series.bookings:
+        body = {"detail": "No date of the series could be booked", "refused": refused}
+        return web.json_response(body, status=409)
     body = {
         "success": True,
         "series_id": series.series_id,
         "bookings": [calendar.as_json(b) for b in series.bookings],
-        "refused": [{"date": d.isoformat(), "reason": why} for d, why in series.refused],
+        "refused": refused,
     }
     return web.json_response(body, status=201)
 
@@ -77,7 +97,7 @@ async def my_bookings(request: web.Request) -> web.Response:
 
 
 async def cancel_series(request: web.Request) -> web.Response:
-    first = query(request, schemas.RANGE)["first"]
+    first = query(request, schemas.FROM)["first"]
     gone = await request.app[STAFF].cancel_series(
         require_bearer(request), request.match_info["series_id"], first
     )

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from rero.feed import BoardFeed
-from rero.storage import Applied, Change, SlotStore, Write
+from rero.storage import Applied, Change, DayKey, SlotStore, Write
 
 log: Final = logging.getLogger(__name__)
 
@@ -49,10 +49,10 @@ class GroupCommit:
             task.add_done_callback(self._committing.discard)
         return await done
 
-    async def refresh(self) -> None:
+    async def refresh(self, followed: Iterable[DayKey] = ()) -> None:
         """Another process committed: re-read the boards, publish those that changed."""
         async with self._lock:
-            await self._feed.refresh()
+            await self._feed.refresh(followed)
 
     async def tick(self) -> None:
         """Time moved: publish the boards it changed, in order with commits."""

@@ -100,7 +100,7 @@ class AdminRequired(ReroError):
 
 
 class QuotaReached(ReroError):
-    """The user already holds ``max_bookings_per_user`` slots."""
+    """A booking past one of the student's quotas (the original routes' status, 400)."""
 
 
 class RequestInvalid(ReroError):

@@ -122,14 +122,19 @@ class BoardFeed:
             else:
                 self._spawn(self._rolling_changed())
 
-    async def refresh(self) -> None:
-        """Another process committed: read every board held again, hand on what changed."""
+    async def refresh(self, followed: Iterable[DayKey] = ()) -> None:
+        """Another process committed: read again the boards someone follows (and the
+        rolling board's), hand on what changed, and forget the rest (read on next use)."""
+        keep = {*followed, *self._rolling_keys()}
         for _ in range(3):
             generation = self._generation
             blackouts = await self._store.blackouts()
-            rows = await self._store.days(list(self._rows))
+            rows = await self._store.days(sorted(keep))
             if generation == self._generation:  # no commit here meanwhile
                 break
+        for key in [k for k in self._rows if k not in keep]:
+            del self._rows[key]
+            self._boards.pop(key, None)
         self._set_blackouts(blackouts)
         for key, fresh in rows.items():
             before = self._boards.get(key)
@@ -200,14 +205,11 @@ class BoardFeed:
         return board
 
     async def _load(self, key: DayKey) -> tuple[BookingRow, ...]:
-        while True:
-            generation = self._generation
-            rows = (await self._store.days([key]))[key]
-            if generation == self._generation or key in self._rows:
-                if key in self._rows:  # a commit brought it meanwhile: newer
-                    return self._rows[key]
-                self._remember(key, rows)
-                return rows
+        rows = (await self._store.days([key]))[key]
+        if key in self._rows:  # a commit brought it while this read ran: newer
+            return self._rows[key]
+        self._remember(key, rows)
+        return rows
 
     def _remember(self, key: DayKey, rows: tuple[BookingRow, ...]) -> None:
         self._rows[key] = rows

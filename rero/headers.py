@@ -11,6 +11,8 @@ from aiohttp import hdrs, web
 from rero.compat import cors_hooks
 
 SERVER: Final = "rero"
+#: GET routes whose answers are someone's own: never cached.
+PRIVATE: Final = ("/admin", "/me/")
 
 
 def setup_response_headers(app: web.Application, origins: tuple[str, ...], workers: int) -> None:
@@ -35,7 +37,7 @@ def setup_response_headers(app: web.Application, origins: tuple[str, ...], worke
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("X-Frame-Options", "DENY")
         # No caching of anything that may carry a token or a user.
-        if request.method != "GET" or request.path.startswith("/admin"):
+        if request.method != "GET" or request.path.startswith(PRIVATE):
             headers["Cache-Control"] = "no-store"
         if worker is not None:
             headers["X-Rero-Worker"] = worker

@@ -14,7 +14,7 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from rero.calendar import utc
-from rero.keys import HUB, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.keys import CALENDAR, HUB, METRICS, SERVICE, SETTINGS, STORAGE
 
 DOCS_ASSETS: Final = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -46,7 +46,7 @@ DOCS_INIT: Final = """window.ui = SwaggerUIBundle({
 
 async def database_counts(app: web.Application) -> dict[str, Any]:
     """Counts read from the database itself: the proof that it answers."""
-    now = datetime.now(timezone.utc)
+    now = app[CALENDAR].now()
     resource = app[SERVICE].resource
     # The rolling board's bookings: each slot's next occurrence ends within a day.
     counts = await app[STORAGE].counts(utc(now), resource.id, utc(now + timedelta(days=1)))

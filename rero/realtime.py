@@ -170,20 +170,27 @@ class Boards:
     calendar: BookingService
     follow: Callable[[DayBoard], None]
     unfollow: Callable[[tuple[str, str]], None]
-    following: Callable[[], int]
+    following: Callable[[], set[tuple[str, str]]]
     limit: int
 
     async def subscribe(self, msg: dict[str, Any]) -> Reply:
-        """Follow a resource's date: its board now (sent by the hub), then every change."""
+        """Follow a resource's date: its board now (sent by the hub), then every change.
+        Following a board again re-sends it and counts once."""
         try:
             data = calendar_schemas.BOARD_KEY.load(msg)
-            board = await self.calendar.board(data["resource"], data["date"])
+            resource = self.calendar.resource(data["resource"])
         except ValidationError as e:
             return _invalid(e)
         except ReroError as e:
             return error(e.detail)
-        if self.following() >= self.limit:
+        day = data["date"] or resource.today(self.calendar.now())
+        followed = self.following()
+        if (resource.id, day.isoformat()) not in followed and len(followed) >= self.limit:
             return error(f"At most {self.limit} subscriptions per connection")
+        try:
+            board = await self.calendar.board(resource.id, day)
+        except ReroError as e:
+            return error(e.detail)
         self.follow(board)
         return SENT
 
@@ -311,7 +318,7 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
         request.app[CALENDAR],
         lambda board: hub.subscribe(subscriber, board),
         lambda key: hub.unsubscribe(subscriber, key),
-        lambda: len(subscriber.keys),
+        lambda: subscriber.keys,
         settings.ws_max_subscriptions,
     )
     try:

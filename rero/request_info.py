@@ -1,14 +1,19 @@
-"""What a request says about its sender: its address behind trusted proxies, its token.
+"""What a request says about its sender: its address behind trusted proxies, its token,
+its credentials; and its JSON body, validated.
 
-Neutral ground for both transports, so neither imports the other.
+Neutral ground for the transports, so none imports another.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Any, Final
 
-from rero.errors import InvalidSession
-from rero.identity import Token
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from rero.errors import InvalidRequest, InvalidSession, RequestInvalid
+from rero.identity import Credentials, Identity, Token
+from rero.keys import SETTINGS
 
 
 def client_address(request: web.BaseRequest, trusted: tuple[str, ...]) -> str:
@@ -36,3 +41,46 @@ def bearer(request: web.BaseRequest) -> Token | None:
     if not value.isascii():
         raise InvalidSession()
     return Token(value)
+
+
+JSON_ERROR: Final = "Request body must be valid JSON"
+
+
+async def parse(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """Decode and validate a JSON body: 400 if it is not JSON, 422 if it breaks the schema.
+
+    Not JSON includes bytes the charset cannot decode, an unknown charset, and nesting
+    too deep for the decoder (``RecursionError``, from a 64 KiB body of ``[``).
+    """
+    try:
+        body = await request.json()
+    except (ValueError, LookupError, RecursionError):
+        raise InvalidRequest(JSON_ERROR) from None
+    try:
+        data: dict[str, Any] = schema.load(body)
+    except ValidationError as e:
+        raise RequestInvalid(e.messages) from None
+    return data
+
+
+def credentials(request: web.Request, data: dict[str, Any]) -> Credentials:
+    trusted = request.app[SETTINGS].trusted_proxies
+    return Credentials(data["username"], data["password"], client_address(request, trusted))
+
+
+async def identify(
+    request: web.Request, with_token: Schema | None, with_password: Schema
+) -> tuple[Identity, dict[str, Any]]:
+    """A bearer token if one is sent (the body then needs no credentials), else the body's."""
+    token = bearer(request)
+    if token is not None:
+        return token, (await parse(request, with_token) if with_token else {})
+    data = await parse(request, with_password)
+    return credentials(request, data), data
+
+
+def require_bearer(request: web.Request) -> Token:
+    token = bearer(request)
+    if token is None:
+        raise InvalidSession()
+    return token

@@ -68,7 +68,7 @@ ROUTES: tuple[Route, ...] = (
           errors=(400, 401, 403, 404, 409, 503), bearer=True),
     Route("DELETE", "/bookings/series/{series_id}", calendar_views.cancel_series,
           "Cancel a series from a date on (default: all that has not ended)",
-          cs.SeriesCancelled, errors=(401, 404, 422, 503), bearer=True, query=cs.RangeQuery),
+          cs.SeriesCancelled, errors=(401, 404, 422, 503), bearer=True, query=cs.FromQuery),
     Route("GET", "/me/bookings", calendar_views.my_bookings,
           "The caller's bookings on dates from..to (default: upcoming)", cs.BookingList,
           errors=(401, 422, 503), bearer=True, query=cs.RangeQuery),

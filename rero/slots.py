@@ -106,18 +106,17 @@ class SlotService:
         cell = (await self.board()).occurrence(slot_id)
         if cell is None or cell.holder is None:
             raise SlotNotBooked(f"Slot {slot_id} is not booked")
-        action = "admin_cancelled" if admin and cell.holder.srn != user.srn else "cancelled"
         now = stamp(self._clock)
         write = await self._commit.write(
             Cancel(None, (self.resource.id, utc(cell.start)), None if admin else user.srn,
-                   user.srn, action, now, now)
+                   user.srn, "cancelled", now, now, others="admin_cancelled")
         )  # fmt: skip
         assert write is not None
         if write.refused is Refusal.NOT_YOURS:
             raise NotYourBooking("You can only cancel your own bookings")
         if not write.changed:
             raise SlotNotBooked(f"Slot {slot_id} is not booked")
-        log.info("slot cancelled", extra={"slot_id": slot_id, "srn": user.srn, "action": action})
+        log.info("slot cancelled", extra={"slot_id": slot_id, "srn": user.srn})
         return user
 
     async def bookings(self, identity: Identity) -> list[tuple[int, BookingRow]]:

@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from aiohttp import web
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 
 from rero import schemas
 from rero.calendar import clock_text
-from rero.errors import InvalidRequest, InvalidSession, RequestInvalid
-from rero.identity import Credentials, Identity, Token
-from rero.keys import IDENTITY, SERVICE, SETTINGS
-from rero.request_info import bearer, client_address
-
-JSON_ERROR: Final = "Request body must be valid JSON"
-
-
-async def parse(request: web.Request, schema: Schema) -> dict[str, Any]:
-    """Decode and validate a JSON body: 400 if it is not JSON, 422 if it breaks the schema.
-
-    Not JSON includes bytes the charset cannot decode, an unknown charset, and nesting
-    too deep for the decoder (``RecursionError``, from a 64 KiB body of ``[``).
-    """
-    try:
-        body = await request.json()
-    except (ValueError, LookupError, RecursionError):
-        raise InvalidRequest(JSON_ERROR) from None
-    try:
-        data: dict[str, Any] = schema.load(body)
-    except ValidationError as e:
-        raise RequestInvalid(e.messages) from None
-    return data
-
-
-def credentials(request: web.Request, data: dict[str, Any]) -> Credentials:
-    trusted = request.app[SETTINGS].trusted_proxies
-    return Credentials(data["username"], data["password"], client_address(request, trusted))
-
-
-async def identify(
-    request: web.Request, with_token: Schema | None, with_password: Schema
-) -> tuple[Identity, dict[str, Any]]:
-    """A bearer token if one is sent (the body then needs no credentials), else the body's."""
-    token = bearer(request)
-    if token is not None:
-        return token, (await parse(request, with_token) if with_token else {})
-    data = await parse(request, with_password)
-    return credentials(request, data), data
-
-
-def require_bearer(request: web.Request) -> Token:
-    token = bearer(request)
-    if token is None:
-        raise InvalidSession()
-    return token
+from rero.errors import RequestInvalid
+from rero.identity import Token
+from rero.keys import IDENTITY, SERVICE
+from rero.request_info import credentials, identify, parse, require_bearer
 
 
 async def get_slots(request: web.Request) -> web.Response:

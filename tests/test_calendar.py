@@ -137,8 +137,9 @@ async def test_book_then_cancel(lab: Any) -> None:
     slot = next(s for s in board["slots"] if s["id"] == 10)
     assert (slot["state"], slot["booked_by"]) == ("booked", ALICE_SRN)
     assert board["booked_slots"] == [10]
-    mine = await (await lab.get("/me/bookings", headers=bearer(token))).json()
-    assert mine == {"bookings": [booking]}
+    resp = await lab.get("/me/bookings", headers=bearer(token))
+    assert resp.headers["Cache-Control"] == "no-store"  # a student's own: never cached
+    assert await resp.json() == {"bookings": [booking]}
     # Only its owner (or an admin) cancels it; a cancelled booking stays cancelled.
     bob = await login(lab, BOB)
     other = await lab.delete(f"/bookings/{booking['id']}", headers=bearer(bob))
@@ -239,6 +240,15 @@ async def test_an_admin_books_for_a_student(lab: Any) -> None:
     assert [b["slot_id"] for b in mine["bookings"]] == [10]
     other = await book(lab, bob, "arm-1", TOMORROW, 11, srn=ALICE_SRN)
     assert await refused(other) == (403, {"detail": "Admin access required"})
+    # An admin's cancel is audited as such only when the booking was someone else's.
+    own = (await (await book(lab, admin, "arm-1", TOMORROW, 12)).json())["booking"]
+    theirs = mine["bookings"][0]
+    for booking in (theirs, own):
+        assert (await lab.delete(f"/bookings/{booking['id']}", headers=bearer(admin))).ok
+    audit = await (await lab.get("/admin/audit?limit=2", headers=bearer(admin))).json()
+    assert [(e["action"], e["holder_srn"]) for e in audit["events"]] == [
+        ("cancelled", ALICE_SRN), ("admin_cancelled", BOB_SRN),
+    ]  # fmt: skip
 
 
 async def test_a_session_from_before_profiles_is_expired(lab: Any) -> None:
@@ -276,6 +286,12 @@ async def test_a_weekly_series(lab: Any, clock: Clock) -> None:
         f"/bookings/series/{body['series_id']}?from=2026-12-09", headers=bearer(admin)
     )
     assert [b["date"] for b in (await gone.json())["cancelled"]] == ["2026-12-09", "2026-12-16"]
+    nothing = await book(lab, admin, "arm-1", "2026-11-29", 10, repeat_weeks=1)  # a Sunday
+    assert await refused(nothing) == (409, {
+        "detail": "No date of the series could be booked",
+        "refused": [{"date": "2026-11-29",
+                     "reason": "Slot 10 on 2026-11-29 is closed: closed on Sundays"}],
+    })  # fmt: skip
     unknown = await lab.delete("/bookings/series/nope", headers=bearer(admin))
     assert await refused(unknown) == (404, {"detail": "Series nope does not exist"})
 
@@ -372,3 +388,37 @@ async def test_300_students_race_for_one_slot(make: Any, settings: Any) -> None:
     assert details == {"Slot 20 on 2026-11-25 is not available": 299}
     board = await (await client.get(f"/resources/cage/slots?date={TOMORROW}")).json()
     assert board["booked_slots"] == [20]
+
+
+async def test_a_version_1_database_is_upgraded_at_start(
+    make: Any, settings: Any, tmp_path: Any
+) -> None:
+    """The original board survives the upgrade: slot 9 stays Alice's (today, 09:00)."""
+    import aiosqlite
+
+    from rero.storage.sqlite_schema import MIGRATIONS
+
+    path = tmp_path / "db" / "rero.db"
+    path.parent.mkdir(exist_ok=True)
+    async with aiosqlite.connect(path) as db:
+        for number, step in enumerate(MIGRATIONS, start=1):
+            await step(db)
+            await db.execute(f"PRAGMA user_version = {number}")
+        await db.executemany(
+            "INSERT INTO slots (id, start_time, end_time) VALUES (?, ?, ?)",
+            [(h, f"{h:02d}:00", f"{h + 1:02d}:00") for h in range(3, 15)],
+        )
+        await db.execute(
+            "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ? WHERE id = 9",
+            (ALICE_SRN, "2026-11-24T02:00:00+00:00"),
+        )
+        await db.commit()
+    client = await make(database_path=str(path))
+    board = await (await client.get("/slots")).json()
+    assert board["booked_slots"] == [9]
+    assert (board["slots"][6]["booked_by"], board["slots"][6]["booked_at"]) == (
+        ALICE_SRN, "2026-11-24T02:00:00+00:00",
+    )  # fmt: skip
+    today = await (await client.get("/resources/lab/slots")).json()
+    assert today["booked_slots"] == [9]
+    assert [p.name.startswith("rero.db.v1-") for p in path.parent.iterdir()].count(True) == 1

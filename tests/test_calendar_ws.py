@@ -72,6 +72,7 @@ async def test_unsubscribe_and_the_limit(lab: Any) -> None:
     ws = await connect(lab)
     await subscribe(ws, "cage", TOMORROW)
     await subscribe(ws, "cage", TODAY)
+    await subscribe(ws, "cage", TODAY)  # again: the board again, still two
     await ws.send_json({"type": "subscribe", "resource": "arm-1", "date": TOMORROW})
     assert await receive(ws) == {
         "type": "error",

@@ -6,8 +6,10 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -148,3 +150,35 @@ async def test_quota_and_throttle_hold_across_workers(
     assert seen == workers
     for o in observers:
         await o.ws.close()
+
+
+async def test_a_subscription_follows_commits_from_every_worker(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A socket on one worker follows a board that another worker changes."""
+    profile = 'resources = [{id = "cage", opens = "00:00", closes = "24:00", slot_minutes = 30}]'
+    server = start_server(tmp_path, profile, WORKERS="2")
+    try:
+        day = (datetime.now(ZoneInfo("Asia/Kolkata")).date() + timedelta(days=1)).isoformat()
+        sockets: dict[str, aiohttp.ClientWebSocketResponse] = {}
+
+        async def one_on_each() -> bool:
+            ws = await session.ws_connect(server.ws_url())
+            sockets.setdefault(ws._response.headers["X-Rero-Worker"], ws)
+            return len(sockets) == 2
+
+        await eventually(one_on_each, 30, what="a socket on each worker")
+        for ws in sockets.values():
+            await ws.receive_json(timeout=5)  # the rolling board's greeting
+            await ws.send_json({"type": "subscribe", "resource": "cage", "date": day})
+            assert (await ws.receive_json(timeout=5))["data"]["booked_slots"] == []
+        body = {"resource": "cage", "date": day, "slot_id": 20, "username": "user1",
+                "password": "pw-1"}  # fmt: skip
+        async with session.post(server.url + "/bookings", json=body) as resp:
+            assert resp.status == 201
+        for ws in sockets.values():
+            update = await ws.receive_json(timeout=5)
+            assert (update["resource"], update["data"]["booked_slots"]) == ("cage", [20])
+    finally:
+        server.proc.terminate()
+        server.proc.wait(15)

@@ -104,7 +104,8 @@ class Series:
 @dataclass(frozen=True)
 class Cancel:
     """Cancel one booking, by id or by (resource, start), only if it is booked, has not
-    ended at ``now``, and (unless ``srn`` is None) belongs to ``srn``."""
+    ended at ``now``, and (unless ``srn`` is None) belongs to ``srn``. The audit row says
+    ``action``, or ``others`` (if given) when the booking was not the actor's."""
 
     booking_id: int | None
     slot: tuple[str, str] | None
@@ -114,6 +115,7 @@ class Cancel:
     at: str
     now: str
     reason: str | None = None
+    others: str | None = None
 
 
 @dataclass(frozen=True)

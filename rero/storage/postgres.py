@@ -1,9 +1,11 @@
 """PostgreSQL storage over asyncpg, for any number of hosts, with LISTEN/NOTIFY as the bus.
 
-Same tables, same guarantees as the SQLite store: each booking is one conditional
-UPDATE decided by its row count, audit rows commit with their change, sessions and
-throttling counts are shared. Every committing write also sends a NOTIFY (delivered on
-commit), which each process turns into a fresh board for its clients.
+Same tables, same guarantees as the SQLite store, and the same programs
+(:mod:`rero.storage.programs`): each change is decided by one conditional statement, audit
+rows commit with their change, advisory locks order what a unique index cannot (a
+student's quota, a blackout against bookings), sessions and throttling counts are shared.
+Every committing write also sends a NOTIFY (delivered on commit), which each process turns
+into fresh boards for its clients.
 """
 
 from __future__ import annotations

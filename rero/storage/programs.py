@@ -155,7 +155,8 @@ def _cancel(c: Cancel) -> Program:
     )
     if rows:
         gone = booking(rows[0])
-        yield from _audit(gone, c.actor, c.action, c.at, c.reason)
+        action = c.others if c.others is not None and gone.srn != c.actor else c.action
+        yield from _audit(gone, c.actor, action, c.at, c.reason)
         return Write(True, bookings=(gone,))
     found = yield (f"SELECT srn, status, ends_at FROM bookings WHERE {where}", params)
     if not found:
