@@ -72,9 +72,9 @@ async def create_booking(request: web.Request) -> web.Response:
     series = await staff.book_series(who, *where, weeks, srn=data.get("srn"))
     refused = [{"date": d.isoformat(), "reason": why} for d, why in series.refused]
     if not series.bookings:
-        body = {"detail": "No date of the series could be booked", "refused": refused}
-        return web.json_response(body, status=409)
-    body = {
+        nothing = {"detail": "No date of the series could be booked", "refused": refused}
+        return web.json_response(nothing, status=409)
+    body: dict[str, Any] = {
         "success": True,
         "series_id": series.series_id,
         "bookings": [calendar.as_json(b) for b in series.bookings],

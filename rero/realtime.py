@@ -78,8 +78,12 @@ class Peer:
 
 
 def _invalid(e: ValidationError) -> Reply:
-    name, messages = next(iter(e.messages_dict.items()))
-    return error(f"Invalid {name}: {' '.join(map(str, messages))}")
+    return error(_first_problem(e.messages_dict))
+
+
+def _first_problem(errors: Any) -> str:
+    name, messages = next(iter(errors.items()))
+    return f"Invalid {name}: {' '.join(map(str, messages))}"
 
 
 def _identity(peer: Peer, msg: dict[str, Any], what: str) -> tuple[Identity, int] | Reply:
@@ -232,11 +236,6 @@ class Boards:
             return {**reply, "success": False, "message": _failure_sentence(e)}
         booking = self.calendar.as_json(row)
         return {**reply, "success": True, "message": done, "booking": booking}
-
-
-def _first_problem(errors: Any) -> str:
-    name, messages = next(iter(errors.items()))
-    return f"Invalid {name}: {' '.join(map(str, messages))}"
 
 
 async def answer(
