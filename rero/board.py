@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Final
 
 from rero.calendar import Resource, clock_text, iso, utc
@@ -109,12 +110,9 @@ class DayBoard:
             "booked_slots": [c.id for c in self.cells if c.state == BOOKED],
         }
 
-    @property
+    @cached_property
     def json(self) -> str:
-        text = self.__dict__.get("_json")
-        if text is None:
-            text = self.__dict__["_json"] = json.dumps(self.data, separators=(",", ":"))
-        return text
+        return json.dumps(self.data, separators=(",", ":"))
 
 
 class RollingBoard:
@@ -164,9 +162,6 @@ class RollingBoard:
             )
         return {"slots": slots, "available_slots": self.available, "booked_slots": self.booked}
 
-    @property
+    @cached_property
     def json(self) -> str:
-        text = self.__dict__.get("_json")
-        if text is None:
-            text = self.__dict__["_json"] = json.dumps(self.data, separators=(",", ":"))
-        return text
+        return json.dumps(self.data, separators=(",", ":"))

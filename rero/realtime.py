@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -177,38 +178,35 @@ class Boards:
     following: Callable[[], set[tuple[str, str]]]
     limit: int
 
+    def key(self, msg: dict[str, Any]) -> tuple[str, str] | Reply:
+        """The board a message names: a resource, and a date (default: its today)."""
+        try:
+            data = calendar_schemas.BOARD_KEY.load(msg)
+            resource = self.calendar.resource(data["resource"])
+        except ValidationError as e:
+            return _invalid(e)
+        except ReroError as e:
+            return error(e.detail)
+        return resource.id, (data["date"] or resource.today(self.calendar.now())).isoformat()
+
     async def subscribe(self, msg: dict[str, Any]) -> Reply:
         """Follow a resource's date: its board now (sent by the hub), then every change.
         Following a board again re-sends it and counts once."""
-        try:
-            data = calendar_schemas.BOARD_KEY.load(msg)
-            resource = self.calendar.resource(data["resource"])
-        except ValidationError as e:
-            return _invalid(e)
-        except ReroError as e:
-            return error(e.detail)
-        day = data["date"] or resource.today(self.calendar.now())
+        key = self.key(msg)
+        if isinstance(key, dict):
+            return key
         followed = self.following()
-        if (resource.id, day.isoformat()) not in followed and len(followed) >= self.limit:
+        if key not in followed and len(followed) >= self.limit:
             return error(f"At most {self.limit} subscriptions per connection")
-        try:
-            board = await self.calendar.board(resource.id, day)
-        except ReroError as e:
-            return error(e.detail)
-        self.follow(board)
+        self.follow(await self.calendar.board(key[0], date.fromisoformat(key[1])))
         return SENT
 
     def unsubscribe(self, msg: dict[str, Any]) -> Reply:
-        try:
-            data = calendar_schemas.BOARD_KEY.load(msg)
-            resource = self.calendar.resource(data["resource"])
-        except ValidationError as e:
-            return _invalid(e)
-        except ReroError as e:
-            return error(e.detail)
-        day = (data["date"] or resource.today(self.calendar.now())).isoformat()
-        self.unfollow((resource.id, day))
-        return {"type": "unsubscribed", "resource": resource.id, "date": day}
+        key = self.key(msg)
+        if isinstance(key, dict):
+            return key
+        self.unfollow(key)
+        return {"type": "unsubscribed", "resource": key[0], "date": key[1]}
 
     async def act(self, peer: Peer, msg: dict[str, Any], response_type: str) -> Reply:
         """``book_slot`` / ``cancel_slot`` naming a resource and a date."""

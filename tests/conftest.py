@@ -4,7 +4,6 @@ cluster, a server process. Helpers live in ``tests/helpers.py``."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from rero.app import create_app
 from rero.settings import Settings, load_settings
 from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
     ROOT,
     ClientFactory,
     Clock,
@@ -29,6 +30,7 @@ from tests.helpers import (
     PgCluster,
     Server,
     free_port,
+    new_database,
     pg_bin,
     start_server,
 )
@@ -64,6 +66,17 @@ def make(
         return await aiohttp_client(app)
 
     return factory
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Headless Chromium for the page tests (Playwright is imported only by them)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        await launched.close()
 
 
 @pytest.fixture
@@ -134,15 +147,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 async def pg_url(pg_cluster: PgCluster) -> str:
     """A fresh, empty database on the cluster for one test."""
-    import asyncpg
-
-    name = f"rero_{os.getpid()}_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(pg_cluster.url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+    return await new_database(pg_cluster.url)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import inspect
 import json
 import logging
 import os
+import secrets
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -51,6 +53,12 @@ from rero.storage import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
+# As root in a sandbox, and with no network beyond loopback: no background requests.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 ALICE = {"username": "alice", "password": "alice-pw-Zq7"}
 BOB = {"username": "bob", "password": "bob-pw-Xk4"}
 ALICE_SRN = "PES1UG22CS001"
@@ -343,6 +351,19 @@ def outside_booking(path: Path, slot_id: int, srn: str) -> None:
             " created_at, updated_at) VALUES ('lab', ?, ?, ?, ?, ?, 'booked', ?, ?)",
             (slot.start.date().isoformat(), slot_id, start, end, srn, start, start),
         )
+
+
+async def new_database(cluster_url: str) -> str:
+    """A fresh, empty database on the PostgreSQL cluster at ``cluster_url``; its URL."""
+    import asyncpg
+
+    name = f"rero_{os.getpid()}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(cluster_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return cluster_url.rsplit("/", 1)[0] + "/" + name
 
 
 # ---- the calendar's test lab ------------------------------------------------------------

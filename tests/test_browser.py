@@ -11,23 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import ByteCounter, Server, eventually, outside_booking, start_server
+from tests.helpers import CHROMIUM, ByteCounter, Server, eventually, outside_booking, start_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
-# As root in a sandbox, and with no network beyond loopback: no background requests.
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 A_USER = ("user0", "pw-0")  # the test server's fake users (start_server in tests/helpers.py)
 B_USER = ("user1", "pw-1")
 SLOT_9 = "09:00\u201310:00"  # as the page writes it, with an en dash
@@ -39,15 +31,7 @@ if not REQUIRED and not Path(CHROMIUM).exists():
 if not REQUIRED:
     pytest.importorskip("playwright")
 
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        await launched.close()
+from playwright.async_api import Browser, Page, expect  # noqa: E402
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -23,14 +22,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from tests.helpers import Server, bearer, start_server
+from tests.helpers import CHROMIUM, Server, bearer, start_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 A_USER = ("user0", "pw-0")  # start_server's fake users: SRN0000, SRN0001, ...
 B_USER = ("user1", "pw-1")
 ADMIN = {"username": "user3", "password": "pw-3"}
@@ -52,15 +46,7 @@ if not REQUIRED and not Path(CHROMIUM).exists():
 if not REQUIRED:
     pytest.importorskip("playwright")
 
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield launched
-        await launched.close()
+from playwright.async_api import Browser, Page, expect  # noqa: E402
 
 
 @contextmanager

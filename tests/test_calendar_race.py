@@ -5,7 +5,6 @@ On PostgreSQL two apps (two group commits) share the database, as two hosts woul
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -24,6 +23,7 @@ from tests.helpers import (
     bearer,
     eventually,
     login,
+    new_database,
     users,
 )
 
@@ -45,15 +45,9 @@ async def clients(
     if request.param == "sqlite":
         client = await aiohttp_client(create_app(changed, clock=clock, timer=clock.timer))
         return client, client
-    asyncpg = pytest.importorskip("asyncpg")
-    cluster = request.getfixturevalue("pg_cluster")
-    name = f"rero_race_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(cluster.url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    pg = replace(changed, database_url=cluster.url.rsplit("/", 1)[0] + "/" + name)
+    pytest.importorskip("asyncpg")
+    url = await new_database(request.getfixturevalue("pg_cluster").url)
+    pg = replace(changed, database_url=url)
     return tuple(
         [await aiohttp_client(create_app(pg, clock=clock, timer=clock.timer)) for _ in range(2)]
     )
