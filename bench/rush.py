@@ -241,6 +241,7 @@ def main() -> None:
     print("| server | p50 ms | p99 ms | max ms |\n| --- | --- | --- | --- |")
     for name, row in (("bare echo, before", b1), ("rero", r), ("bare echo, after", b2)):
         print(f"| {name} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} |")
+    print(f"| rero / bare (mean of both) | {result['p50_ratio']} | {result['p99_ratio']} | |")
     verdict(result, ok)
 
 
