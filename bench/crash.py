@@ -7,7 +7,7 @@ the server with SIGKILL at a random moment, restarts it on the same file and che
 * ``PRAGMA integrity_check`` is ok;
 * every acknowledged booking and cancellation has its audit row (same slot, holder,
   action), and there are no more audit rows of a kind than were attempted;
-* the slots table is exactly what replaying the audit trail gives.
+* the live bookings are exactly what replaying the audit trail gives.
 
     python -m bench.crash --rounds 20 --clients 200
 """
@@ -72,10 +72,10 @@ def check(db_path: Path, acked: Acts, attempted: Acts) -> list[str]:
         if integrity != "ok":
             problems.append(f"integrity_check: {integrity}")
         events = db.execute(
-            "SELECT slot_id, holder_srn, action FROM booking_events ORDER BY id"
+            "SELECT slot_id, holder_srn, action, booking_id FROM booking_events ORDER BY id"
         ).fetchall()
-        slots = dict(db.execute("SELECT id, booked_by FROM slots WHERE is_booked = 1"))
-    recorded = Counter((s, h, a) for s, h, a in events)
+        live = dict(db.execute("SELECT id, srn FROM bookings WHERE status = 'booked'"))
+    recorded = Counter((s, h, a) for s, h, a, _ in events)
     for key, count in acked.items():
         if recorded[key] < count:
             problems.append(f"acknowledged but not recorded: {key} x{count - recorded[key]}")
@@ -83,13 +83,13 @@ def check(db_path: Path, acked: Acts, attempted: Acts) -> list[str]:
         if count > attempted[key]:
             problems.append(f"recorded more than attempted: {key}")
     replay: dict[int, str] = {}
-    for slot, holder, action in events:
+    for _, holder, action, booking in events:
         if action == "booked":
-            replay[slot] = holder
+            replay[booking] = holder
         else:
-            replay.pop(slot, None)
-    if replay != slots:
-        problems.append(f"slots {slots} differ from the audit replay {replay}")
+            replay.pop(booking, None)
+    if replay != live:
+        problems.append(f"bookings {live} differ from the audit replay {replay}")
     return problems
 
 

@@ -13,25 +13,29 @@ import argparse
 import asyncio
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from rero.slots import Schedule
+from rero.resources import NextOccurrence, build_lab
+from rero.settings import Settings
 from rero.storage import Book, Cancel, Change
 from rero.storage.sqlite import SqliteStorage, open_sqlite
+
+DAY, START, END = "2030-01-07", "2030-01-07T05:00:00+00:00", "2030-01-07T06:00:00+00:00"
+NOW = "2030-01-07T00:00:00+00:00"
+BOOK = Book("lab", DAY, 5, START, END, "S1", "S1", "t")
+CANCEL = Cancel(None, ("lab", START), "S1", "S1", "cancelled", "t", NOW)
 
 
 async def changes_per_second(storage: SqliteStorage, size: int, seconds: float) -> float:
     made, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        group: list[Change] = [
-            Book(5, "S1", "t") if (made + i) % 2 == 0 else Cancel(5, "S1", "S1", "cancelled", "t")
-            for i in range(size)
-        ]
-        writes = await storage.apply(group)
-        assert all(w.changed for w in writes), "every change in the group should be made"
+        group: list[Change] = [BOOK if (made + i) % 2 == 0 else CANCEL for i in range(size)]
+        applied = await storage.apply(group)
+        assert all(w.changed for w in applied.writes), "every change in the group should be made"
         made += size
     if made % 2:  # leave the slot free for the next size
-        await storage.apply([Cancel(5, "S1", "S1", "cancelled", "t")])
+        await storage.apply([CANCEL])
     return made / (time.perf_counter() - started)
 
 
@@ -41,10 +45,11 @@ async def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        async with open_sqlite(str(Path(tmp) / "store.db"), Schedule().rows()) as storage:
+        upgrade = NextOccurrence(build_lab(Settings()).default, datetime.now(timezone.utc))
+        async with open_sqlite(str(Path(tmp) / "store.db"), upgrade) as storage:
             trips, started = 0, time.perf_counter()
             while time.perf_counter() - started < args.seconds:
-                await storage.counts()  # one statement, one round trip
+                await storage.counts(NOW)  # one statement, one round trip
                 trips += 1
             trip_us = (time.perf_counter() - started) / trips * 1e6
             print(f"one round trip (a one-statement read): {trip_us:.0f} us")

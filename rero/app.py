@@ -16,14 +16,15 @@ from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
 from rero.auth.pesu import PesuAuth
-from rero.board import BoardFeed
 from rero.board_page import setup_board_page
+from rero.bookings import BookingService
 from rero.clock import Clock, utcnow
 from rero.commit import GroupCommit
+from rero.feed import BoardFeed
 from rero.headers import setup_response_headers
 from rero.hub import Hub
 from rero.identity import IdentityService
-from rero.keys import AUTH, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STAFF, STORAGE
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -31,9 +32,11 @@ from rero.openapi import build_spec
 from rero.operator import setup_docs
 from rero.outcomes import Outcomes
 from rero.realtime import slot_booking
+from rero.resources import NextOccurrence, build_lab
 from rero.routes import ROUTES, setup_routes
 from rero.settings import Settings, load_settings
-from rero.slots import Schedule, SlotService
+from rero.slots import SlotService
+from rero.staff import StaffService
 from rero.storage.backends import open_storage
 
 log = logging.getLogger(__name__)
@@ -51,13 +54,17 @@ def create_app(
     """Build the service; ``clock`` and ``timer`` let tests move time instead of sleeping."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    if settings.release_after_slot_end is not None:
+        log.warning("release_after_slot_end is ignored: a booking always ends with its slot now")
     app[HUB] = hub = Hub(settings.ws_send_timeout_seconds)
     outcomes = Outcomes()
     app[METRICS] = metrics = Metrics(hub, outcomes)
 
+    lab = build_lab(settings)
+
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-        slots = Schedule(settings.first_hour, settings.last_hour).rows()
-        async with open_storage(settings.database_path, settings.database_url, slots) as store:
+        upgrade = NextOccurrence(lab.default, clock())
+        async with open_storage(settings.database_path, settings.database_url, upgrade) as store:
             app[STORAGE] = store
             yield
 
@@ -82,12 +89,15 @@ def create_app(
         identity = IdentityService(app[AUTH], store, store, settings, clock, outcomes)
         identity.on_revoked(hub.end_sessions)
         await identity.follow_revocations()
-        feed = BoardFeed(settings.show_booked_by)
-        feed.subscribe(hub.publish)
+        feed = BoardFeed(lab, store, clock, settings.show_booked_by)
+        feed.on_rolling(hub.publish)
+        feed.on_day(hub.publish_day)
         commit = GroupCommit(store, feed)
         await commit.load()
-        service = SlotService(identity, commit, feed, store, settings, clock, outcomes)
-        app[IDENTITY], app[SERVICE] = identity, service
+        calendar = BookingService(lab, identity, commit, feed, store, settings, clock, outcomes)
+        service = SlotService(calendar, identity, commit, feed, store, clock, outcomes)
+        app[IDENTITY], app[SERVICE], app[CALENDAR] = identity, service, calendar
+        app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
 
         async def other_process_committed() -> None:
             await commit.refresh()
@@ -95,9 +105,10 @@ def create_app(
 
         # Commits by other processes (workers, hosts, operator tools) reach this hub too:
         # their boards, and the sessions they revoked.
-        tasks = [asyncio.create_task(store.watch(other_process_committed))]
-        if settings.release_after_slot_end:
-            tasks.append(asyncio.create_task(service.expire_forever()))
+        tasks = [
+            asyncio.create_task(store.watch(other_process_committed)),
+            asyncio.create_task(calendar.run_forever()),
+        ]
         yield
         for task in tasks:
             task.cancel()

@@ -1,82 +1,172 @@
-"""The board: an immutable snapshot of every slot, and the feed that hands each new one on.
+"""Boards: one resource's slots on one date, and the original API's rolling board.
 
-A board is built once per commit and serialized once; readers (``GET /slots``, the
-hub, the rules) share it and never touch the database.
+A board is rendered once per change (or once the clock passes its ``valid_until``: a
+slot ends, the day opens) and serialized once; readers (``GET /slots``,
+``GET /resources/{id}/slots``, the hub, the rules' fast refusals) share it and never
+touch the database.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable
-from functools import cached_property
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Final
 
-from rero.storage import SlotRow
+from rero.calendar import Resource, clock_text, iso, utc
+from rero.storage import BlackoutRow, BookingRow
 
-log: Final = logging.getLogger(__name__)
+FREE: Final = "free"
+BOOKED: Final = "booked"
+CLOSED: Final = "closed"
+NEVER: Final = float("inf")
 
-Listener = Callable[["Board"], None]
+
+@dataclass(frozen=True)
+class Cell:
+    """One slot of a board as rendered: its state, and who holds it (whatever the board
+    shows)."""
+
+    id: int
+    start: datetime
+    end: datetime
+    state: str
+    reason: str | None = None
+    holder: BookingRow | None = None
 
 
-class Board:
-    """Every slot as committed; ``show_booked_by`` decides what the public body shows."""
+class DayBoard:
+    """A resource's slots on a date, at an instant; valid until ``valid_until`` (epoch)."""
 
-    def __init__(self, slots: tuple[SlotRow, ...], show_booked_by: bool = True) -> None:
-        self.slots = slots
-        self._show_booked_by = show_booked_by
-        self.by_id = {s.id: s for s in slots}
-        self.booked = [s.id for s in slots if s.is_booked]
-        self.available = [s.id for s in slots if not s.is_booked]
+    def __init__(
+        self,
+        resource: Resource,
+        day: date,
+        bookings: Sequence[BookingRow],
+        blackouts: Sequence[BlackoutRow],
+        now: datetime,
+        show_booked_by: bool,
+    ) -> None:
+        self.resource, self.date = resource, day
+        held = {b.start: b for b in bookings if b.status != "cancelled"}
+        opens_at = resource.opens_at(day)
+        closure = resource.closure(day)
+        cells, edges = [], [opens_at] if now < opens_at else []
+        for slot in resource.slots_on(day):
+            start, end = utc(slot.start), utc(slot.end)
+            holder = held.get(start)
+            covering = next((b for b in blackouts if b.start < end and b.end > start), None)
+            if slot.end > now:
+                edges.append(slot.end)
+            if holder is not None:
+                cell = Cell(slot.id, slot.start, slot.end, BOOKED, None, holder)
+            elif closure is not None:
+                cell = Cell(slot.id, slot.start, slot.end, CLOSED, closure)
+            elif covering is not None:
+                cell = Cell(slot.id, slot.start, slot.end, CLOSED, covering.reason)
+            elif slot.end <= now:
+                cell = Cell(slot.id, slot.start, slot.end, CLOSED, "ended")
+            elif now < opens_at:
+                cell = Cell(slot.id, slot.start, slot.end, CLOSED, "not yet open")
+            else:
+                cell = Cell(slot.id, slot.start, slot.end, FREE)
+            cells.append(cell)
+        self.cells = tuple(cells)
+        self.by_id = {c.id: c for c in cells}
+        self.opens_at = None if now >= opens_at else opens_at
+        self.valid_until = min(edges).timestamp() if edges else NEVER
+        self.rendered_at = now.timestamp()
+        self._show = show_booked_by
 
-    @cached_property
+    def is_taken(self, slot_id: int) -> bool:
+        cell = self.by_id.get(slot_id)
+        return cell is not None and cell.state == BOOKED
+
+    @property
     def data(self) -> dict[str, Any]:
-        """The body of ``GET /slots`` and the ``data`` of a ``slots_update``."""
+        """The body of ``GET /resources/{id}/slots`` and a subscription's ``data``."""
+        zone = self.resource.zone
         return {
+            "resource": self.resource.id,
+            "date": self.date.isoformat(),
+            "timezone": str(zone),
+            "opens_at": None if self.opens_at is None else iso(self.opens_at, zone),
             "slots": [
                 {
-                    "id": s.id,
-                    "start_time": s.start_time,
-                    "end_time": s.end_time,
-                    "is_booked": s.is_booked,
-                    "booked_by": s.booked_by if self._show_booked_by else None,
-                    "booked_at": s.booked_at,
+                    "id": c.id,
+                    "start": iso(c.start, zone),
+                    "end": iso(c.end, zone),
+                    "state": c.state,
+                    "is_booked": c.state == BOOKED,
+                    "booked_by": (c.holder.srn or None) if c.holder and self._show else None,
+                    "booked_at": c.holder.created_at if c.holder else None,
+                    "reason": c.reason,
                 }
-                for s in self.slots
+                for c in self.cells
             ],
-            "available_slots": self.available,
-            "booked_slots": self.booked,
+            "available_slots": [c.id for c in self.cells if c.state == FREE],
+            "booked_slots": [c.id for c in self.cells if c.state == BOOKED],
         }
 
-    @cached_property
+    @property
     def json(self) -> str:
-        return json.dumps(self.data, separators=(",", ":"))
-
-    def held_by(self, srn: str) -> list[SlotRow]:
-        return [s for s in self.slots if s.is_booked and s.booked_by == srn]
-
-    def is_booked(self, slot_id: int) -> bool:
-        slot = self.by_id.get(slot_id)
-        return slot is not None and slot.is_booked
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = self.__dict__["_json"] = json.dumps(self.data, separators=(",", ":"))
+        return text
 
 
-class BoardFeed:
-    """Holds the newest committed board and calls every listener with each new one."""
+class RollingBoard:
+    """The original ``GET /slots``: the default resource's every slot at its next
+    occurrence (today if it has not ended, else tomorrow). An occurrence that cannot be
+    booked (closed, not yet open) shows as booked by nobody."""
 
-    def __init__(self, show_booked_by: bool) -> None:
-        self._show_booked_by = show_booked_by
-        self._listeners: list[Listener] = []
-        self.current = Board((), show_booked_by)
+    def __init__(self, resource: Resource, today: DayBoard, tomorrow: DayBoard) -> None:
+        self.resource = resource
+        cells: list[Cell | None] = []
+        for slot_id in resource.slot_ids:
+            cell = today.by_id.get(slot_id)
+            if cell is None or cell.end.timestamp() <= today.rendered_at:
+                cell = tomorrow.by_id.get(slot_id)
+            cells.append(cell)
+        self.cells = dict(zip(resource.slot_ids, cells, strict=True))
+        self.valid_until = min(today.valid_until, tomorrow.valid_until)
+        self._show = today._show
+        self.booked = [i for i, c in self.cells.items() if c is None or c.state != FREE]
+        self.available = [i for i, c in self.cells.items() if c is not None and c.state == FREE]
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(board)`` after every committed change; it must not block."""
-        self._listeners.append(listener)
+    def occurrence(self, slot_id: int) -> Cell | None:
+        return self.cells.get(slot_id)
 
-    def publish(self, slots: tuple[SlotRow, ...]) -> None:
-        """Make ``slots`` (just committed) the current board and hand it to every listener."""
-        board = self.current = Board(slots, self._show_booked_by)
-        for listener in self._listeners:
-            try:
-                listener(board)
-            except Exception:  # a broken listener must not undo a committed booking
-                log.exception("board listener failed")
+    def held_by(self, srn: str) -> list[tuple[int, BookingRow]]:
+        return [
+            (i, c.holder) for i, c in self.cells.items() if c and c.holder and c.holder.srn == srn
+        ]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The body of ``GET /slots`` and the ``data`` of the original ``slots_update``."""
+        step = self.resource.slot_minutes
+        slots = []
+        for slot_id, cell in self.cells.items():
+            holder = cell.holder if cell is not None else None
+            slots.append(
+                {
+                    "id": slot_id,
+                    "start_time": clock_text(slot_id * step),
+                    "end_time": clock_text((slot_id + 1) * step),
+                    "is_booked": cell is None or cell.state != FREE,
+                    # A booking from before SRNs were kept has none: held by nobody known.
+                    "booked_by": (holder.srn or None) if holder and self._show else None,
+                    "booked_at": holder.created_at if holder else None,
+                }
+            )
+        return {"slots": slots, "available_slots": self.available, "booked_slots": self.booked}
+
+    @property
+    def json(self) -> str:
+        text = self.__dict__.get("_json")
+        if text is None:
+            text = self.__dict__["_json"] = json.dumps(self.data, separators=(",", ":"))
+        return text

@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     command(
         "backup", "copy the SQLite database consistently, even while the server runs"
     ).add_argument("dest", help="file to write the copy to")
-    command("export", "write slots and audit events to stdout (SQLite or PostgreSQL)").add_argument(
-        "--format", choices=("json", "csv"), default="json", help="output format (json)"
-    )
+    command(
+        "export", "write bookings, blackouts and audit events to stdout (SQLite or PostgreSQL)"
+    ).add_argument("--format", choices=("json", "csv"), default="json", help="output format (json)")
     return parser
 
 
@@ -85,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.format == "json":
                 print(json.dumps(data, indent=2))
             else:
-                _write_csv(data["slots"])
-                print()
-                _write_csv(data["events"])
+                for n, rows in enumerate(data.values()):
+                    if n:
+                        print()
+                    _write_csv(rows)
         else:
             serve(settings, args.config)
     except (OSError, sqlite3.Error, backends.Unsupported) as e:

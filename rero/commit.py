@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from rero.board import Board, BoardFeed
-from rero.storage import Change, SlotStore, Write
+from rero.feed import BoardFeed
+from rero.storage import Applied, Change, SlotStore, Write
 
 log: Final = logging.getLogger(__name__)
 
-#: Refuses a change from the committed board, without asking the database.
-Skip = Callable[[Board], bool]
+#: Refuses a change from the committed boards, without asking the database.
+Skip = Callable[[], bool]
 
 
 class GroupCommit:
@@ -33,8 +33,9 @@ class GroupCommit:
         self._committing: set[asyncio.Task[None]] = set()
 
     async def load(self) -> None:
-        """Read the board once at start-up."""
-        self._feed.publish(await self._store.slots())
+        """Read the boards once at start-up."""
+        async with self._lock:
+            await self._feed.start()
 
     async def write(self, change: Change, skip: Skip | None = None) -> Write | None:
         """Queue ``change`` for the next commit; its :class:`Write`, or None if ``skip``
@@ -49,11 +50,14 @@ class GroupCommit:
         return await done
 
     async def refresh(self) -> None:
-        """Another process committed: re-read the board, publish it if it changed."""
+        """Another process committed: re-read the boards, publish those that changed."""
         async with self._lock:
-            slots = await self._store.slots()
-            if slots != self._feed.current.slots:
-                self._feed.publish(slots)
+            await self._feed.refresh()
+
+    async def tick(self) -> None:
+        """Time moved: publish the boards it changed, in order with commits."""
+        async with self._lock:
+            await self._feed.tick()
 
     async def _commit_queued(self) -> None:
         """Commit every queued change in one storage call, then publish and answer."""
@@ -68,7 +72,7 @@ class GroupCommit:
             queued, self._queue = self._queue, []
             todo: list[tuple[Change, asyncio.Future[Write | None]]] = []
             for change, skip, done in queued:
-                if skip is not None and skip(self._feed.current):
+                if skip is not None and skip():
                     _settle(done, None)
                 else:
                     todo.append((change, done))
@@ -79,7 +83,7 @@ class GroupCommit:
 
     async def _commit(self, todo: list[tuple[Change, asyncio.Future[Write | None]]]) -> None:
         try:
-            writes = await self._store.apply([change for change, _ in todo])
+            applied: Applied = await self._store.apply([change for change, _ in todo])
         except Exception as e:
             for _, done in todo:
                 if not done.done():
@@ -89,10 +93,9 @@ class GroupCommit:
             for _, done in todo:
                 done.cancel()
             raise
-        changed = [w for w in writes if w.changed]
-        if changed:
-            self._feed.publish(changed[-1].slots)
-        for (_, done), write in zip(todo, writes, strict=True):
+        if any(w.changed for w in applied.writes):
+            self._feed.committed(applied)
+        for (_, done), write in zip(todo, applied.writes, strict=True):
             _settle(done, write)
 
 

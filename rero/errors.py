@@ -111,3 +111,21 @@ class RequestInvalid(ReroError):
     def __init__(self, errors: Any) -> None:
         super().__init__("Request validation failed")
         self.errors = errors
+
+
+class Conflict(ReroError):
+    """The calendar's state refuses the request: taken, closed, over a limit."""
+
+    status = 409
+
+
+class NotFound(ReroError):
+    """A resource, booking, series or blackout that does not exist."""
+
+    status = 404
+
+
+class Forbidden(ReroError):
+    """Allowed to others, not to this caller (a resource of another campus)."""
+
+    status = 403

@@ -1,10 +1,13 @@
-"""The hub: fans each committed board out to every subscribed WebSocket.
+"""The hub: fans each committed board out to the WebSockets that follow it.
 
-Every committed change reaches the hub as a new board, which it serializes and
-frames once. Publishing never awaits a socket: a client whose transport can take
-the frame gets it written at once (the fast path); a client that is behind keeps
-only the newest pending board (conflation) and gets one writer task until it
-catches up, or is cut off when it stays blocked past ``ws_send_timeout_seconds``.
+A socket follows the rolling board (the original ``slots_update``) until it subscribes
+to a resource's date; then it follows exactly the boards it subscribed to. Every
+committed change reaches the hub as new boards, each serialized and framed once, and
+offered only to that board's followers: a change costs in proportion to them.
+Publishing never awaits a socket: a client whose transport can take the frame gets it
+written at once (the fast path); a client that is behind keeps only the newest pending
+message of each board (conflation) and gets one writer task until it catches up, or is
+cut off when it stays blocked past ``ws_send_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Final
 
 from aiohttp import WSCloseCode, web
 
-from rero.board import Board
+from rero.board import DayBoard, RollingBoard
 from rero.compat import close_frame, text_frame
+from rero.storage import DayKey
 
 log: Final = logging.getLogger(__name__)
 
@@ -25,17 +29,33 @@ SHUTDOWN_GRACE: Final = 3.0
 SESSION_ENDED: Final = '{"type":"session_ended"}'
 
 
-def slots_update(board: Board) -> str:
-    """The ``slots_update`` message for ``board``, stamped now; built once per change."""
+#: What a pending message belongs to: a board's key, or None for the rolling board.
+Channel = DayKey | None
+Message = tuple[str, bytes]
+
+
+def slots_update(board: RollingBoard) -> str:
+    """The original ``slots_update`` message for ``board``, stamped now; built once."""
     stamp = datetime.now(timezone.utc).isoformat()
     return f'{{"type":"slots_update","data":{board.json},"timestamp":"{stamp}"}}'
+
+
+def day_update(board: DayBoard) -> str:
+    """A subscription's ``slots_update``: the board's resource and date, then its data."""
+    stamp = datetime.now(timezone.utc).isoformat()
+    head = f'"resource":"{board.resource.id}","date":"{board.date.isoformat()}"'
+    return f'{{"type":"slots_update",{head},"data":{board.json},"timestamp":"{stamp}"}}'
+
+
+def _framed(text: str) -> Message:
+    return text, text_frame(text.encode())
 
 
 class Subscriber:
     """The hub's side of one socket: its transport for the fast path, at most one pending
     board, and the writer task it has only while it is behind."""
 
-    __slots__ = ("pending", "protocol", "raw", "session", "transport", "writer", "ws")
+    __slots__ = ("keys", "pending", "protocol", "raw", "session", "transport", "writer", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.ws = ws
@@ -43,8 +63,10 @@ class Subscriber:
         self.protocol = request.protocol
         # Frames written by hand must stay out of aiohttp's compressor's way.
         self.raw = not ws.compress
-        self.pending: tuple[str, bytes] | None = None
+        self.pending: dict[Channel, Message] = {}
         self.writer: asyncio.Task[None] | None = None
+        #: The boards it subscribed to; none: it follows the rolling board.
+        self.keys: set[DayKey] = set()
         #: The digest of the session token the socket signed in with, if any.
         self.session: str | None = None
 
@@ -54,6 +76,10 @@ class Hub:
 
     def __init__(self, send_timeout: float) -> None:
         self.clients: set[Subscriber] = set()
+        #: Sockets that never subscribed: they follow the rolling board.
+        self.legacy: set[Subscriber] = set()
+        self.followers: dict[DayKey, set[Subscriber]] = {}
+        self._latest: dict[DayKey, Message] = {}
         self._signed_in: dict[str, set[Subscriber]] = {}
         self._ending: set[asyncio.Task[None]] = set()
         self._send_timeout = send_timeout
@@ -68,23 +94,59 @@ class Hub:
         """Sockets subscribed now (a client cut off no longer counts)."""
         return len(self.clients)
 
-    def publish(self, board: Board) -> None:
-        """Serialize and frame once, then offer the same bytes to every client."""
-        text = slots_update(board)
-        self._message = (text, text_frame(text.encode()))
+    def publish(self, board: RollingBoard) -> None:
+        """Serialize and frame once, then offer the same bytes to every legacy client."""
+        self._message = message = _framed(slots_update(board))
         self.boards += 1
-        for client in self.clients:
-            self._offer(client)
+        for client in self.legacy:
+            self._offer(client, None, message)
+
+    def publish_day(self, board: DayBoard) -> None:
+        """The same for a resource's date, offered to its followers only (if any)."""
+        key = (board.resource.id, board.date.isoformat())
+        followers = self.followers.get(key)
+        if not followers:
+            return
+        self._latest[key] = message = _framed(day_update(board))
+        self.boards += 1
+        for client in followers:
+            self._offer(client, key, message)
+
+    def subscribe(self, client: Subscriber, board: DayBoard) -> None:
+        """Follow ``board``'s key from now on (and no longer the rolling board); send it."""
+        key = (board.resource.id, board.date.isoformat())
+        self.legacy.discard(client)
+        client.keys.add(key)
+        followers = self.followers.setdefault(key, set())
+        followers.add(client)
+        message = self._latest.get(key) if len(followers) > 1 else None
+        if message is None:
+            self._latest[key] = message = _framed(day_update(board))
+        self._offer(client, key, message)
+
+    def unsubscribe(self, client: Subscriber, key: DayKey) -> None:
+        client.keys.discard(key)
+        client.pending.pop(key, None)
+        followers = self.followers.get(key)
+        if followers is not None:
+            followers.discard(client)
+            if not followers:
+                del self.followers[key]
+                self._latest.pop(key, None)
 
     def join(self, ws: web.WebSocketResponse, request: web.Request) -> Subscriber:
-        """Register a prepared socket and send it the current board."""
+        """Register a prepared socket and send it the current rolling board."""
         client = Subscriber(ws, request)
         self.clients.add(client)
-        self._offer(client)
+        self.legacy.add(client)
+        self._offer(client, None, self._message)
         return client
 
     def leave(self, client: Subscriber) -> None:
         self.clients.discard(client)
+        self.legacy.discard(client)
+        for key in list(client.keys):
+            self.unsubscribe(client, key)
         self.sign_in(client, None)
         if client.writer is not None:
             client.writer.cancel()
@@ -119,20 +181,20 @@ class Hub:
                 client.transport.abort()
 
     def resend(self, client: Subscriber) -> None:
-        """``get_slots``: the current board again, to this client only."""
-        self._offer(client)
+        """``get_slots``: the current rolling board again, to this client only."""
+        self._offer(client, None, self._message)
 
-    def _offer(self, client: Subscriber) -> None:
+    def _offer(self, client: Subscriber, channel: Channel, message: Message) -> None:
         transport = client.transport
         if transport is None or transport.is_closing():
             return
         if client.writer is None and client.raw and not client.protocol.writing_paused:
-            transport.write(self._message[1])
+            transport.write(message[1])
             self.sent += 1
             return
-        if client.pending is not None:
+        if channel in client.pending:
             self.conflated += 1
-        client.pending = self._message
+        client.pending[channel] = message
         if client.writer is None:
             client.writer = asyncio.create_task(self._write_behind(client))
 
@@ -140,7 +202,7 @@ class Hub:
         """Wait for a blocked transport to drain, then send the newest pending board."""
         loop = asyncio.get_running_loop()
         try:
-            while client.pending is not None:
+            while client.pending:
                 deadline = loop.time() + self._send_timeout
                 delay = 0.001
                 while client.protocol.writing_paused:
@@ -149,8 +211,8 @@ class Hub:
                         return
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 0.1)
-                text, frame = client.pending
-                client.pending = None
+                channel = next(iter(client.pending))
+                text, frame = client.pending.pop(channel)
                 if client.transport is None or client.transport.is_closing():
                     return
                 if client.raw:
@@ -167,9 +229,12 @@ class Hub:
         """Close a client that stopped reading: 1008, then drop the connection."""
         self.cut_off += 1
         self.clients.discard(client)  # no more boards for it, and no longer counted
+        self.legacy.discard(client)
+        for key in list(client.keys):
+            self.unsubscribe(client, key)
         log.warning("websocket client too slow: cut off")
         transport = client.transport
-        client.pending = None
+        client.pending = {}
         if transport is not None and not transport.is_closing():
             transport.write(close_frame(WSCloseCode.POLICY_VIOLATION, b"Client too slow"))
             asyncio.get_running_loop().call_later(1.0, transport.abort)

@@ -7,6 +7,7 @@ remembers (sessions, failed logins) lives here, over the store's narrow protocol
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import secrets
@@ -33,6 +34,8 @@ log: Final = logging.getLogger(__name__)
 
 MAX_REMEMBERED: Final = 100_000
 LOGIN_WINDOW: Final = timedelta(minutes=1)
+#: What a session keeps of the profile: what the rules (campus) and grants (name) need.
+SESSION_PROFILE: Final = ("name", "srn", "campus")
 #: Bounds of a username's lock past its ceiling (seconds): see :func:`backoff`.
 BACKOFF_MIN: Final = 1.0
 BACKOFF_MAX: Final = 60.0
@@ -223,10 +226,10 @@ class IdentityService:
         if isinstance(identity, User):
             return identity
         if isinstance(identity, Token):
-            srn = await self._sessions.session(identity.digest, stamp(self._clock))
-            if srn is None:
+            profile = await self._sessions.session(identity.digest, stamp(self._clock))
+            if profile is None:
                 raise InvalidSession()
-            return User(name="", srn=srn)
+            return User(**json.loads(profile))
         with self._outcomes.counted("login"):
             return await self._check_password(identity)
 
@@ -261,7 +264,12 @@ class IdentityService:
             purge_before=(now - self._session_length).isoformat(timespec="seconds"),
         )
         opened = await self._sessions.create_session(
-            token.digest, user.srn, expires_at, now.isoformat(timespec="seconds"), limits
+            token.digest,
+            user.srn,
+            expires_at,
+            now.isoformat(timespec="seconds"),
+            limits,
+            json.dumps({key: getattr(user, key) for key in SESSION_PROFILE}),
         )
         if not opened.opened:
             first = datetime.fromisoformat(opened.first_in_window or limits.window_start)

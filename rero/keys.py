@@ -7,11 +7,13 @@ from typing import Final
 from aiohttp import web
 
 from rero.auth.cache import CachedAuth
+from rero.bookings import BookingService
 from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.metrics import Metrics
 from rero.settings import Settings
 from rero.slots import SlotService
+from rero.staff import StaffService
 from rero.storage import Storage
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -19,5 +21,7 @@ STORAGE: Final = web.AppKey("storage", Storage)
 AUTH: Final = web.AppKey("auth", CachedAuth)
 IDENTITY: Final = web.AppKey("identity", IdentityService)
 SERVICE: Final = web.AppKey("service", SlotService)
+CALENDAR: Final = web.AppKey("calendar", BookingService)
+STAFF: Final = web.AppKey("staff", StaffService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)

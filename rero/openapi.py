@@ -3,6 +3,7 @@ that validate requests (``rero.operator`` serves it, with Swagger UI)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -15,13 +16,19 @@ from rero.routes import Route
 _REASONS: Final = {
     400: "Not JSON, or a request the rules refuse (slot taken, not booked, unknown slot)",
     401: "Invalid credentials, or an invalid or expired session",
-    403: "Not allowed (someone else's booking, not an admin)",
+    403: "Not allowed (someone else's booking, not an admin, another campus's resource)",
+    404: "No such resource, booking, series or blackout",
     408: "The body did not arrive within body_timeout_seconds",
+    409: "The calendar refuses: taken, closed, or a booking limit reached",
     413: "Body over 64 KiB",
     422: "A field is missing or has the wrong type",
     429: "Too many failed attempts (Retry-After)",
     503: "Authentication service or database unavailable (Retry-After)",
 }
+
+
+#: ``{name}`` or ``{name:pattern}`` in an aiohttp path (a pattern means digits here).
+_PATH_PARAMETER: Final = re.compile(r"{(\w+)(?::([^}]+))?}")
 
 
 def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
@@ -60,12 +67,20 @@ def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
                 "required": not route.bearer,
                 "content": {"application/json": {"schema": route.request}},
             }
+        parameters: list[dict[str, Any]] = [
+            {"in": "path", "name": name, "required": True,
+             "schema": {"type": "integer" if pattern else "string"}}
+            for name, pattern in _PATH_PARAMETER.findall(route.path)
+        ]  # fmt: skip
         if route.query is not None:
-            operation["parameters"] = [{"in": "query", "schema": route.query}]
+            parameters.append({"in": "query", "schema": route.query})
+        if parameters:
+            operation["parameters"] = parameters
         if route.bearer:
             operation["security"] = [{"bearer": []}, {}]
             operation["description"] = (
                 "With `Authorization: Bearer <token>`, username and password may be left out."
             )
-        spec.path(path=route.path, operations={route.method.lower(): operation})
+        path = _PATH_PARAMETER.sub(r"{\1}", route.path)
+        spec.path(path=path, operations={route.method.lower(): operation})
     return spec.to_dict()

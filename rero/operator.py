@@ -6,13 +6,14 @@ figures; the booking transports stay on the services.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
 
 import swagger_ui_bundle
 from aiohttp import web
 
+from rero.calendar import utc
 from rero.keys import HUB, METRICS, SERVICE, SETTINGS, STORAGE
 
 DOCS_ASSETS: Final = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
@@ -45,12 +46,16 @@ DOCS_INIT: Final = """window.ui = SwaggerUIBundle({
 
 async def database_counts(app: web.Application) -> dict[str, Any]:
     """Counts read from the database itself: the proof that it answers."""
-    counts = await app[STORAGE].counts()
+    now = datetime.now(timezone.utc)
+    resource = app[SERVICE].resource
+    # The rolling board's bookings: each slot's next occurrence ends within a day.
+    counts = await app[STORAGE].counts(utc(now), resource.id, utc(now + timedelta(days=1)))
     settings = app[SETTINGS]
+    total = len(resource.slot_ids)
     return {
-        "total_slots": counts.total,
-        "booked_slots": counts.booked,
-        "available_slots": counts.total - counts.booked,
+        "total_slots": total,
+        "booked_slots": counts.ending_soon,
+        "available_slots": total - counts.ending_soon,
         "database_path": settings.database_path if not settings.database_url else "",
     }
 
@@ -61,19 +66,19 @@ async def index(request: web.Request) -> web.Response:
             "message": "Slot Booking API is running",
             "websocket_endpoint": "/slot-booking",
             "active_connections": request.app[HUB].connections,
-            "booked_slots": request.app[SERVICE].board.booked,
+            "booked_slots": (await request.app[SERVICE].board()).booked,
         }
     )
 
 
 async def health(request: web.Request) -> web.Response:
     app = request.app
-    board = app[SERVICE].board
+    board = await app[SERVICE].board()
     body: dict[str, Any] = {
         "status": "healthy",
         "timestamp": datetime.now(timezone.utc).isoformat(),
         "active_connections": app[HUB].connections,
-        "total_slots": len(board.slots),
+        "total_slots": len(board.cells),
         "booked_slots_count": len(board.booked),
         "available_slots_count": len(board.available),
     }
@@ -91,7 +96,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     app = request.app
-    board = app[SERVICE].board
+    board = await app[SERVICE].board()
     operations: dict[str, dict[str, int]] = {}
     for (action, outcome), count in sorted(app[METRICS].outcomes.items()):
         operations.setdefault(action, {})[outcome] = count
@@ -100,7 +105,7 @@ async def stats(request: web.Request) -> web.Response:
             "database": await database_counts(app),
             "websocket": {"active_connections": app[HUB].connections},
             "slots": {
-                "total": len(board.slots),
+                "total": len(board.cells),
                 "booked": len(board.booked),
                 "available": len(board.available),
             },

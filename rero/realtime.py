@@ -17,11 +17,19 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from marshmallow import ValidationError
 
-from rero import schemas
+from rero import calendar_schemas, schemas
 from rero.auth import User
-from rero.errors import AuthUnavailable, InvalidCredentials, InvalidSession, ReroError
+from rero.board import DayBoard
+from rero.bookings import BookingService
+from rero.errors import (
+    AuthUnavailable,
+    InvalidCredentials,
+    InvalidSession,
+    RequestInvalid,
+    ReroError,
+)
 from rero.identity import Credentials, Identity, IdentityService, Token
-from rero.keys import HUB, IDENTITY, SERVICE, SETTINGS
+from rero.keys import CALENDAR, HUB, IDENTITY, SERVICE, SETTINGS
 from rero.request_info import client_address
 from rero.slots import SlotService
 
@@ -32,6 +40,10 @@ MAX_MESSAGE: Final = 64 * 1024
 # ---- messages -------------------------------------------------------------------------------
 
 Reply = dict[str, Any]
+
+
+#: The reply was the board the hub already sent: nothing more to send.
+SENT: Final[Reply] = {}
 
 
 def error(message: str) -> Reply:
@@ -151,8 +163,81 @@ async def _logout(identity: IdentityService, peer: Peer) -> Reply:
     return {"type": "logout_response", "success": True}
 
 
+@dataclass
+class Boards:
+    """The calendar's side of one socket: the boards it follows, through the hub."""
+
+    calendar: BookingService
+    follow: Callable[[DayBoard], None]
+    unfollow: Callable[[tuple[str, str]], None]
+    following: Callable[[], int]
+    limit: int
+
+    async def subscribe(self, msg: dict[str, Any]) -> Reply:
+        """Follow a resource's date: its board now (sent by the hub), then every change."""
+        try:
+            data = calendar_schemas.BOARD_KEY.load(msg)
+            board = await self.calendar.board(data["resource"], data["date"])
+        except ValidationError as e:
+            return _invalid(e)
+        except ReroError as e:
+            return error(e.detail)
+        if self.following() >= self.limit:
+            return error(f"At most {self.limit} subscriptions per connection")
+        self.follow(board)
+        return SENT
+
+    def unsubscribe(self, msg: dict[str, Any]) -> Reply:
+        try:
+            data = calendar_schemas.BOARD_KEY.load(msg)
+            resource = self.calendar.resource(data["resource"])
+        except ValidationError as e:
+            return _invalid(e)
+        except ReroError as e:
+            return error(e.detail)
+        day = (data["date"] or resource.today(self.calendar.now())).isoformat()
+        self.unfollow((resource.id, day))
+        return {"type": "unsubscribed", "resource": resource.id, "date": day}
+
+    async def act(self, peer: Peer, msg: dict[str, Any], response_type: str) -> Reply:
+        """``book_slot`` / ``cancel_slot`` naming a resource and a date."""
+        what = "booking" if response_type == "booking_response" else "cancellation"
+        parsed = _identity(peer, msg, what)
+        if isinstance(parsed, dict):
+            return parsed
+        who, slot_id = parsed
+        reply: Reply = {"type": response_type, "slot_id": slot_id}
+        try:
+            target = calendar_schemas.TARGET.load(msg)
+            where = (target["resource"], target["date"], slot_id)
+            reply.update(resource=where[0], date=where[1].isoformat())
+            if what == "booking":
+                row = await self.calendar.book(who, *where)
+                done = f"Slot {slot_id} booked successfully"
+            else:
+                row = await self.calendar.cancel_at(who, *where)
+                done = f"Slot {slot_id} booking cancelled successfully"
+        except ValidationError as e:
+            return _invalid(e)
+        except RequestInvalid as e:
+            return {**reply, "success": False, "message": _first_problem(e.errors)}
+        except ReroError as e:
+            return {**reply, "success": False, "message": _failure_sentence(e)}
+        booking = self.calendar.as_json(row)
+        return {**reply, "success": True, "message": done, "booking": booking}
+
+
+def _first_problem(errors: Any) -> str:
+    name, messages = next(iter(errors.items()))
+    return f"Invalid {name}: {' '.join(map(str, messages))}"
+
+
 async def answer(
-    slots: SlotService, identity: IdentityService, peer: Peer, text: str
+    slots: SlotService,
+    identity: IdentityService,
+    peer: Peer,
+    text: str,
+    boards: Boards | None = None,
 ) -> Reply | None:
     """The reply to one text message; ``None`` means "send this client the board"."""
     try:
@@ -164,6 +249,14 @@ async def answer(
     kind = msg.get("type")
     if kind == "get_slots":
         return None
+    if boards is not None:
+        if kind == "subscribe":
+            return await boards.subscribe(msg)
+        if kind == "unsubscribe":
+            return boards.unsubscribe(msg)
+        if kind in ("book_slot", "cancel_slot") and ("resource" in msg or "date" in msg):
+            kinds = {"book_slot": "booking_response", "cancel_slot": "cancellation_response"}
+            return await boards.act(peer, msg, kinds[kind])
     if kind == "book_slot":
         return await _slot_request(
             peer, msg, "booking_response", "booking", slots.book,
@@ -214,13 +307,20 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
         client_address(request, settings.trusted_proxies),
         lambda session: hub.sign_in(subscriber, session),
     )
+    boards = Boards(
+        request.app[CALENDAR],
+        lambda board: hub.subscribe(subscriber, board),
+        lambda key: hub.unsubscribe(subscriber, key),
+        lambda: len(subscriber.keys),
+        settings.ws_max_subscriptions,
+    )
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                reply = await _safe_answer(slots, identity, peer, msg.data)
+                reply = await _safe_answer(slots, identity, peer, msg.data, boards)
                 if reply is None:
                     hub.resend(subscriber)
-                else:
+                elif reply is not SENT:
                     await ws.send_str(json.dumps(reply))
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_str(
@@ -234,11 +334,11 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
 
 
 async def _safe_answer(
-    slots: SlotService, identity: IdentityService, peer: Peer, text: str
+    slots: SlotService, identity: IdentityService, peer: Peer, text: str, boards: Boards
 ) -> Reply | None:
     """Nothing a client sends can make the handler raise."""
     try:
-        return await answer(slots, identity, peer, text)
+        return await answer(slots, identity, peer, text, boards)
     except Exception:
         log.exception("websocket message failed")
         return error("Internal error")

@@ -8,7 +8,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from marshmallow import Schema
 
-from rero import operator, schemas, views
+from rero import calendar_schemas as cs
+from rero import calendar_views, operator, schemas, views
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,33 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/audit", views.admin_audit, "Admin: the audit trail, newest first",
           schemas.Audit, errors=(401, 403, 422), bearer=True, query=schemas.AuditQuery),
     Route("GET", "/metrics", operator.metrics, "Prometheus metrics"),
+    # ---- the calendar ----
+    Route("GET", "/resources", calendar_views.resources,
+          "The resources, each with its booking window now", cs.Resources),
+    Route("GET", "/resources/{resource}/slots", calendar_views.resource_slots,
+          "A resource's board for a date (default: today in its zone)", cs.DayBoard,
+          errors=(404, 422), query=cs.DateQuery),
+    Route("POST", "/bookings", calendar_views.create_booking,
+          "Book a resource's slot on a date (admins: for a student, or weekly)", cs.BookingMade,
+          cs.BookingRequest, (*_CREDENTIALED, 403, 404, 409), bearer=True, status=201),
+    Route("DELETE", r"/bookings/{booking_id:\d+}", calendar_views.cancel_booking,
+          "Cancel a booking (its owner, or an admin)", cs.BookingMade,
+          errors=(400, 401, 403, 404, 409, 503), bearer=True),
+    Route("DELETE", "/bookings/series/{series_id}", calendar_views.cancel_series,
+          "Cancel a series from a date on (default: all that has not ended)",
+          cs.SeriesCancelled, errors=(401, 404, 422, 503), bearer=True, query=cs.RangeQuery),
+    Route("GET", "/me/bookings", calendar_views.my_bookings,
+          "The caller's bookings on dates from..to (default: upcoming)", cs.BookingList,
+          errors=(401, 422, 503), bearer=True, query=cs.RangeQuery),
+    Route("POST", "/admin/blackouts", calendar_views.add_blackout,
+          "Admin: close a resource for a while, cancelling the bookings inside",
+          cs.BlackoutMade, cs.BlackoutRequest, (400, 401, 403, 404, 408, 413, 422, 503),
+          bearer=True, status=201),
+    Route("GET", "/admin/blackouts", calendar_views.list_blackouts,
+          "Admin: the blackouts not lifted", cs.BlackoutList, errors=(401, 403, 404, 422),
+          bearer=True, query=cs.BlackoutQuery),
+    Route("DELETE", r"/admin/blackouts/{blackout_id:\d+}", calendar_views.lift_blackout,
+          "Admin: lift a blackout", cs.BlackoutMade, errors=(401, 403, 404, 503), bearer=True),
 )  # fmt: skip
 
 

@@ -205,6 +205,10 @@ class Event(Schema):
         metadata={"enum": ["booked", "cancelled", "admin_cancelled", "reset", "expired"]},
     )
     at = fields.String(required=True)
+    resource = fields.String(allow_none=True, required=True)
+    date = fields.String(allow_none=True, required=True)
+    booking_id = fields.Integer(allow_none=True, required=True)
+    reason = fields.String(allow_none=True, required=True)
 
 
 class Audit(Schema):

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
+from marshmallow import (
+    EXCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from rero.calendar import WEEKDAYS, parse_clock
 
 
 @dataclass(frozen=True)
@@ -71,3 +82,91 @@ def valid_origin(value: str) -> None:
             "Must be an http or https origin, scheme://host[:port] in lower case, with no"
             " path (for example https://lab2.example.edu)."
         )
+
+
+def valid_clock(value: str) -> None:
+    """``HH:MM``, 00:00 to 24:00."""
+    try:
+        parse_clock(value)
+    except ValueError as e:
+        raise ValidationError(f"{e}.") from None
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """One ``[[resources]]`` table, as written (times as HH:MM); see :mod:`rero.resources`."""
+
+    id: str
+    name: str | None = None
+    site: str = ""
+    timezone: str | None = None
+    opens: str = "03:00"
+    closes: str = "15:00"
+    slot_minutes: int = 60
+    booking_window_days: int = 7
+    window_opens_at: str = "00:00"
+    campuses: tuple[str, ...] = ()
+    closed_weekdays: tuple[str, ...] = ()
+    holidays: tuple[str, ...] = ()
+    default: bool = False
+    max_bookings_per_day: int | None = None
+    max_bookings_per_week: int | None = None
+    max_upcoming_bookings: int | None = None
+
+
+def _limit() -> fields.Integer:
+    """A resource's own quota; None: only the global one applies."""
+    return fields.Integer(strict=True, validate=validate.Range(min=0), load_default=None)
+
+
+class ResourceSchema(Schema):
+    """A ``[[resources]]`` table: every key checked, opening hours whole slots."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[a-z0-9-]{1,32}\Z", error="Must be 1-32 of a-z, 0-9, -."),
+    )
+    name = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    site = fields.String(load_default="", validate=validate.Length(max=32))
+    timezone = fields.String(load_default=None, validate=valid_timezone)
+    opens = fields.String(load_default="03:00", validate=valid_clock)
+    closes = fields.String(load_default="15:00", validate=valid_clock)
+    slot_minutes = fields.Integer(load_default=60, strict=True, validate=validate.Range(5, 24 * 60))
+    booking_window_days = fields.Integer(
+        load_default=7, strict=True, validate=validate.Range(0, 366)
+    )
+    window_opens_at = fields.String(load_default="00:00", validate=valid_clock)
+    campuses = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    closed_weekdays = fields.List(
+        fields.String(validate=validate.OneOf(WEEKDAYS)), load_default=list
+    )
+    holidays = fields.List(fields.Date(), load_default=list)
+    default = fields.Boolean(load_default=False)
+    max_bookings_per_day = _limit()
+    max_bookings_per_week = _limit()
+    max_upcoming_bookings = _limit()
+
+    @validates_schema
+    def _whole_slots(self, data: dict[str, Any], **_: Any) -> None:
+        opens, closes = parse_clock(data["opens"]), parse_clock(data["closes"])
+        step = data["slot_minutes"]
+        if closes <= opens:
+            raise ValidationError(f"must be after opens ({data['opens']})", "closes")
+        if opens % step or (closes - opens) % step:
+            raise ValidationError(
+                f"opens ({data['opens']}) and closes - opens must be multiples of"
+                f" slot_minutes ({step})",
+                "slot_minutes",
+            )
+        if parse_clock(data["window_opens_at"]) >= 24 * 60:
+            raise ValidationError("must be before 24:00", "window_opens_at")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> ResourceConfig:
+        for key in ("campuses", "closed_weekdays"):
+            data[key] = tuple(data[key])
+        data["holidays"] = tuple(d.isoformat() for d in data["holidays"])
+        return ResourceConfig(**data)

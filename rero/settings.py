@@ -28,6 +28,8 @@ from rero.setting_checks import (
     FakeUser,
     FakeUserSchema,
     FakeUsersFileSchema,
+    ResourceConfig,
+    ResourceSchema,
     valid_origin,
     valid_timezone,
 )
@@ -100,6 +102,9 @@ class Settings:
     ws_max_connections: int = _setting(
         10_000, fields.Integer(strict=True, validate=validate.Range(min=1))
     )
+    ws_max_subscriptions: int = _setting(
+        16, fields.Integer(strict=True, validate=validate.Range(1, 1000))
+    )
     ws_send_timeout_seconds: float = _setting(
         10.0, fields.Float(validate=validate.Range(min=0, min_inclusive=False))
     )
@@ -127,7 +132,21 @@ class Settings:
     max_bookings_per_user: int = _setting(
         0, fields.Integer(strict=True, validate=validate.Range(min=0))
     )
-    release_after_slot_end: bool = _setting(False, fields.Boolean())
+    max_upcoming_bookings: int = _setting(
+        0, fields.Integer(strict=True, validate=validate.Range(min=0))
+    )
+    max_bookings_per_day: int = _setting(
+        0, fields.Integer(strict=True, validate=validate.Range(min=0))
+    )
+    max_bookings_per_week: int = _setting(
+        0, fields.Integer(strict=True, validate=validate.Range(min=0))
+    )
+    max_series_weeks: int = _setting(
+        12, fields.Integer(strict=True, validate=validate.Range(1, 104))
+    )
+    resources: tuple[ResourceConfig, ...] = _setting((), fields.List(fields.Nested(ResourceSchema)))
+    # Accepted, ignored: a booking always ends with its slot now (None: not given).
+    release_after_slot_end: bool | None = _setting(None, fields.Boolean(allow_none=True))
     max_logins_per_user_per_minute: int = _setting(
         30, fields.Integer(strict=True, validate=validate.Range(min=0))
     )
@@ -176,6 +195,16 @@ class _SettingsSchema(Schema):
         last = data.get("last_hour", Settings.last_hour)
         if first >= last:
             raise ValidationError(f"must be after first_hour ({first})", "last_hour")
+
+    @validates_schema
+    def _one_default_resource(self, data: dict[str, Any], **_: Any) -> None:
+        resources = data.get("resources", [])
+        ids = [r.id for r in resources]
+        twice = next((i for i in ids if ids.count(i) > 1), None)
+        if twice is not None:
+            raise ValidationError(f"resource id {twice!r} is used twice", "resources")
+        if sum(r.default for r in resources) > 1:
+            raise ValidationError("at most one resource may say default = true", "resources")
 
 
 _SCHEMA: Final = _SettingsSchema.from_dict(
@@ -271,6 +300,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             ) from None
     for key in _STRING_TUPLES & data.keys():
         data[key] = tuple(str(v) for v in data[key])
+    data["resources"] = tuple(data.get("resources", ()))
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.database_url and importlib.util.find_spec("asyncpg") is None:
         raise SettingsError("DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'")

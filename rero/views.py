@@ -8,6 +8,7 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError
 
 from rero import schemas
+from rero.calendar import clock_text
 from rero.errors import InvalidRequest, InvalidSession, RequestInvalid
 from rero.identity import Credentials, Identity, Token
 from rero.keys import IDENTITY, SERVICE, SETTINGS
@@ -58,7 +59,8 @@ def require_bearer(request: web.Request) -> Token:
 
 async def get_slots(request: web.Request) -> web.Response:
     """Served from the board's cached JSON: no database, no serialization per request."""
-    return web.Response(text=request.app[SERVICE].board.json, content_type="application/json")
+    board = await request.app[SERVICE].board()
+    return web.Response(text=board.json, content_type="application/json")
 
 
 async def login(request: web.Request) -> web.Response:
@@ -110,10 +112,15 @@ async def cancel_slot(request: web.Request) -> web.Response:
 
 async def my_bookings(request: web.Request) -> web.Response:
     who, _ = await identify(request, None, schemas.LOGIN)
-    rows = await request.app[SERVICE].bookings(who)
+    step = request.app[SERVICE].resource.slot_minutes
     bookings = [
-        {"id": s.id, "start_time": s.start_time, "end_time": s.end_time, "booked_at": s.booked_at}
-        for s in rows
+        {
+            "id": slot_id,
+            "start_time": clock_text(slot_id * step),
+            "end_time": clock_text((slot_id + 1) * step),
+            "booked_at": row.created_at,
+        }
+        for slot_id, row in await request.app[SERVICE].bookings(who)
     ]
     return web.json_response(
         {"success": True, "bookings": bookings, "total_bookings": len(bookings)}

@@ -21,22 +21,28 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from rero.logs import AccessLogger
-from rero.settings import FakeUser
+from rero.resources import NextOccurrence, build_lab
+from rero.setting_checks import ResourceConfig
+from rero.settings import FakeUser, Settings
 from rero.storage import (
+    AddBlackout,
     Book,
     Cancel,
+    CancelMany,
     Change,
+    LiftBlackout,
+    Limit,
     Refusal,
-    Release,
+    Series,
     SessionLimits,
     Storage,
     Write,
@@ -191,30 +197,60 @@ def free_port() -> int:
 
 async def one(storage: Storage, change: Change) -> Write:
     """Apply a single change."""
-    (write,) = await storage.apply([change])
+    (write,) = (await storage.apply([change])).writes
     return write
+
+
+#: Dates version-1 bookings for the stores opened directly in tests.
+UPGRADE: Final = NextOccurrence(
+    build_lab(Settings()).default, datetime(2030, 1, 7, tzinfo=timezone.utc)
+)
+
+DAY = "2030-01-07"
+NOW = "2030-01-07T00:00:00+00:00"
+
+
+def at(hour: int) -> tuple[str, str]:
+    """Slot ``hour``'s start and end on :data:`DAY`, as the store keeps them (UTC)."""
+    return f"{DAY}T{hour:02d}:00:00+00:00", f"{DAY}T{hour + 1:02d}:00:00+00:00"
+
+
+def book(hour: int, srn: str, stamp: str, *limits: Limit, resource: str = "lab") -> Book:
+    """A booking of slot ``hour`` on :data:`DAY`."""
+    return Book(resource, DAY, hour, *at(hour), srn, srn, stamp, limits)
+
+
+def cancel(hour: int, srn: str | None, actor: str, stamp: str) -> Cancel:
+    return Cancel(None, ("lab", at(hour)[0]), srn, actor, "cancelled", stamp, NOW)
 
 
 async def apply_mixed_group(storage: Storage) -> list[Write]:
     """Each change in a group is decided in order and audited; a refusal sees the state
     that refused it. Shared by the SQLite and the PostgreSQL store's tests."""
-    writes = await storage.apply(
+    upcoming = Limit("upcoming", 1, ends_after=NOW)
+    applied = await storage.apply(
         [
-            Book(5, "A", "t1"),
-            Book(5, "B", "t2"),  # taken by A, just before
-            Book(6, "A", "t3", limit=1),  # A's quota, reached just before
-            Cancel(5, "B", "B", "cancelled", "t4"),  # not B's
-            Cancel(5, "A", "A", "cancelled", "t5"),
-            Book(5, "B", "t6"),
-            Release((5, 7), "ADMIN", "reset", "t7"),
+            book(5, "A", "t1"),
+            book(5, "B", "t2"),  # taken by A, just before
+            book(6, "A", "t3", upcoming),  # A's quota, reached just before
+            cancel(5, "B", "B", "t4"),  # not B's
+            cancel(5, "A", "A", "t5"),
+            book(5, "B", "t6"),
+            AddBlackout("lab", *at(7), "maintenance", "ADMIN", "t7", NOW),
+            book(7, "B", "t8"),  # closed, just before
+            CancelMany("ADMIN", "reset", "t9", NOW, resource="lab"),
         ]
     )
-    assert [w.changed for w in writes] == [True, False, False, False, True, True, True]
+    writes = applied.writes
+    assert [w.changed for w in writes] == [True, False, False, False, True, True, True, False, True]
     # Why each refusal, as the store saw it in the same transaction.
-    assert [w.refused for w in writes] == [
-        None, Refusal.TAKEN, Refusal.QUOTA, Refusal.NOT_YOURS, None, None, None,
+    assert [(w.refused, w.detail) for w in writes] == [
+        (None, None), (Refusal.TAKEN, None), (Refusal.QUOTA, "upcoming:1"),
+        (Refusal.NOT_YOURS, None), (None, None), (None, None), (None, None),
+        (Refusal.CLOSED, "maintenance"), (None, None),
     ]  # fmt: skip
-    assert not any(s.is_booked for s in writes[-1].slots)
+    # The board read in the transaction, after every change: nothing left booked.
+    assert [(b.slot_id, b.srn, b.status) for b in applied.days[("lab", DAY)]] == []
     events = await storage.events(10, None)
     assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
         (5, "B", "ADMIN", "reset"),
@@ -222,7 +258,90 @@ async def apply_mixed_group(storage: Storage) -> list[Write]:
         (5, "A", "A", "cancelled"),
         (5, "A", "A", "booked"),
     ]
+    assert {e["resource"] for e in events} == {"lab"}
+    assert {e["date"] for e in events} == {DAY}
     return writes
+
+
+async def store_contract(storage: Storage) -> None:
+    """What every store guarantees, change by change. Shared by the SQLite and the
+    PostgreSQL store's tests."""
+    made = await one(storage, book(5, "A", "t1"))
+    assert made.changed
+    assert made.bookings[0].status == "booked"
+    booking_id = made.bookings[0].id
+    assert (await one(storage, book(5, "B", "t2"))).refused is Refusal.TAKEN
+    # A cancel by id: not B's; A's own once; then it is cancelled.
+    by_id = Cancel(booking_id, None, "B", "B", "cancelled", "t3", NOW)
+    assert (await one(storage, by_id)).refused is Refusal.NOT_YOURS
+    mine = Cancel(booking_id, None, "A", "A", "cancelled", "t3", NOW)
+    assert [b.status for b in (await one(storage, mine)).bookings] == ["cancelled"]
+    assert (await one(storage, mine)).refused is Refusal.CANCELLED
+    missing = Cancel(10**9, None, None, "ADMIN", "cancelled", "t3", NOW)
+    assert (await one(storage, missing)).refused is Refusal.NOT_FOUND
+    # Ended: a booking whose end has passed can no longer be cancelled.
+    b6 = (await one(storage, book(6, "B", "t4"))).bookings[0]
+    late = Cancel(b6.id, None, "B", "B", "cancelled", "t5", at(6)[1])
+    assert (await one(storage, late)).refused is Refusal.ENDED
+    # Quotas: per day, scoped to a resource or not.
+    day = Limit("day", 1, None, DAY, DAY)
+    assert (await one(storage, book(7, "B", "t6", day))).refused is Refusal.QUOTA
+    assert (await one(storage, book(7, "B", "t6", Limit("day", 1, "arm", DAY, DAY)))).changed
+    # Reads: a board, a student's bookings, the upcoming ones.
+    days = await storage.days([("lab", DAY)])
+    assert [(b.slot_id, b.srn) for b in days[("lab", DAY)]] == [(6, "B"), (7, "B")]
+    assert await storage.booking(b6.id) == b6
+    assert [b.slot_id for b in await storage.bookings_of("A", DAY, DAY, None)] == [5]
+    assert [b.slot_id for b in await storage.bookings_of("B", None, None, NOW)] == [6, 7]
+    # A series: each occurrence decided on its own, in one transaction.
+    series = Series((book(7, "C", "t7"), book(8, "C", "t7")))
+    parts = (await one(storage, series)).parts
+    assert [(p.changed, p.refused) for p in parts] == [(False, Refusal.TAKEN), (True, None)]
+    # A blackout cancels what it covers and closes it; lifting reopens it.
+    closed = await one(storage, AddBlackout("lab", at(7)[0], at(9)[1], "repairs", "ADM", "t8", NOW))
+    assert closed.blackout is not None
+    assert closed.blackout.reason == "repairs"
+    assert sorted(b.slot_id for b in closed.bookings) == [7, 8]
+    assert {b.status for b in closed.bookings} == {"cancelled"}
+    assert (await one(storage, book(9, "D", "t9"))).detail == "repairs"
+    assert [b.reason for b in await storage.blackouts()] == ["repairs"]
+    lifted = await one(storage, LiftBlackout(closed.blackout.id, "ADM", "t10"))
+    assert lifted.changed
+    assert await storage.blackouts() == []
+    assert (await one(storage, LiftBlackout(closed.blackout.id, "ADM", "t10"))).refused is (
+        Refusal.NOT_FOUND
+    )
+    assert (await one(storage, book(9, "D", "t11"))).changed
+    events = await storage.events(3, None)
+    assert [(e["action"], e["slot_id"], e["reason"]) for e in events] == [
+        ("booked", 9, None), ("cancelled", 8, "blackout"), ("cancelled", 7, "blackout"),
+    ]  # fmt: skip
+    # Ended bookings are marked completed; live ones counted.
+    counts = await storage.counts(NOW, "lab", at(7)[0])
+    assert (counts.live_bookings, counts.ending_soon) == (2, 1)
+    assert await storage.complete(at(7)[0]) == 1  # slot 6 ended
+    assert (await storage.booking(b6.id)).status == "completed"  # type: ignore[union-attr]
+    # Sessions keep the profile.
+    await storage.create_session("h", "A", "2999-01-01T00:00:00+00:00", "2026", NO_LIMITS, "{}")
+    assert await storage.session("h", "2026") == "{}"
+    assert await storage.delete_session("h", "2026", "2025")
+    assert await storage.session("h", "2026") is None
+
+
+# ---- the calendar's test lab ------------------------------------------------------------
+
+ARM = ResourceConfig(
+    "arm-1", name="Robot arm 1", site="RR", campuses=("RR",), closed_weekdays=("sun",),
+    holidays=("2026-11-27",), booking_window_days=7,
+)  # fmt: skip
+CAGE = ResourceConfig(
+    "cage", name="Drone cage", site="EC", opens="09:00", closes="11:00", slot_minutes=30,
+    booking_window_days=2, window_opens_at="08:00",
+)  # fmt: skip
+CAROL = FakeUser("carol", "carol-pw-9", "Carol Das", "PES2UG22CS003", campus="EC")
+CAROL_LOGIN = {"username": "carol", "password": "carol-pw-9"}
+# The clock starts on Tuesday 2026-11-24 at 08:30 in Kolkata (03:00 UTC).
+TODAY, TOMORROW = "2026-11-24", "2026-11-25"
 
 
 # ---- a fake PESU upstream ------------------------------------------------------------------

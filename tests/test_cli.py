@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import ROOT, eventually, free_port, start_server
+from tests.helpers import ROOT, UPGRADE, book, cancel, eventually, free_port, start_server
 
 TEST_PROFILE = str(ROOT / "config" / "test.toml")
 
@@ -98,7 +98,7 @@ async def test_backup_during_a_write_storm(tmp_path: Path) -> None:
                 assert "integrity ok" in proc.stdout
                 with closing(sqlite3.connect(dest)) as db:
                     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-                    assert db.execute("SELECT COUNT(*) FROM slots").fetchone() == (12,)
+                    assert db.execute("SELECT COUNT(*) FROM bookings").fetchone()[0] > 0
                     assert db.execute("SELECT COUNT(*) FROM booking_events").fetchone()[0] > 0
             stop.set()
             await asyncio.gather(*writers)
@@ -124,18 +124,19 @@ async def test_export_round_trips(tmp_path: Path) -> None:
     db_path = tmp_path / "rero.db"
     with closing(sqlite3.connect(db_path)) as db:
         db.row_factory = sqlite3.Row
-        columns = "id, start_time, end_time, is_booked, booked_by, booked_at"
-        slots = [dict(r) for r in db.execute(f"SELECT {columns} FROM slots ORDER BY id")]
+        bookings = [dict(r) for r in db.execute("SELECT * FROM bookings ORDER BY id")]
         events = [dict(r) for r in db.execute("SELECT * FROM booking_events ORDER BY id")]
-    for s in slots:
-        s["is_booked"] = bool(s["is_booked"])
 
     exported = json.loads(rero("export", db=db_path).stdout)
-    assert exported == {"slots": slots, "events": events}
+    assert exported == {"bookings": bookings, "blackouts": [], "events": events}
     assert [e["action"] for e in events] == ["booked", "booked", "booked", "cancelled"]
+    assert [(b["slot_id"], b["status"]) for b in bookings] == [
+        (4, "booked"), (9, "cancelled"), (11, "booked"),
+    ]  # fmt: skip
 
     text = rero("export", "--format", "csv", db=db_path).stdout
-    slots_csv, events_csv = text.split("\n\n")
+    sections = text.split("\n\n")  # bookings, blackouts (none: no lines), events
+    bookings_csv, events_csv = sections[0], sections[-1].lstrip("\n")
 
     def rows(block: str) -> list[dict[str, Any]]:
         return list(csv.DictReader(io.StringIO(block)))
@@ -143,7 +144,7 @@ async def test_export_round_trips(tmp_path: Path) -> None:
     def as_text(row: dict[str, Any]) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in row.items()}
 
-    assert rows(slots_csv) == [as_text(s) for s in slots]
+    assert rows(bookings_csv) == [as_text(b) for b in bookings]
     assert rows(events_csv) == [as_text(e) for e in events]
 
 
@@ -170,24 +171,19 @@ async def test_gunicorn_factory_builds_the_app(
 
 
 async def test_export_reads_postgresql(pg_url: str) -> None:
-    from rero.slots import Schedule
-    from rero.storage import Book, Cancel
     from rero.storage.postgres import open_postgres
 
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
-        await storage.apply([Book(5, "A", "t1"), Book(6, "B", "t2")])
-        await storage.apply([Cancel(6, "B", "B", "cancelled", "t3")])
-        slots = [
-            {"id": s.id, "start_time": s.start_time, "end_time": s.end_time,
-             "is_booked": s.is_booked, "booked_by": s.booked_by, "booked_at": s.booked_at}
-            for s in await storage.slots()
-        ]  # fmt: skip
+    async with open_postgres(pg_url, UPGRADE) as storage:
+        await storage.apply([book(5, "A", "t1"), book(6, "B", "t2")])
+        await storage.apply([cancel(6, "B", "B", "t3")])
     loop = asyncio.get_running_loop()
     proc = await loop.run_in_executor(None, lambda: rero("export", DATABASE_URL=pg_url))
     assert proc.returncode == 0, proc.stderr
     exported = json.loads(proc.stdout)
-    assert exported["slots"] == slots
-    assert [s["id"] for s in slots if s["is_booked"]] == [5]
+    assert list(exported) == ["bookings", "blackouts", "events"]
+    assert [(b["slot_id"], b["srn"], b["status"]) for b in exported["bookings"]] == [
+        (5, "A", "booked"), (6, "B", "cancelled"),
+    ]  # fmt: skip
     assert [(e["id"], e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"], e["at"])
             for e in exported["events"]] == [
         (1, 5, "A", "A", "booked", "t1"),

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.crash import check, crash_once
-from rero.slots import Schedule
-from rero.storage import Book
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import one
+from tests.helpers import UPGRADE, book, one
 
 
 @pytest.mark.stress
@@ -22,8 +20,8 @@ async def test_sigkill_during_a_storm(tmp_path: Path, seed: int) -> None:
 
 async def test_the_check_can_fail(tmp_path: Path) -> None:
     """The checker itself: a lost acknowledgement and an unexplained change are caught."""
-    async with open_sqlite(str(tmp_path / "rero.db"), Schedule().rows()) as storage:
-        await one(storage, Book(5, "S1", "t"))
+    async with open_sqlite(str(tmp_path / "rero.db"), UPGRADE) as storage:
+        await one(storage, book(5, "S1", "t"))
     attempted = Counter({(5, "S1", "booked"): 1, (6, "S2", "booked"): 1})
     assert check(tmp_path / "rero.db", Counter({(5, "S1", "booked"): 1}), attempted) == []
     lost = check(tmp_path / "rero.db", Counter({(6, "S2", "booked"): 1}), attempted)

@@ -8,11 +8,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType
 
 from rero.keys import STORAGE
-from rero.slots import Schedule
 from rero.storage import SessionLimits, Storage
 from rero.storage.postgres import open_postgres
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ALICE, BOB, Clock, connect, receive
+from tests.helpers import ALICE, BOB, UPGRADE, Clock, connect, receive
 
 
 async def login(client: Any, who: dict[str, str] = ALICE) -> Any:
@@ -86,12 +85,12 @@ async def check_limits(storage: Storage) -> None:
     later = "2999-01-01T00:00:00+00:00"
     for i in range(3):
         opened = await storage.create_session(
-            f"h{i}", "A", later, f"2026-11-24T03:00:0{i}", limits("2026-11-24T02:59", 3, 2)
+            f"h{i}", "A", later, f"2026-11-24T03:00:0{i}", limits("2026-11-24T02:59", 3, 2), "A"
         )
         assert opened.opened
         assert opened.revoked == (("h0",) if i == 2 else ())
     refused = await storage.create_session(
-        "h9", "A", later, "2026-11-24T03:00:05", limits("2026-11-24T02:59", 3, 2)
+        "h9", "A", later, "2026-11-24T03:00:05", limits("2026-11-24T02:59", 3, 2), "A"
     )
     assert (refused.opened, refused.first_in_window) == (False, "2026-11-24T03:00:00")
     assert await storage.session("h9", "2026") is None
@@ -99,16 +98,16 @@ async def check_limits(storage: Storage) -> None:
     _, revoked = await storage.revocations(0)
     assert revoked == ["h0"]
     opened = await storage.create_session(
-        "h3", "A", later, "2026-11-24T03:01:01", limits("2026-11-24T03:00:01", 3, 0)
+        "h3", "A", later, "2026-11-24T03:01:01", limits("2026-11-24T03:00:01", 3, 0), "A"
     )
     assert opened == type(opened)(True)  # the window moved on; no cap: nothing revoked
 
 
 async def test_session_limits_in_sqlite(tmp_path: Any) -> None:
-    async with open_sqlite(str(tmp_path / "s.db"), Schedule().rows()) as storage:
+    async with open_sqlite(str(tmp_path / "s.db"), UPGRADE) as storage:
         await check_limits(storage)
 
 
 async def test_session_limits_in_postgresql(pg_url: str) -> None:
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
+    async with open_postgres(pg_url, UPGRADE) as storage:
         await check_limits(storage)

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,11 @@ import pytest
 
 from rero.app import create_app
 from rero.settings import Settings
-from rero.slots import Schedule
-from rero.storage import Book, Cancel, Release
 from tests.helpers import (
     ALICE,
     BOB,
-    NO_LIMITS,
+    NOW,
+    UPGRADE,
     ClientFactory,
     PgCluster,
     Server,
@@ -27,8 +27,8 @@ from tests.helpers import (
     apply_mixed_group,
     eventually,
     observe,
-    one,
     start_server,
+    store_contract,
     users,
 )
 
@@ -38,45 +38,55 @@ pytest.importorskip("asyncpg")
 async def test_a_group_of_changes(pg_url: str) -> None:
     from rero.storage.postgres import open_postgres
 
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
+    async with open_postgres(pg_url, UPGRADE) as storage:
         await apply_mixed_group(storage)
 
 
 async def test_store_contract(pg_url: str) -> None:
     from rero.storage.postgres import open_postgres
 
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
-        assert [s.id for s in await storage.slots()] == list(range(3, 15))
-        assert (await one(storage, Book(5, "A", "t"))).changed
-        assert not (await one(storage, Book(5, "B", "t"))).changed
-        assert not (await one(storage, Cancel(5, "B", "B", "cancelled", "t"))).changed
-        assert (await one(storage, Cancel(5, "A", "A", "cancelled", "t"))).changed
-        assert (await one(storage, Book(5, "B", "t", limit=1))).changed
-        assert not (await one(storage, Book(6, "B", "t", limit=1))).changed
-        assert (await one(storage, Cancel(5, None, "ADMIN", "admin_cancelled", "t"))).changed
-        assert (await one(storage, Book(7, "C", "t"))).changed
-        assert (await one(storage, Release((7, 8), None, "expired", "t"))).changed
-        events = await storage.events(10, None)
-        assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events] == [
-            ("expired", "C", None),
-            ("booked", "C", "C"),
-            ("admin_cancelled", "B", "ADMIN"),
-            ("booked", "B", "B"),
-            ("cancelled", "A", "A"),
-            ("booked", "A", "A"),
-        ]
-        await storage.create_session("h", "A", "2999-01-01T00:00:00+00:00", "2026", NO_LIMITS)
-        assert await storage.session("h", "2026") == "A"
-        assert await storage.delete_session("h", "2026", "2025")
-        assert await storage.session("h", "2026") is None
+    async with open_postgres(pg_url, UPGRADE) as storage:
+        await store_contract(storage)
         await storage.add_failures(["user:x", "address:y"], 100.0, 0.0)
         await storage.add_failures(["user:x", "address:y"], 101.0, 0.0)
         assert await storage.locked_since({"user:x": 2, "address:y": 3}, 50.0) == {"user:x": 100.0}
-        counts = await storage.counts()
-        assert (counts.total, counts.booked) == (12, 0)
     # Reopening keeps everything and migrates nothing twice.
-    async with open_postgres(pg_url, Schedule(3, 13).rows()) as storage:
-        assert [s.id for s in await storage.slots()] == list(range(3, 13))
+    async with open_postgres(pg_url, UPGRADE) as storage:
+        assert (await storage.counts(NOW)).live_bookings == 1
+
+
+async def test_upgrades_a_version_1_database(pg_url: str) -> None:
+    """Every version-1 booking becomes a dated one, in one transaction."""
+    import asyncpg
+
+    from rero.storage.postgres import open_postgres
+    from rero.storage.postgres_schema import MIGRATIONS
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for number, sql in enumerate(MIGRATIONS[:4], start=1):
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
+        await conn.executemany(
+            "INSERT INTO slots (id, start_time, end_time, is_booked, booked_by, booked_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            [(h, f"{h:02d}:00", f"{h + 1:02d}:00", h == 9, "PES1" if h == 9 else None,
+              "2025-01-01" if h == 9 else None) for h in range(3, 15)],
+        )  # fmt: skip
+        await conn.execute(
+            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
+            " VALUES (9, 'PES1', 'PES1', 'booked', '2025-01-01')"
+        )
+    finally:
+        await conn.close()
+    async with open_postgres(pg_url, UPGRADE) as storage:
+        rows = await storage.bookings_of("PES1", None, None, None)
+        events = await storage.events(10, None)
+    assert [(b.resource, b.date, b.slot_id, b.start, b.status, b.created_at) for b in rows] == [
+        ("lab", "2030-01-07", 9, "2030-01-07T03:30:00+00:00", "booked", "2025-01-01"),
+    ]
+    assert [(e["resource"], e["action"]) for e in events] == [("lab", "booked")]
 
 
 async def test_the_api_on_postgres(
@@ -168,7 +178,11 @@ async def booked_in(url: str) -> set[int]:
 
     conn = await asyncpg.connect(url)
     try:
-        return {r["id"] for r in await conn.fetch("SELECT id FROM slots WHERE is_booked")}
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        rows = await conn.fetch(
+            "SELECT slot_id FROM bookings WHERE status = 'booked' AND ends_at > $1", now
+        )
+        return {r["slot_id"] for r in rows}
     finally:
         await conn.close()
 

@@ -18,10 +18,19 @@ from rero.app import create_app
 from rero.auth import User
 from rero.errors import StorageUnavailable
 from rero.keys import SERVICE, STORAGE
-from rero.slots import Schedule
-from rero.storage import Book, Cancel, Change, Write
+from rero.storage import Applied, Cancel, Change
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import ClientFactory, apply_mixed_group, eventually, one, users
+from tests.helpers import (
+    DAY,
+    UPGRADE,
+    ClientFactory,
+    apply_mixed_group,
+    book,
+    cancel,
+    eventually,
+    one,
+    users,
+)
 
 
 async def test_200_concurrent_bookers_one_winner(
@@ -91,7 +100,7 @@ async def test_changes_in_flight_share_one_commit(
     groups: list[int] = []
     apply = storage.apply
 
-    async def counting(changes: Sequence[Change]) -> list[Write]:
+    async def counting(changes: Sequence[Change]) -> Applied:
         groups.append(len(changes))
         return await apply(changes)
 
@@ -109,15 +118,13 @@ async def test_changes_in_flight_share_one_commit(
     assert [r.status for r in resps] == [200] * 12
     assert sum(groups) == 12
     assert len(groups) <= 3, groups
-    assert (await storage.counts()).booked == 12
+    assert (await storage.counts("2000-01-01")).live_bookings == 12
 
 
 async def test_one_group_mixes_changes_and_refusals(tmp_path: Path) -> None:
     """On SQLite the group is one commit: every change sees the board after it."""
-    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
-        writes = await apply_mixed_group(storage)
-    final = writes[-1].slots
-    assert all(w.slots == final for w in writes if w.changed)
+    async with open_sqlite(str(tmp_path / "g.db"), UPGRADE) as storage:
+        await apply_mixed_group(storage)
 
 
 async def test_a_failed_commit_fails_its_whole_group_and_the_next_one_works(
@@ -128,7 +135,7 @@ async def test_a_failed_commit_fails_its_whole_group_and_the_next_one_works(
     apply = storage.apply
     failing = True
 
-    async def flaky(changes: Sequence[Change]) -> list[Write]:
+    async def flaky(changes: Sequence[Change]) -> Applied:
         if failing:
             raise StorageUnavailable()
         return await apply(changes)
@@ -159,7 +166,7 @@ async def test_a_requester_that_goes_away_does_not_undo_its_group(
 
 async def test_a_failing_statement_rolls_back_its_whole_group(tmp_path: Path) -> None:
     path = str(tmp_path / "g.db")
-    async with open_sqlite(path, Schedule().rows()) as storage:
+    async with open_sqlite(path, UPGRADE) as storage:
         with closing(sqlite3.connect(path)) as db:  # the disk fails on slot 7's audit row
             db.execute(
                 "CREATE TRIGGER fail BEFORE INSERT ON booking_events WHEN NEW.slot_id = 7"
@@ -167,10 +174,10 @@ async def test_a_failing_statement_rolls_back_its_whole_group(tmp_path: Path) ->
             )
             db.commit()
         with pytest.raises(StorageUnavailable):
-            await storage.apply([Book(5, "A", "t"), Book(7, "B", "t")])
-        assert not any(s.is_booked for s in await storage.slots())
+            await storage.apply([book(5, "A", "t"), book(7, "B", "t")])
+        assert await storage.days([("lab", DAY)]) == {("lab", DAY): ()}
         assert await storage.events(10, None) == []
-        assert (await one(storage, Book(5, "A", "t"))).changed  # the connection is usable
+        assert (await one(storage, book(5, "A", "t"))).changed  # the connection is usable
 
 
 async def test_an_unexpected_error_mid_group_leaves_no_transaction_open(
@@ -179,20 +186,20 @@ async def test_an_unexpected_error_mid_group_leaves_no_transaction_open(
     """Not a database error, so nothing above the store would roll back for it."""
     import rero.storage.sqlite as sqlite_store
 
-    statements = sqlite_store._statements
+    program = sqlite_store.program
 
     def broken(change: Change) -> Any:
         if isinstance(change, Cancel):
             raise ValueError("a bug")
-        return statements(change)
+        return program(change)
 
-    async with open_sqlite(str(tmp_path / "g.db"), Schedule().rows()) as storage:
-        monkeypatch.setattr(sqlite_store, "_statements", broken)
+    async with open_sqlite(str(tmp_path / "g.db"), UPGRADE) as storage:
+        monkeypatch.setattr(sqlite_store, "program", broken)
         with pytest.raises(ValueError, match="a bug"):
-            await storage.apply([Book(5, "A", "t"), Cancel(5, "A", "A", "cancelled", "t")])
+            await storage.apply([book(5, "A", "t"), cancel(5, "A", "A", "t")])
         monkeypatch.undo()
-        assert not any(s.is_booked for s in await storage.slots())
-        assert (await one(storage, Book(5, "A", "t"))).changed
+        assert await storage.days([("lab", DAY)]) == {("lab", DAY): ()}
+        assert (await one(storage, book(5, "A", "t"))).changed
 
 
 async def test_a_commit_cancelled_before_its_group_leaves_no_queue_behind(

@@ -14,7 +14,6 @@ from aiohttp import WSCloseCode, WSMsgType
 
 from rero.app import create_app
 from rero.settings import Settings
-from rero.slots import Schedule
 from rero.storage import Storage
 from rero.storage.postgres import open_postgres
 from rero.storage.sqlite import open_sqlite
@@ -22,6 +21,7 @@ from tests.helpers import (
     ALICE,
     BOB,
     NO_LIMITS,
+    UPGRADE,
     ClientFactory,
     Clock,
     bearer,
@@ -197,7 +197,7 @@ async def check_revocation_log(storage: Storage) -> None:
     assert nothing == []
     assert await storage.revocations(start) == (start, [])
     for h, srn in (("h1", "A"), ("h2", "A"), ("h3", "B")):
-        await storage.create_session(h, srn, later, "2026-11-24T03:00:00+00:00", NO_LIMITS)
+        await storage.create_session(h, srn, later, "2026-11-24T03:00:00+00:00", NO_LIMITS, "{}")
     assert await storage.delete_session("h3", "2026-11-24T03:00:00+00:00", "2026")
     assert not await storage.delete_session("h3", "2026-11-24T03:00:00+00:00", "2026")
     revoked = await storage.delete_sessions("A", "2026-11-24T03:01:00+00:00", "2026")
@@ -207,7 +207,7 @@ async def check_revocation_log(storage: Storage) -> None:
     assert sorted(revoked) == ["h1", "h2", "h3"]
     assert await storage.revocations(newest) == (newest, [])
     # Entries older than the longest session are forgotten at the next revocation.
-    await storage.create_session("h4", "C", later, "2026-11-24T04:00:00+00:00", NO_LIMITS)
+    await storage.create_session("h4", "C", later, "2026-11-24T04:00:00+00:00", NO_LIMITS, "{}")
     cutoff = "2026-11-24T03:30:00+00:00"
     assert await storage.delete_session("h4", "2026-11-24T04:00:00+00:00", cutoff)
     assert (await storage.revocations(start))[1] == ["h4"]
@@ -215,10 +215,10 @@ async def check_revocation_log(storage: Storage) -> None:
 
 
 async def test_the_revocation_log_on_sqlite(tmp_path: Path) -> None:
-    async with open_sqlite(str(tmp_path / "r.db"), Schedule().rows()) as storage:
+    async with open_sqlite(str(tmp_path / "r.db"), UPGRADE) as storage:
         await check_revocation_log(storage)
 
 
 async def test_the_revocation_log_on_postgresql(pg_url: str) -> None:
-    async with open_postgres(pg_url, Schedule().rows()) as storage:
+    async with open_postgres(pg_url, UPGRADE) as storage:
         await check_revocation_log(storage)

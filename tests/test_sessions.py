@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rero.keys import SERVICE, STORAGE
+from rero.keys import CALENDAR, STORAGE
 from rero.settings import Settings
 from tests.helpers import (
     ALICE,
@@ -282,30 +282,33 @@ async def test_quota_is_enforced_and_atomic(make: Any) -> None:
     assert await resp.json() == {"detail": "Slot 13 is not available"}
 
 
-async def test_release_after_slot_end(make: Any, clock: Clock) -> None:
-    client = await make(release_after_slot_end=True)
-    service = client.server.app[SERVICE]
+async def test_a_booking_ends_with_its_slot(
+    make: Any, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make(release_after_slot_end=False)
+    assert "release_after_slot_end is ignored" in caplog.text  # accepted, and said so
+    calendar = client.server.app[CALENDAR]
     ws = await connect(client)
     await client.post("/book-slot", json={"slot_id": 9, **ALICE})  # 08:30 IST: today 09-10
-    await receive(ws)
+    assert (await receive(ws))["data"]["booked_slots"] == [9]
     clock.advance(hours=1, minutes=29)  # 09:59 IST
-    assert await service.expire_due() == []
-    clock.advance(minutes=1)  # 10:00 IST
-    assert await service.expire_due() == [9]
+    await calendar.tick()
+    assert (await (await client.get("/slots")).json())["booked_slots"] == [9]
+    clock.advance(minutes=1)  # 10:00 IST: the rolling board shows tomorrow's slot 9
+    assert (await (await client.get("/slots")).json())["booked_slots"] == []
+    await calendar.tick()
     assert (await receive(ws))["data"]["booked_slots"] == []
     # Booked after today's slot ended: it holds until tomorrow's end.
     await client.post("/book-slot", json={"slot_id": 9, **BOB})
+    assert (await receive(ws))["data"]["slots"][6]["booked_by"] == BOB_SRN
     clock.advance(hours=23, minutes=59)
-    assert await service.expire_due() == []
+    await calendar.tick()
+    assert (await (await client.get("/slots")).json())["booked_slots"] == [9]
     clock.advance(minutes=1)
-    assert await service.expire_due() == [9]
-    admin = await make(admins=(ALICE_SRN,))
-    token = await login(admin)
-    events = (await (await admin.get("/admin/audit", headers=bearer(token))).json())["events"]
-    assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events[:2]] == [
-        ("expired", BOB_SRN, None),
-        ("booked", BOB_SRN, BOB_SRN),
-    ]
+    await calendar.tick()
+    assert (await receive(ws))["data"]["booked_slots"] == []
+    mine = await (await client.post("/my-bookings", json=BOB)).json()
+    assert mine["bookings"] == []
 
 
 async def test_hidden_booked_by(make: Any) -> None:

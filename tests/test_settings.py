@@ -32,7 +32,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG = ROOT / "config"
 DEFAULT_TOML = CONFIG / "default.toml"
 #: The declaration: every setting's default, and the environment variable of those that have one.
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+#: Every setting's default; one whose default is None (unset) is named in a comment only.
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings) if f.default is not None}
+UNSET = [f.name for f in dataclasses.fields(Settings) if f.default is None]
 ENV_SETTINGS = {
     f.metadata["env"]: f.name for f in dataclasses.fields(Settings) if f.metadata["env"]
 }
@@ -253,6 +255,8 @@ def test_default_toml_writes_out_each_default(key: str) -> None:
 
 def test_default_toml_has_no_other_keys() -> None:
     assert sorted(_default_toml().keys() - DEFAULTS.keys()) == []
+    text = DEFAULT_TOML.read_text()
+    assert [k for k in UNSET if not re.search(rf"^# {k} ", text, re.MULTILINE)] == []
 
 
 def test_default_toml_header_lists_every_environment_variable() -> None:
@@ -339,6 +343,8 @@ def readme_settings() -> dict[str, tuple[str, str]]:
 
 def as_written(value: object) -> str:
     """A default as the README writes it."""
+    if value is None:
+        return "(unset)"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, float) and value.is_integer():

@@ -1,7 +1,8 @@
-"""SQLite storage: creation, durability settings, migrations, schedule reconciliation."""
+"""SQLite storage: creation, durability settings, the store contract, migrations."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -12,13 +13,20 @@ import pytest
 
 from rero.app import create_app
 from rero.settings import Settings
-from rero.slots import Schedule
-from rero.storage import Book, Cancel
 from rero.storage.sqlite import open_sqlite
-from rero.storage.sqlite_schema import MIGRATIONS
-from tests.helpers import ALICE, ROOT, ClientFactory, one
-
-SCHEDULE = Schedule().rows()
+from rero.storage.sqlite_schema import CALENDAR
+from tests.helpers import (
+    ALICE,
+    DAY,
+    NOW,
+    ROOT,
+    UPGRADE,
+    ClientFactory,
+    at,
+    book,
+    one,
+    store_contract,
+)
 
 OLD_SCHEMA = """
 CREATE TABLE slots (
@@ -40,105 +48,110 @@ def raw(path: Path | str, sql: str, *params: object) -> list[tuple[object, ...]]
 
 async def test_creates_file_and_directory_with_schema(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "rero.db"
-    async with open_sqlite(str(path), SCHEDULE) as storage:
-        assert [s.id for s in await storage.slots()] == list(range(3, 15))
-    columns = [(r[1], r[2], r[3], r[4]) for r in raw(path, "PRAGMA table_info(slots)")]
-    assert columns == [
-        ("id", "INTEGER", 0, None),
-        ("start_time", "TEXT", 1, None),
-        ("end_time", "TEXT", 1, None),
-        ("is_booked", "BOOLEAN", 0, "FALSE"),
-        ("booked_by", "TEXT", 0, "NULL"),
-        ("booked_at", "DATETIME", 0, "NULL"),
-        ("created_at", "DATETIME", 0, "CURRENT_TIMESTAMP"),
-        ("updated_at", "DATETIME", 0, "CURRENT_TIMESTAMP"),
-    ]
-    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    async with open_sqlite(str(path), UPGRADE) as storage:
+        assert await storage.days([("lab", DAY)]) == {("lab", DAY): ()}
+    tables = {r[0] for r in raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"bookings", "blackouts", "booking_events", "sessions"} <= tables
+    assert "slots" not in tables
+    # At most one live booking per resource and start: the database says so itself.
+    indexes = raw(path, "SELECT sql FROM sqlite_master WHERE name = 'bookings_live'")
+    assert indexes == [
+        ("CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at)"
+         " WHERE status = 'booked'",)
+    ]  # fmt: skip
+    assert raw(path, "PRAGMA user_version") == [(CALENDAR,)]
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+    assert not any(name.endswith(".bak") for name in os.listdir(path.parent))  # nothing to back up
 
 
 async def test_full_sync_on_the_connection(tmp_path: Path) -> None:
-    async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
+    async with open_sqlite(str(tmp_path / "r.db"), UPGRADE) as storage:
         assert await storage._db.execute_fetchall("PRAGMA synchronous") == [(2,)]
 
 
 async def test_bookings_survive_reopen(tmp_path: Path) -> None:
     path = str(tmp_path / "r.db")
-    async with open_sqlite(path, SCHEDULE) as storage:
-        assert (await one(storage, Book(5, "SRN1", "2026-01-01T10:00:00+00:00"))).changed
-    async with open_sqlite(path, SCHEDULE) as storage:
-        slot = {s.id: s for s in await storage.slots()}[5]
-        assert (slot.is_booked, slot.booked_by, slot.booked_at) == (
-            True,
-            "SRN1",
-            "2026-01-01T10:00:00+00:00",
-        )
+    async with open_sqlite(path, UPGRADE) as storage:
+        made = (await one(storage, book(5, "SRN1", "2026-01-01T10:00:00+00:00"))).bookings[0]
+    async with open_sqlite(path, UPGRADE) as storage:
+        assert await storage.booking(made.id) == made
 
 
-async def test_conditional_writes(tmp_path: Path) -> None:
-    async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
-        assert (await one(storage, Book(5, "A", "t"))).changed
-        assert not (await one(storage, Book(5, "B", "t"))).changed
-        assert not (await one(storage, Cancel(5, "B", "B", "cancelled", "t"))).changed
-        assert (await one(storage, Cancel(5, "A", "A", "cancelled", "t"))).changed
-        assert not (await one(storage, Cancel(5, "A", "A", "cancelled", "t"))).changed
-        assert (await one(storage, Book(5, "B", "t"))).changed
-        assert (await one(storage, Cancel(5, None, "ADMIN", "admin_cancelled", "t"))).changed
-        events = await storage.events(10, None)
-        assert [(e["action"], e["holder_srn"], e["actor_srn"]) for e in events] == [
-            ("admin_cancelled", "B", "ADMIN"),
-            ("booked", "B", "B"),
-            ("cancelled", "A", "A"),
-            ("booked", "A", "A"),
-        ]
+async def test_store_contract(tmp_path: Path) -> None:
+    async with open_sqlite(str(tmp_path / "r.db"), UPGRADE) as storage:
+        await store_contract(storage)
 
 
-async def test_migrates_old_schema_keeping_rows(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+async def test_a_double_booking_is_refused_by_the_database_itself(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    async with open_sqlite(str(path), UPGRADE) as storage:
+        await one(storage, book(5, "A", "t"))
+    insert = (
+        "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
+        " created_at, updated_at) VALUES ('lab', ?, 5, ?, ?, 'B', 'booked', 't', 't')"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        raw(path, insert, DAY, *at(5))
+
+
+def version_1(path: Path, schema: str = OLD_SCHEMA, user_version: int = 0) -> None:
+    """A database as the original service (or rero version 1) left it: slot 9 booked."""
     with closing(sqlite3.connect(path)) as db, db:
-        db.execute(OLD_SCHEMA)
+        db.execute(schema)
         db.executemany(
             "INSERT INTO slots (id, start_time, end_time, is_booked, booked_at)"
             " VALUES (?, ?, ?, ?, ?)",
             [
-                (h, f"{h:02d}:00", f"{h + 1:02d}:00", h == 9, "2025-01-01" if h == 9 else None)
-                for h in range(3, 15)
+                (
+                    h,
+                    f"{h:02d}:00",
+                    f"{h + 1:02d}:00",
+                    h in (9, 20),
+                    "2025-01-01" if h == 9 else None,
+                )
+                for h in (*range(3, 15), 20)
             ],
         )
-    async with open_sqlite(str(path), SCHEDULE) as storage:
-        slots = {s.id: s for s in await storage.slots()}
-    assert len(slots) == 12
-    assert (slots[9].is_booked, slots[9].booked_by, slots[9].booked_at) == (
-        True,
-        None,
-        "2025-01-01",
-    )
-    assert not slots[8].is_booked
-    assert "booked_by" in [r[1] for r in raw(path, "PRAGMA table_info(slots)")]
-    assert raw(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+        db.execute(
+            "UPDATE slots SET booked_by = 'PES1' WHERE id = 9"
+        ) if "booked_by" in schema else None
+        db.execute(f"PRAGMA user_version = {user_version}")
 
 
-async def test_reconciles_schedule(tmp_path: Path) -> None:
-    path = str(tmp_path / "r.db")
-    async with open_sqlite(path, SCHEDULE) as storage:
-        await one(storage, Book(14, "HOLDER", "t"))
-    raw(path, "UPDATE slots SET start_time = '99:99' WHERE id = 5")
-    # Shrink to 3..12, then check: free 13 dropped, booked 14 kept, times repaired.
-    async with open_sqlite(path, Schedule(3, 13).rows()) as storage:
-        slots = {s.id: s for s in await storage.slots()}
-    assert sorted(slots) == [*range(3, 13), 14]
-    assert slots[14].booked_by == "HOLDER"
-    assert slots[5].start_time == "05:00"
-    # Grow to 2..16: missing slots are added.
-    async with open_sqlite(path, Schedule(2, 17).rows()) as storage:
-        assert [s.id for s in await storage.slots()] == list(range(2, 17))
+async def test_upgrades_a_version_1_database_with_a_backup_first(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    version_1(path, OLD_SCHEMA.replace("is_booked BOOLEAN", "booked_by TEXT, is_booked BOOLEAN"))
+    async with open_sqlite(str(path), UPGRADE) as storage:
+        rows = await storage.bookings_of("PES1", None, None, None)
+    # Slot 9's next occurrence after the upgrade (UPGRADE's clock: 2030-01-07 00:00 UTC,
+    # 05:30 in Kolkata, so slot 9 is that morning at 09:00 local); slot 20 no longer exists.
+    assert [(b.resource, b.date, b.slot_id, b.start, b.end, b.status, b.created_at)
+            for b in rows] == [
+        ("lab", "2030-01-07", 9, "2030-01-07T03:30:00+00:00", "2030-01-07T04:30:00+00:00",
+         "booked", "2025-01-01"),
+    ]  # fmt: skip
+    (backup,) = [tmp_path / n for n in os.listdir(tmp_path) if n.startswith("old.db.v1-")]
+    assert backup.name.endswith(".bak")
+    assert raw(backup, "SELECT id FROM slots WHERE is_booked = 1") == [(9,), (20,)]
+    assert raw(path, "PRAGMA user_version") == [(CALENDAR,)]
+
+
+async def test_upgrades_the_original_schema(tmp_path: Path) -> None:
+    """The original table lacked booked_by: its bookings are kept, by nobody known."""
+    path = tmp_path / "old.db"
+    version_1(path)
+    async with open_sqlite(str(path), UPGRADE) as storage:
+        assert [
+            b.slot_id for b in (await storage.days([("lab", "2030-01-07")]))[("lab", "2030-01-07")]
+        ] == [9]
+    assert "slots" not in {r[0] for r in raw(path, "SELECT name FROM sqlite_master")}
 
 
 async def test_counts(tmp_path: Path) -> None:
-    async with open_sqlite(str(tmp_path / "r.db"), SCHEDULE) as storage:
-        await one(storage, Book(3, "A", "t"))
-        counts = await storage.counts()
-    assert (counts.total, counts.booked) == (12, 1)
+    async with open_sqlite(str(tmp_path / "r.db"), UPGRADE) as storage:
+        await one(storage, book(3, "A", "t"))
+        assert (await storage.counts(NOW)).live_bookings == 1
+        assert (await storage.counts(at(3)[1])).live_bookings == 0
 
 
 def test_the_store_benchmark_runs() -> None:
@@ -172,7 +185,7 @@ async def test_a_lost_database_file_is_noticed(
     assert resp.status == 200
     remove_database(path)
     if how == "replaced":
-        async with open_sqlite(str(tmp_path / "other.db"), SCHEDULE):
+        async with open_sqlite(str(tmp_path / "other.db"), UPGRADE):
             pass
         (tmp_path / "other.db").rename(path)
     resp = await client.post("/book-slot", json={"slot_id": 6, **ALICE})

@@ -11,100 +11,191 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 
 @dataclass(frozen=True)
-class SlotRow:
-    """One row of the ``slots`` table, as the board shows it."""
+class BookingRow:
+    """One booking as stored: instants in UTC ISO 8601, ``date`` the resource's local date."""
 
     id: int
-    start_time: str
-    end_time: str
-    is_booked: bool
-    booked_by: str | None
-    booked_at: str | None
+    resource: str
+    date: str
+    slot_id: int
+    start: str
+    end: str
+    srn: str
+    status: str
+    created_at: str
+    series_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BlackoutRow:
+    """A closed range of one resource (instants in UTC ISO 8601)."""
+
+    id: int
+    resource: str
+    start: str
+    end: str
+    reason: str
+
+
+#: A board's key: (resource id, ISO date).
+DayKey = tuple[str, str]
+
+#: Statuses a booking can have; only ``booked`` holds its slot.
+BOOKED: Final = "booked"
+CANCELLED: Final = "cancelled"
+COMPLETED: Final = "completed"
 
 
 class Refusal(enum.Enum):
     """Why the store refused a change: its condition, read in the same transaction."""
 
-    TAKEN = "taken"  # a booking of a slot someone holds (or that does not exist)
-    QUOTA = "quota"  # a booking of a free slot by someone at their limit
+    TAKEN = "taken"  # a booking of a slot someone holds
+    QUOTA = "quota"  # a booking past one of the booker's limits (``detail``: which)
+    CLOSED = "closed"  # a booking inside a blackout (``detail``: its reason)
+    NOT_FOUND = "not_found"  # a cancel of a booking that does not exist
     NOT_BOOKED = "not_booked"  # a cancel of a slot nobody holds
-    NOT_YOURS = "not_yours"  # a cancel of a slot somebody else holds
+    NOT_YOURS = "not_yours"  # a cancel of somebody else's booking
+    CANCELLED = "cancelled"  # a cancel of a cancelled booking
+    ENDED = "ended"  # a cancel of a booking whose slot has ended
 
 
 @dataclass(frozen=True)
-class Write:
-    """What a conditional write did.
+class Limit:
+    """One quota as the store counts it: the booker's bookings (not cancelled) on dates
+    ``first``..``last`` (inclusive, or any), ending after ``ends_after`` (or any), on
+    ``resource`` (or any), must stay below ``limit``. ``kind`` names it in a refusal."""
 
-    For a change, ``slots`` is the board read in the commit's transaction, after it and
-    every change committed with it: exactly what the database holds once committed. For a
-    refusal, ``refused`` says why and ``slots`` is empty. A release that found nothing to
-    free is neither changed nor refused.
-    """
-
-    changed: bool
-    slots: tuple[SlotRow, ...] = ()
-    refused: Refusal | None = None
+    kind: str
+    limit: int
+    resource: str | None = None
+    first: str | None = None
+    last: str | None = None
+    ends_after: str | None = None
 
 
 @dataclass(frozen=True)
 class Book:
-    """Book ``slot_id`` for ``srn`` only if it is free and ``srn`` holds fewer than
-    ``limit`` slots (0: no limit)."""
+    """Book a slot for ``srn`` only if no blackout covers it, nobody holds it and every
+    limit holds."""
 
+    resource: str
+    date: str
     slot_id: int
+    start: str
+    end: str
     srn: str
+    actor: str
     at: str
-    limit: int = 0
+    limits: tuple[Limit, ...] = ()
+    series_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    """Several bookings in one transaction, each decided on its own."""
+
+    books: tuple[Book, ...]
 
 
 @dataclass(frozen=True)
 class Cancel:
-    """Free ``slot_id`` only if it is booked (by ``srn``, unless None)."""
+    """Cancel one booking, by id or by (resource, start), only if it is booked, has not
+    ended at ``now``, and (unless ``srn`` is None) belongs to ``srn``."""
 
-    slot_id: int
+    booking_id: int | None
+    slot: tuple[str, str] | None
     srn: str | None
     actor: str
     action: str
     at: str
+    now: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
-class Release:
-    """Free every booked slot among ``slot_ids`` (a reset, or bookings that expired)."""
+class CancelMany:
+    """Cancel every booking that has not ended and matches every filter given: a reset,
+    the rest of a series, a student's bookings."""
 
-    slot_ids: tuple[int, ...]
     actor: str | None
     action: str
     at: str
+    now: str
+    reason: str | None = None
+    resource: str | None = None
+    series_id: str | None = None
+    srn: str | None = None
+    starts_from: str | None = None
 
 
-#: A write to the slots: it happens only if its condition holds, with one audit row per slot.
-Change = Book | Cancel | Release
+@dataclass(frozen=True)
+class AddBlackout:
+    """Close ``resource`` from ``start`` to ``end`` and cancel the bookings inside."""
 
-#: The slots a schedule defines, as ``(id, start_time, end_time)`` rows.
-SlotDefinitions = Sequence[tuple[int, str, str]]
+    resource: str
+    start: str
+    end: str
+    reason: str
+    actor: str
+    at: str
+    now: str
 
 
-def refusal(change: Change, slot: tuple[bool, str | None] | None) -> Refusal | None:
-    """Why ``change`` was refused, from its slot's ``(is_booked, booked_by)`` as the refused
-    condition saw it (None: no such slot). One rule for both stores."""
-    if isinstance(change, Book):
-        return Refusal.QUOTA if slot is not None and not slot[0] else Refusal.TAKEN
-    if isinstance(change, Cancel):
-        return Refusal.NOT_YOURS if slot is not None and slot[0] else Refusal.NOT_BOOKED
-    return None
+@dataclass(frozen=True)
+class LiftBlackout:
+    """Reopen what a blackout closed (the row stays, marked lifted)."""
+
+    blackout_id: int
+    actor: str
+    at: str
+
+
+#: A write: it happens only if its condition holds, with one audit row per booking.
+Change = Book | Series | Cancel | CancelMany | AddBlackout | LiftBlackout
+
+
+@dataclass(frozen=True)
+class Write:
+    """What one change did: the bookings it made or cancelled, a blackout it added or
+    lifted, or why it was refused (``detail``: the quota's kind and limit, or the
+    blackout's reason). A series has one :class:`Write` per occurrence in ``parts``."""
+
+    changed: bool
+    refused: Refusal | None = None
+    detail: str | None = None
+    bookings: tuple[BookingRow, ...] = ()
+    blackout: BlackoutRow | None = None
+    parts: tuple[Write, ...] = ()
+
+    @property
+    def touched(self) -> set[DayKey]:
+        """The boards this write changed."""
+        keys = {(b.resource, b.date) for b in self.bookings}
+        for part in self.parts:
+            keys |= part.touched
+        return keys
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Every change's :class:`Write`, and each touched board's bookings read in the
+    commit's transaction after all of them: exactly what the database holds."""
+
+    writes: list[Write]
+    days: dict[DayKey, tuple[BookingRow, ...]]
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Slot counts read from the database itself, for health checks."""
+    """Counts read from the database itself, for health checks: bookings not ended
+    (every resource), and those of one resource ending within a horizon."""
 
-    total: int
-    booked: int
+    live_bookings: int
+    ending_soon: int
 
 
 @dataclass(frozen=True)
@@ -129,15 +220,34 @@ class Opened:
 
 
 class SlotStore(Protocol):
-    """The slots, their conditional writes and their audit trail."""
+    """Bookings and blackouts, their conditional writes and their audit trail."""
 
-    async def slots(self) -> tuple[SlotRow, ...]:
-        """Every slot, ordered by id."""
+    async def apply(self, changes: Sequence[Change]) -> Applied:
+        """Make ``changes`` in order, each decided by its own condition. Every change that
+        happened is durable when this returns, with its audit rows."""
         ...
 
-    async def apply(self, changes: Sequence[Change]) -> list[Write]:
-        """Make ``changes`` in order, each decided by its own condition; one :class:`Write`
-        each. Every change that happened is durable when this returns, with its audit row."""
+    async def days(self, keys: Sequence[DayKey]) -> dict[DayKey, tuple[BookingRow, ...]]:
+        """The bookings (not cancelled) of each board, by start."""
+        ...
+
+    async def booking(self, booking_id: int) -> BookingRow | None: ...
+
+    async def bookings_of(
+        self, srn: str, first: str | None, last: str | None, ends_after: str | None
+    ) -> list[BookingRow]:
+        """``srn``'s bookings on dates ``first``..``last`` (any status), or with
+        ``ends_after``: the booked ones ending after it; by start."""
+        ...
+
+    async def series(self, series_id: str) -> list[BookingRow]: ...
+
+    async def blackouts(self) -> list[BlackoutRow]:
+        """Every blackout not lifted, by start."""
+        ...
+
+    async def complete(self, now: str) -> int:
+        """Mark booked bookings that ended by ``now`` completed; how many."""
         ...
 
     async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
@@ -149,7 +259,13 @@ class SessionStore(Protocol):
     """Sessions, by the hash of their token only."""
 
     async def create_session(
-        self, token_hash: str, srn: str, expires_at: str, now: str, limits: SessionLimits
+        self,
+        token_hash: str,
+        srn: str,
+        expires_at: str,
+        now: str,
+        limits: SessionLimits,
+        profile: str,
     ) -> Opened:
         """Store a session (a token's hash only), purging expired ones, unless ``srn``
         opened ``limits.per_window`` since ``limits.window_start``; then revoke the oldest
@@ -157,7 +273,8 @@ class SessionStore(Protocol):
         ...
 
     async def session(self, token_hash: str, now: str) -> str | None:
-        """The SRN of a live session, or None."""
+        """The profile (JSON) a live session stores, or None: also for a session from
+        before sessions stored profiles."""
         ...
 
     async def delete_session(self, token_hash: str, now: str, purge_before: str) -> bool:
@@ -217,8 +334,8 @@ class Probe(Protocol):
     bus: str
     listening: bool
 
-    async def counts(self) -> Counts:
-        """Count slots in the database (touches the database, unlike the board)."""
+    async def counts(self, now: str, resource: str = "", until: str = "") -> Counts:
+        """Count bookings in the database (touches the database, unlike the board)."""
         ...
 
 

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from rero.storage import SlotDefinitions, Storage
+from rero.storage import Storage
 from rero.storage import sqlite as sqlite_store
+from rero.storage.queries import Upgrade
 from rero.storage.sqlite import open_sqlite
 
 
@@ -22,21 +23,21 @@ class Unsupported(Exception):
 
 @asynccontextmanager
 async def open_storage(
-    database_path: str, database_url: str, slots: SlotDefinitions
+    database_path: str, database_url: str, upgrade: Upgrade
 ) -> AsyncIterator[Storage]:
-    """Open, migrate and bring the slots to ``slots``; close on exit."""
+    """Open and migrate (``upgrade`` dates a version-1 database's bookings); close on exit."""
     if database_url:
         from rero.storage.postgres import open_postgres  # the optional extra
 
-        async with open_postgres(database_url, slots) as pg:
+        async with open_postgres(database_url, upgrade) as pg:
             yield pg
         return
-    async with open_sqlite(database_path, slots) as storage:
+    async with open_sqlite(database_path, upgrade) as storage:
         yield storage
 
 
 async def export(database_path: str, database_url: str) -> dict[str, list[dict[str, object]]]:
-    """Every slot and every audit event, as plain rows."""
+    """Every booking, blackout and audit event, as plain rows."""
     if database_url:
         from rero.storage import postgres_schema
 

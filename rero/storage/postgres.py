@@ -13,55 +13,73 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import asyncpg
 
 from rero.errors import StorageUnavailable
 from rero.storage import (
+    AddBlackout,
+    Applied,
+    BlackoutRow,
     Book,
-    Cancel,
+    BookingRow,
     Change,
     Counts,
-    Release,
-    SlotDefinitions,
-    SlotRow,
+    DayKey,
+    Series,
     Write,
-    refusal,
 )
 from rero.storage.postgres_schema import DRIVER_ERRORS, migrate
 from rero.storage.postgres_sessions import CHANNEL, PostgresSessions
+from rero.storage.programs import (
+    COLUMNS,
+    Program,
+    Query,
+    blackout,
+    booking,
+    day,
+    numbered,
+    program,
+)
+from rero.storage.queries import BLACKOUTS, COMPLETE, EVENT_KEYS, EVENTS, LIVE, Upgrade, mine
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOSE_TIMEOUT: Final = 5.0
 KEEPALIVE: Final = 2.0  # seconds between checks that the LISTEN connection still lives
-_SELECT_SLOTS: Final = (
-    "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots ORDER BY id"
-)
-_EVENT: Final = (
-    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
-    " VALUES ($1, $2, $3, $4, $5)"
-)
 
 
-def _row(r: asyncpg.Record) -> SlotRow:
-    return SlotRow(
-        r["id"], r["start_time"], r["end_time"], bool(r["is_booked"]), r["booked_by"],
-        r["booked_at"],
-    )  # fmt: skip
+async def fetch(conn: asyncpg.Connection, query: Query) -> list[asyncpg.Record]:
+    """Run a shared ``:name`` query as PostgreSQL's numbered one."""
+    sql, names = numbered(query[0])
+    rows: list[asyncpg.Record] = await conn.fetch(sql, *(query[1][n] for n in names))
+    return rows
 
 
-async def _why(conn: asyncpg.Connection, change: Change) -> Write:
-    """A refusal, with its reason read in the transaction that refused it."""
-    if isinstance(change, Release):
-        return Write(False)
-    row = await conn.fetchrow(
-        "SELECT is_booked, booked_by FROM slots WHERE id = $1", change.slot_id
-    )
-    slot = None if row is None else (bool(row["is_booked"]), row["booked_by"])
-    return Write(False, refused=refusal(change, slot))
+async def run(conn: asyncpg.Connection, steps: Program) -> Write:
+    """Run a program's statements on ``conn``, sending each its rows back."""
+    try:
+        query = next(steps)
+        while True:
+            query = steps.send([tuple(r) for r in await fetch(conn, query)])
+    except StopIteration as done:
+        result: Write = done.value
+        return result
+
+
+def _locks(change: Change) -> list[tuple[str, bool]]:
+    """Advisory locks (key, shared) a change takes first, in a fixed order: a blackout
+    excludes bookings of its resource while it cancels them; one student's bookings
+    queue behind each other, so their quotas are counted without a race."""
+    books = change.books if isinstance(change, Series) else (change,)
+    if isinstance(change, AddBlackout):
+        return [("resource:" + change.resource, False)]
+    keys = {("resource:" + b.resource, True) for b in books if isinstance(b, Book)}
+    keys |= {("srn:" + b.srn, False) for b in books if isinstance(b, Book) and b.limits}
+    return sorted(keys)
 
 
 class PostgresStorage(PostgresSessions):
@@ -87,123 +105,74 @@ class PostgresStorage(PostgresSessions):
             log.error("database error: %s", type(e).__name__)
             raise StorageUnavailable() from None
 
-    async def _write(
-        self,
-        conn: asyncpg.Connection,
-        change: Change,
-        update: tuple[str, Sequence[object]],
-        *,
-        before: tuple[str, Sequence[object]] | None = None,
-        after: tuple[str, Sequence[object]] | None = None,
-        lock_key: str | None = None,
-    ) -> Write:
-        """One transaction decided by ``update``'s row count; notifies on commit."""
-        tx = conn.transaction()
-        await tx.start()
-        try:
-            if lock_key is not None:  # serializes one user's bookings (the quota's count)
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock_key)
-            if before is not None:
-                await conn.execute(before[0], *before[1])
-            status = await conn.execute(update[0], *update[1])
-            changed = int(status.split()[-1]) > 0
-            if changed:
-                if after is not None:
-                    await conn.execute(after[0], *after[1])
-                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.origin)
-                write = Write(True, tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS)))
-            else:
-                write = await _why(conn, change)
-        except BaseException:
-            await tx.rollback()
-            raise
-        if changed:
-            await tx.commit()
-        else:
-            await tx.rollback()
-        return write
-
-    async def slots(self) -> tuple[SlotRow, ...]:
-        async def read(conn: asyncpg.Connection) -> tuple[SlotRow, ...]:
-            return tuple(_row(r) for r in await conn.fetch(_SELECT_SLOTS))
-
-        return await self._run(read)
-
-    async def apply(self, changes: Sequence[Change]) -> list[Write]:
+    async def apply(self, changes: Sequence[Change]) -> Applied:
         """One transaction per change: a group would hold its row locks against the other
         workers for longer, and PostgreSQL groups concurrent commits itself."""
-        writes = []
+        writes: list[Write] = []
+        days: dict[DayKey, tuple[BookingRow, ...]] = {}
         for change in changes:
-            if isinstance(change, Book):
-                writes.append(await self._book(change))
-            elif isinstance(change, Cancel):
-                writes.append(await self._cancel(change))
-            else:
-                writes.append(await self._release(change))
-        return writes
+            write, read = await self._run(partial(self._apply_one, change=change))
+            writes.append(write)
+            days.update(read)
+        return Applied(writes, days)
 
-    async def _book(self, c: Book) -> Write:
-        update = (
-            "UPDATE slots SET is_booked = TRUE, booked_by = $1, booked_at = $2,"
-            " updated_at = CURRENT_TIMESTAMP WHERE id = $3 AND NOT is_booked AND ($4 = 0 OR"
-            " (SELECT COUNT(*) FROM slots WHERE is_booked AND booked_by = $1) < $4)"
-        )
-        return await self._run(
-            lambda conn: self._write(
-                conn,
-                c,
-                (update, (c.srn, c.at, c.slot_id, c.limit)),
-                after=(_EVENT, (c.slot_id, c.srn, c.srn, "booked", c.at)),
-                lock_key=c.srn if c.limit else None,
-            )
-        )
+    async def _apply_one(
+        self, conn: asyncpg.Connection, *, change: Change
+    ) -> tuple[Write, dict[DayKey, tuple[BookingRow, ...]]]:
+        async with conn.transaction():
+            for key, shared in _locks(change):
+                lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+                await conn.execute(f"SELECT {lock}(hashtext($1))", key)
+            write = await run(conn, program(change))
+            read = await self._read_days(conn, sorted(write.touched))
+            if write.changed:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.origin)
+        return write, read
 
-    async def _cancel(self, c: Cancel) -> Write:
-        update = (
-            "UPDATE slots SET is_booked = FALSE, booked_by = NULL, booked_at = NULL,"
-            " updated_at = CURRENT_TIMESTAMP WHERE id = $1 AND is_booked"
-            " AND ($2::TEXT IS NULL OR booked_by = $2)"
-        )
-        event = (
-            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
-            " VALUES ($1, (SELECT booked_by FROM slots WHERE id = $1), $2, $3, $4)"
-        )
-        return await self._run(
-            lambda conn: self._write(
-                conn,
-                c,
-                (update, (c.slot_id, c.srn)),
-                before=(event, (c.slot_id, c.actor, c.action, c.at)),
-            )
-        )
+    @staticmethod
+    async def _read_days(
+        conn: asyncpg.Connection, keys: Sequence[DayKey]
+    ) -> dict[DayKey, tuple[BookingRow, ...]]:
+        return {k: tuple(booking(tuple(r)) for r in await fetch(conn, day(k))) for k in keys}
 
-    async def _release(self, c: Release) -> Write:
-        ids = list(c.slot_ids)
-        event = (
-            "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
-            " SELECT id, booked_by, $2, $3, $4 FROM slots WHERE is_booked AND id = ANY($1)"
-            " ORDER BY id"
-        )
-        update = (
-            "UPDATE slots SET is_booked = FALSE, booked_by = NULL, booked_at = NULL,"
-            " updated_at = CURRENT_TIMESTAMP WHERE is_booked AND id = ANY($1)"
-        )
-        return await self._run(
-            lambda conn: self._write(
-                conn, c, (update, (ids,)), before=(event, (ids, c.actor, c.action, c.at))
-            )
-        )
+    async def days(self, keys: Sequence[DayKey]) -> dict[DayKey, tuple[BookingRow, ...]]:
+        return await self._run(lambda conn: self._read_days(conn, keys))
 
-    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
-        async def read(conn: asyncpg.Connection) -> list[dict[str, object]]:
-            rows = await conn.fetch(
-                "SELECT id, slot_id, holder_srn, actor_srn, action, at FROM booking_events"
-                " WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                before if before is not None else 2**62, limit,
-            )  # fmt: skip
-            return [dict(r) for r in rows]
+    async def _rows(self, query: Query) -> list[tuple[Any, ...]]:
+        async def read(conn: asyncpg.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in await fetch(conn, query)]
 
         return await self._run(read)
+
+    async def booking(self, booking_id: int) -> BookingRow | None:
+        rows = await self._rows(
+            (f"SELECT {COLUMNS} FROM bookings WHERE id = :id", {"id": booking_id})
+        )
+        return booking(rows[0]) if rows else None
+
+    async def bookings_of(
+        self, srn: str, first: str | None, last: str | None, ends_after: str | None
+    ) -> list[BookingRow]:
+        return [booking(r) for r in await self._rows(mine(srn, first, last, ends_after))]
+
+    async def series(self, series_id: str) -> list[BookingRow]:
+        sql = f"SELECT {COLUMNS} FROM bookings WHERE series_id = :id ORDER BY starts_at"
+        return [booking(r) for r in await self._rows((sql, {"id": series_id}))]
+
+    async def blackouts(self) -> list[BlackoutRow]:
+        return [blackout(r) for r in await self._rows((BLACKOUTS, {}))]
+
+    async def complete(self, now: str) -> int:
+        async def mark(conn: asyncpg.Connection) -> int:
+            sql, names = numbered(COMPLETE)
+            status = await conn.execute(sql, *(now for _ in names))
+            return int(status.split()[-1])
+
+        return await self._run(mark)
+
+    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
+        query = (EVENTS, {"before": 2**62 if before is None else before, "limit": limit})
+        return [dict(zip(EVENT_KEYS, r, strict=True)) for r in await self._rows(query)]
 
     async def locked_since(self, limits: Mapping[str, int], since: float) -> dict[str, float]:
         async def read(conn: asyncpg.Connection) -> dict[str, float]:
@@ -237,15 +206,10 @@ class PostgresStorage(PostgresSessions):
 
         await self._run(clear)
 
-    async def counts(self) -> Counts:
-        async def count(conn: asyncpg.Connection) -> Counts:
-            row = await conn.fetchrow(
-                "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE is_booked) AS booked FROM slots"
-            )
-            assert row is not None
-            return Counts(int(row["total"]), int(row["booked"]))
-
-        return await self._run(count)
+    async def counts(self, now: str, resource: str = "", until: str = "") -> Counts:
+        params = {"now": now, "resource": resource, "until": until}
+        ((live, soon),) = await self._rows((LIVE, params))
+        return Counts(int(live), int(soon))
 
     async def watch(self, on_change: Callable[[], Awaitable[None]]) -> None:
         """LISTEN on a connection of its own; reconnect with backoff after it is lost.
@@ -301,12 +265,12 @@ class PostgresStorage(PostgresSessions):
 
 
 @asynccontextmanager
-async def open_postgres(dsn: str, schedule: SlotDefinitions) -> AsyncIterator[PostgresStorage]:
+async def open_postgres(dsn: str, upgrade: Upgrade) -> AsyncIterator[PostgresStorage]:
     """Connect a pool, migrate under an advisory lock (workers start together), close on exit."""
     pool: Any = await asyncpg.create_pool(dsn, min_size=1, max_size=10, timeout=10)
     try:
         async with pool.acquire() as conn:
-            await migrate(conn, schedule)
+            await migrate(conn, upgrade)
         yield PostgresStorage(pool, dsn)
     finally:
         try:

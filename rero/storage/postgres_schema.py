@@ -1,6 +1,6 @@
-"""The PostgreSQL schema: versioned migrations (table ``schema_version``), then the slots
-brought to the schedule, in one transaction at start-up; and the export of the whole
-database that ``rero export`` reads without migrating."""
+"""The PostgreSQL schema: versioned migrations (table ``schema_version``) in one
+transaction at start-up; and the export of the whole database that ``rero export`` reads
+without migrating."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Final
 
 import asyncpg
 
-from rero.storage import SlotDefinitions
+from rero.storage.queries import EXPORTED, Upgrade
 
 log: Final = logging.getLogger(__name__)
 
@@ -58,12 +58,32 @@ MIGRATIONS: Final = (
     CREATE TABLE IF NOT EXISTS logins (srn TEXT NOT NULL, at TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS logins_srn ON logins (srn, at)
     """,
+    """
+    CREATE TABLE bookings (id BIGSERIAL PRIMARY KEY, resource TEXT NOT NULL,
+        date TEXT NOT NULL, slot_id INTEGER NOT NULL, starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL, srn TEXT NOT NULL, status TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, series_id TEXT);
+    CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at) WHERE status = 'booked';
+    CREATE INDEX bookings_day ON bookings (resource, date);
+    CREATE INDEX bookings_srn ON bookings (srn, date);
+    CREATE INDEX bookings_series ON bookings (series_id) WHERE series_id IS NOT NULL;
+    CREATE INDEX bookings_due ON bookings (ends_at) WHERE status = 'booked';
+    CREATE TABLE blackouts (id BIGSERIAL PRIMARY KEY, resource TEXT NOT NULL,
+        starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
+        created_by TEXT, created_at TEXT NOT NULL, lifted_by TEXT, lifted_at TEXT);
+    CREATE INDEX blackouts_resource ON blackouts (resource, starts_at);
+    ALTER TABLE booking_events ADD COLUMN resource TEXT, ADD COLUMN date TEXT,
+        ADD COLUMN booking_id BIGINT, ADD COLUMN reason TEXT;
+    ALTER TABLE sessions ADD COLUMN profile TEXT
+    """,
 )
+#: The version the calendar arrived with: below it, the bookings are in the slots table.
+CALENDAR: Final = len(MIGRATIONS)
 
 
-async def migrate(conn: asyncpg.Connection, schedule: SlotDefinitions) -> None:
-    """Bring the schema to the newest version, then the slots to the schedule, under an
-    advisory lock (workers and hosts start together)."""
+async def migrate(conn: asyncpg.Connection, upgrade: Upgrade) -> None:
+    """Bring the schema to the newest version under an advisory lock (workers and hosts
+    start together), all in one transaction: a failed upgrade changes nothing."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -71,45 +91,52 @@ async def migrate(conn: asyncpg.Connection, schedule: SlotDefinitions) -> None:
         for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("migration: applying version %d", number)
             await conn.execute(sql)
+            if number == CALENDAR:
+                await _date_bookings(conn, upgrade)
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
-        await conn.executemany(
-            "INSERT INTO slots (id, start_time, end_time) VALUES ($1, $2, $3)"
-            " ON CONFLICT (id) DO UPDATE SET start_time = excluded.start_time,"
-            " end_time = excluded.end_time, updated_at = CURRENT_TIMESTAMP"
-            " WHERE slots.start_time <> excluded.start_time OR slots.end_time <> excluded.end_time",
-            schedule,
-        )
-        ids = [slot_id for slot_id, _, _ in schedule]
-        await conn.execute("DELETE FROM slots WHERE NOT is_booked AND NOT (id = ANY($1))", ids)
-        for row in await conn.fetch(
-            "SELECT id, booked_by FROM slots WHERE NOT (id = ANY($1))", ids
-        ):
+
+
+async def _date_bookings(conn: asyncpg.Connection, upgrade: Upgrade) -> None:
+    """Every version-1 booking becomes the default resource's booking at its slot's next
+    occurrence; the slots table goes, and old audit rows name the default resource."""
+    rows = await conn.fetch("SELECT id, booked_by, booked_at FROM slots WHERE is_booked")
+    for row in rows:
+        dated = upgrade(int(row["id"]))
+        if dated is None:
             log.warning(
-                "slot %s is outside the schedule but booked by %s: kept until cancelled",
+                "migration: slot %s no longer exists; %s's booking dropped",
                 row["id"], row["booked_by"],
             )  # fmt: skip
+            continue
+        made = row["booked_at"] or dated.start
+        await conn.execute(
+            "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
+            " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'booked', $7, $7)",
+            dated.resource, dated.date, dated.slot_id, dated.start, dated.end,
+            row["booked_by"] or "", made,
+        )  # fmt: skip
+    await conn.execute("DROP TABLE slots")
+    await conn.execute(
+        "UPDATE booking_events SET resource = $1 WHERE resource IS NULL", upgrade.resource
+    )
 
 
 async def export(dsn: str) -> dict[str, list[dict[str, object]]]:
-    """Every slot and every audit event, as plain rows, from one consistent snapshot."""
+    """Every booking, blackout and audit event, as plain rows, from one consistent snapshot."""
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
     except DRIVER_ERRORS as e:
         raise ConnectionError(f"cannot reach DATABASE_URL ({type(e).__name__})") from None
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            slots = [
-                dict(r)
-                for r in await conn.fetch(
-                    "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots"
-                    " ORDER BY id"
-                )
-            ]
-            events = await conn.fetch("SELECT * FROM booking_events ORDER BY id")
+            tables = {
+                key: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY id")]
+                for key, table in EXPORTED.items()
+            }
     except asyncpg.UndefinedTableError:
         raise FileNotFoundError("no rero database at DATABASE_URL") from None
     except DRIVER_ERRORS as e:
         raise ConnectionError(f"cannot read DATABASE_URL ({type(e).__name__})") from None
     finally:
         await conn.close(timeout=CONNECT_TIMEOUT)
-    return {"slots": slots, "events": [dict(r) for r in events]}
+    return tables

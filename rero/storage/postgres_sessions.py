@@ -35,7 +35,13 @@ class PostgresSessions:
         raise NotImplementedError
 
     async def create_session(
-        self, token_hash: str, srn: str, expires_at: str, now: str, limits: SessionLimits
+        self,
+        token_hash: str,
+        srn: str,
+        expires_at: str,
+        now: str,
+        limits: SessionLimits,
+        profile: str,
     ) -> Opened:
         async def create(conn: asyncpg.Connection) -> Opened:
             async with conn.transaction():
@@ -54,9 +60,9 @@ class PostgresSessions:
                         return Opened(False, str(row["first"]))
                     await conn.execute("INSERT INTO logins (srn, at) VALUES ($1, $2)", srn, now)
                 await conn.execute(
-                    "INSERT INTO sessions (token_hash, srn, expires_at, created_at)"
-                    " VALUES ($1, $2, $3, $4)",
-                    token_hash, srn, expires_at, now,
+                    "INSERT INTO sessions (token_hash, srn, expires_at, created_at, profile)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    token_hash, srn, expires_at, now, profile,
                 )  # fmt: skip
                 if not limits.keep:
                     return Opened(True)
@@ -76,7 +82,8 @@ class PostgresSessions:
     async def session(self, token_hash: str, now: str) -> str | None:
         async def find(conn: asyncpg.Connection) -> str | None:
             srn: str | None = await conn.fetchval(
-                "SELECT srn FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+                "SELECT profile FROM sessions WHERE token_hash = $1 AND expires_at > $2"
+                " AND profile IS NOT NULL",
                 token_hash, now,
             )  # fmt: skip
             return srn

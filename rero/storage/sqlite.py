@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Final, TypeVar
@@ -23,15 +23,24 @@ import aiosqlite
 from rero.compat import run_on_connection_thread
 from rero.errors import StorageUnavailable
 from rero.storage import (
-    Book,
-    Cancel,
+    Applied,
+    BlackoutRow,
+    BookingRow,
     Change,
     Counts,
-    Release,
-    SlotDefinitions,
-    SlotRow,
+    DayKey,
     Write,
-    refusal,
+)
+from rero.storage.programs import COLUMNS, Program, blackout, booking, day, program
+from rero.storage.queries import (
+    BLACKOUTS,
+    COMPLETE,
+    EVENT_KEYS,
+    EVENTS,
+    EXPORTED,
+    LIVE,
+    Upgrade,
+    mine,
 )
 from rero.storage.sqlite_schema import migrate
 from rero.storage.sqlite_sessions import SqliteSessions, immediate
@@ -41,100 +50,31 @@ T = TypeVar("T")
 
 CHANGE_POLL_INTERVAL: Final = 0.05
 
-#: SQL and its parameters.
-Statement = tuple[str, Sequence[object]]
 
-_SELECT_SLOTS: Final = (
-    "SELECT id, start_time, end_time, is_booked, booked_by, booked_at FROM slots ORDER BY id"
-)
-
-_EVENT: Final = (
-    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at) VALUES (?, ?, ?, ?, ?)"
-)
-
-
-def _row(r: sqlite3.Row | tuple[object, ...]) -> SlotRow:
-    id_, start, end, booked, by, at = r
-    return SlotRow(
-        int(str(id_)),
-        str(start),
-        str(end),
-        bool(booked),
-        None if by is None else str(by),
-        None if at is None else str(at),
-    )
+def run(conn: sqlite3.Connection, steps: Program) -> Write:
+    """Run a program's statements on ``conn`` (its thread), sending each its rows back."""
+    try:
+        query = next(steps)
+        while True:
+            query = steps.send(conn.execute(*query).fetchall())
+    except StopIteration as done:
+        result: Write = done.value
+        return result
 
 
-_BOOK: Final = (
-    "UPDATE slots SET is_booked = 1, booked_by = ?, booked_at = ?, updated_at = ?"
-    " WHERE id = ? AND is_booked = 0 AND (? = 0 OR"
-    " (SELECT COUNT(*) FROM slots WHERE is_booked = 1 AND booked_by = ?) < ?)"
-)
-# These two pick the same rows: the booked slots among a JSON list of ids, held by a
-# given SRN unless it is NULL.
-_FREEING_EVENTS: Final = (
-    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at)"
-    " SELECT id, booked_by, ?, ?, ? FROM slots WHERE is_booked = 1"
-    " AND id IN (SELECT value FROM json_each(?)) AND (? IS NULL OR booked_by = ?) ORDER BY id"
-)
-_FREE: Final = (
-    "UPDATE slots SET is_booked = 0, booked_by = NULL, booked_at = NULL, updated_at = ?"
-    " WHERE is_booked = 1"
-    " AND id IN (SELECT value FROM json_each(?)) AND (? IS NULL OR booked_by = ?)"
-)
+def _read_days(
+    conn: sqlite3.Connection, keys: Iterable[DayKey]
+) -> dict[DayKey, tuple[BookingRow, ...]]:
+    return {key: tuple(booking(r) for r in conn.execute(*day(key))) for key in keys}
 
 
-def _statements(change: Change) -> tuple[Statement, Statement]:
-    """The statement that decides ``change`` (by its row count) and the one completing it.
-
-    A cancel or release decides by writing its audit rows (they read the holder the
-    update is about to clear); a booking decides by its update.
-    """
-    if isinstance(change, Book):
-        c = change
-        decide = (c.srn, c.at, c.at, c.slot_id, c.limit, c.srn, c.limit)
-        return (_BOOK, decide), (_EVENT, (c.slot_id, c.srn, c.srn, "booked", c.at))
-    if isinstance(change, Cancel):
-        ids, holder = [change.slot_id], change.srn
-    else:
-        ids, holder = list(change.slot_ids), None
-    which = (json.dumps(ids), holder, holder)
-    return (_FREEING_EVENTS, (change.actor, change.action, change.at, *which)), (
-        _FREE,
-        (change.at, *which),
-    )
-
-
-def _read_slots(conn: sqlite3.Connection) -> tuple[SlotRow, ...]:
-    return tuple(_row(r) for r in conn.execute(_SELECT_SLOTS))
-
-
-def _why(conn: sqlite3.Connection, change: Change) -> Write:
-    """A refusal, with its reason read in the transaction that refused it."""
-    if isinstance(change, Release):
-        return Write(False)
-    row = conn.execute("SELECT is_booked, booked_by FROM slots WHERE id = ?", (change.slot_id,))
-    slot = next(((bool(booked), by) for booked, by in row), None)
-    return Write(False, refused=refusal(change, slot))
-
-
-def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> list[Write]:
-    """Make ``changes`` in order in one transaction (on the connection's thread).
-
-    Each is decided by one conditional statement's row count and completed by one
-    more; a refused change writes nothing, so none needs undoing.
-    """
-    refusals: list[Write | None] = []
+def _apply(conn: sqlite3.Connection, changes: Sequence[Change]) -> Applied:
+    """Make ``changes`` in order in one transaction (on the connection's thread), then read
+    every board they touched."""
     with immediate(conn):
-        for change in changes:
-            decide, complete = _statements(change)
-            if conn.execute(*decide).rowcount > 0:
-                conn.execute(*complete)
-                refusals.append(None)
-            else:
-                refusals.append(_why(conn, change))
-        slots = _read_slots(conn)
-    return [w or Write(True, slots) for w in refusals]
+        writes = [run(conn, program(change)) for change in changes]
+        touched = set().union(*(w.touched for w in writes))
+        return Applied(writes, _read_days(conn, sorted(touched)))
 
 
 class SqliteStorage(SqliteSessions):
@@ -184,24 +124,50 @@ class SqliteStorage(SqliteSessions):
         (a hop costs more than a statement: docs/performance.md)."""
         return await self._run(lambda: run_on_connection_thread(self._db, work))
 
-    async def slots(self) -> tuple[SlotRow, ...]:
-        return await self._in_thread(_read_slots)
-
-    async def apply(self, changes: Sequence[Change]) -> list[Write]:
+    async def apply(self, changes: Sequence[Change]) -> Applied:
         """Every change in one transaction: one commit, one fsync, however many changes."""
         return await self._in_thread(lambda conn: _apply(conn, changes))
 
-    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
-        async def read() -> list[dict[str, object]]:
-            rows = await self._db.execute_fetchall(
-                "SELECT id, slot_id, holder_srn, actor_srn, action, at FROM booking_events"
-                " WHERE id < ? ORDER BY id DESC LIMIT ?",
-                (before if before is not None else 2**62, limit),
-            )
-            keys = ("id", "slot_id", "holder_srn", "actor_srn", "action", "at")
-            return [dict(zip(keys, r, strict=True)) for r in rows]
+    async def days(self, keys: Sequence[DayKey]) -> dict[DayKey, tuple[BookingRow, ...]]:
+        return await self._in_thread(lambda conn: _read_days(conn, keys))
 
-        return await self._run(read)
+    async def booking(self, booking_id: int) -> BookingRow | None:
+        def read(conn: sqlite3.Connection) -> BookingRow | None:
+            rows = conn.execute(f"SELECT {COLUMNS} FROM bookings WHERE id = ?", (booking_id,))
+            return next((booking(r) for r in rows), None)
+
+        return await self._in_thread(read)
+
+    async def bookings_of(
+        self, srn: str, first: str | None, last: str | None, ends_after: str | None
+    ) -> list[BookingRow]:
+        sql, params = mine(srn, first, last, ends_after)
+        return await self._in_thread(lambda conn: [booking(r) for r in conn.execute(sql, params)])
+
+    async def series(self, series_id: str) -> list[BookingRow]:
+        sql = f"SELECT {COLUMNS} FROM bookings WHERE series_id = ? ORDER BY starts_at"
+        return await self._in_thread(
+            lambda conn: [booking(r) for r in conn.execute(sql, (series_id,))]
+        )
+
+    async def blackouts(self) -> list[BlackoutRow]:
+        return await self._in_thread(lambda conn: [blackout(r) for r in conn.execute(BLACKOUTS)])
+
+    async def complete(self, now: str) -> int:
+        def mark(conn: sqlite3.Connection) -> int:
+            with immediate(conn):
+                return conn.execute(COMPLETE, {"now": now}).rowcount
+
+        return await self._in_thread(mark)
+
+    async def events(self, limit: int, before: int | None) -> list[dict[str, object]]:
+        def read(conn: sqlite3.Connection) -> list[dict[str, object]]:
+            rows = conn.execute(
+                EVENTS, {"before": 2**62 if before is None else before, "limit": limit}
+            )
+            return [dict(zip(EVENT_KEYS, r, strict=True)) for r in rows]
+
+        return await self._in_thread(read)
 
     async def locked_since(self, limits: Mapping[str, int], since: float) -> dict[str, float]:
         keys = json.dumps(list(limits))
@@ -265,15 +231,13 @@ class SqliteStorage(SqliteSessions):
             except Exception:  # a hiccup must not end the watch
                 log.exception("watching for other writers failed")
 
-    async def counts(self) -> Counts:
-        async def count() -> Counts:
-            rows = await self._db.execute_fetchall(
-                "SELECT COUNT(*), COALESCE(SUM(is_booked = 1), 0) FROM slots"
-            )
-            total, booked = next(iter(rows))
-            return Counts(int(total), int(booked))
+    async def counts(self, now: str, resource: str = "", until: str = "") -> Counts:
+        def count(conn: sqlite3.Connection) -> Counts:
+            params = {"now": now, "resource": resource, "until": until}
+            live, soon = conn.execute(LIVE, params).fetchone()
+            return Counts(int(live), int(soon))
 
-        return await self._run(count)
+        return await self._in_thread(count)
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
@@ -288,7 +252,7 @@ def _file_identity(path: str) -> tuple[int, int] | None:
 
 
 @asynccontextmanager
-async def open_sqlite(path: str, schedule: SlotDefinitions) -> AsyncIterator[SqliteStorage]:
+async def open_sqlite(path: str, upgrade: Upgrade) -> AsyncIterator[SqliteStorage]:
     """Open (creating file and directory if needed), migrate, and close on exit."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +261,7 @@ async def open_sqlite(path: str, schedule: SlotDefinitions) -> AsyncIterator[Sql
         await db.execute("PRAGMA journal_mode = WAL")
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA busy_timeout = 5000")
-        await migrate(db, schedule)
+        await migrate(db, path, upgrade)
         storage = SqliteStorage(db, path)
         yield storage
     finally:
@@ -326,11 +290,10 @@ def backup(path: str, dest: str) -> str:
 
 
 def export(path: str) -> dict[str, list[dict[str, object]]]:
-    """Every slot and every audit event, as plain rows."""
+    """Every booking, blackout and audit event, as plain rows."""
     with closing(_read_only(path)) as db:
         db.row_factory = sqlite3.Row
-        slots = [dict(r) for r in db.execute(_SELECT_SLOTS)]
-        events = [dict(r) for r in db.execute("SELECT * FROM booking_events ORDER BY id")]
-    for slot in slots:
-        slot["is_booked"] = bool(slot["is_booked"])
-    return {"slots": slots, "events": events}
+        return {
+            key: [dict(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY id")]
+            for key, table in EXPORTED.items()
+        }

@@ -1,16 +1,20 @@
-"""The SQLite schema: versioned migrations (``PRAGMA user_version``), then the slots
-brought to the schedule, in one transaction at start-up."""
+"""The SQLite schema: versioned migrations (``PRAGMA user_version``) in one transaction at
+start-up; before upgrading a version-1 database, an online backup beside it."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Final
 
 import aiosqlite
 
-from rero.storage import SlotDefinitions
+from rero.storage.queries import Upgrade
 
 log: Final = logging.getLogger(__name__)
 
@@ -83,50 +87,94 @@ async def _migrate_4(db: aiosqlite.Connection) -> None:
     await db.execute("CREATE INDEX IF NOT EXISTS logins_srn ON logins (srn, at)")
 
 
-#: Migration N brings a database from user_version N-1 to N. Append only.
-MIGRATIONS: Final[tuple[Callable[[aiosqlite.Connection], Awaitable[None]], ...]] = (
-    _migrate_1,
-    _migrate_2,
-    _migrate_3,
-    _migrate_4,
+async def _migrate_5(db: aiosqlite.Connection, upgrade: Upgrade) -> None:
+    """The calendar: dated bookings (at most one live per resource and start, by a partial
+    unique index), blackouts, audit rows that name resource and date, sessions that keep
+    the profile. Every version-1 booking becomes a dated one; the slots table goes."""
+    for sql in CALENDAR_SCHEMA:
+        await db.execute(sql)
+    have = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(slots)")}
+    if have:
+        rows = await db.execute_fetchall(
+            "SELECT id, booked_by, COALESCE(booked_at, '') FROM slots WHERE is_booked = 1"
+        )
+        for slot_id, srn, booked_at in rows:
+            dated = upgrade(int(slot_id))
+            if dated is None:
+                log.warning(
+                    "migration: slot %s no longer exists; %s's booking dropped", slot_id, srn
+                )
+                continue
+            await db.execute(
+                "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'booked', ?, ?)",
+                (dated.resource, dated.date, dated.slot_id, dated.start, dated.end, srn or "",
+                 booked_at or dated.start, booked_at or dated.start),
+            )  # fmt: skip
+        await db.execute("DROP TABLE slots")
+    # Every version-1 event was about the one lab, now the default resource.
+    await db.execute(
+        "UPDATE booking_events SET resource = ? WHERE resource IS NULL", (upgrade.resource,)
+    )
+
+
+#: The calendar's tables, the same in both stores (types aside).
+CALENDAR_SCHEMA: Final = (
+    "CREATE TABLE bookings (id INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT NOT NULL,"
+    " date TEXT NOT NULL, slot_id INTEGER NOT NULL, starts_at TEXT NOT NULL,"
+    " ends_at TEXT NOT NULL, srn TEXT NOT NULL, status TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, series_id TEXT)",
+    "CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at) WHERE status = 'booked'",
+    "CREATE INDEX bookings_day ON bookings (resource, date)",
+    "CREATE INDEX bookings_srn ON bookings (srn, date)",
+    "CREATE INDEX bookings_series ON bookings (series_id) WHERE series_id IS NOT NULL",
+    "CREATE INDEX bookings_due ON bookings (ends_at) WHERE status = 'booked'",
+    "CREATE TABLE blackouts (id INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT NOT NULL,"
+    " starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,"
+    " created_by TEXT, created_at TEXT NOT NULL, lifted_by TEXT, lifted_at TEXT)",
+    "CREATE INDEX blackouts_resource ON blackouts (resource, starts_at)",
+    "ALTER TABLE booking_events ADD COLUMN resource TEXT",
+    "ALTER TABLE booking_events ADD COLUMN date TEXT",
+    "ALTER TABLE booking_events ADD COLUMN booking_id INTEGER",
+    "ALTER TABLE booking_events ADD COLUMN reason TEXT",
+    "ALTER TABLE sessions ADD COLUMN profile TEXT",
 )
 
+Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 
-async def migrate(db: aiosqlite.Connection, schedule: SlotDefinitions) -> None:
-    """Bring the schema to the newest version, then the slots to the schedule."""
+#: Migration N brings a database from user_version N-1 to N. Append only.
+MIGRATIONS: Final[tuple[Step, ...]] = (_migrate_1, _migrate_2, _migrate_3, _migrate_4)
+#: The version the calendar arrived with: a database below it holds version-1 bookings.
+CALENDAR: Final = len(MIGRATIONS) + 1
+
+
+async def migrate(db: aiosqlite.Connection, path: str, upgrade: Upgrade) -> None:
+    """Bring the schema to the newest version; back up a version-1 database first."""
+    (version,) = next(iter(await db.execute_fetchall("PRAGMA user_version")))
+    tables = await db.execute_fetchall("SELECT 1 FROM sqlite_master WHERE name = 'slots'")
+    if version < CALENDAR and tables and path != ":memory:":
+        copy = await asyncio.to_thread(_backup, path)
+        log.info("migration: version-1 database backed up to %s", copy)
     await db.execute("BEGIN IMMEDIATE")
     try:
         (version,) = next(iter(await db.execute_fetchall("PRAGMA user_version")))
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        for number in range(version + 1, CALENDAR + 1):
             log.info("migration: applying version %d", number)
-            await step(db)
+            if number < CALENDAR:
+                await MIGRATIONS[number - 1](db)
+            else:
+                await _migrate_5(db, upgrade)
             await db.execute(f"PRAGMA user_version = {number}")
-        await _reconcile(db, schedule)
         await db.commit()
     except BaseException:
         await db.rollback()
         raise
 
 
-async def _reconcile(db: aiosqlite.Connection, schedule: SlotDefinitions) -> None:
-    """Add missing slots, fix times; drop free slots outside the schedule, keep booked ones."""
-    await db.executemany(
-        "INSERT INTO slots (id, start_time, end_time) VALUES (?, ?, ?)"
-        " ON CONFLICT(id) DO UPDATE SET start_time = excluded.start_time,"
-        " end_time = excluded.end_time, updated_at = CURRENT_TIMESTAMP"
-        " WHERE start_time != excluded.start_time OR end_time != excluded.end_time",
-        schedule,
-    )
-    ids = (json.dumps([slot_id for slot_id, _, _ in schedule]),)
-    await db.execute(
-        "DELETE FROM slots WHERE is_booked = 0 AND id NOT IN (SELECT value FROM json_each(?))",
-        ids,
-    )
-    for slot_id, holder in await db.execute_fetchall(
-        "SELECT id, booked_by FROM slots WHERE id NOT IN (SELECT value FROM json_each(?))", ids
-    ):
-        log.warning(
-            "slot %s is outside the schedule but booked by %s: kept until cancelled",
-            slot_id,
-            holder,
-        )
+def _backup(path: str) -> str:
+    """An online backup of ``path`` beside it: ``<name>.v1-<UTC timestamp>.bak``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    copy = f"{path}.v1-{stamp}.bak"
+    with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    return str(Path(copy))

@@ -40,7 +40,13 @@ class SqliteSessions:
         raise NotImplementedError
 
     async def create_session(
-        self, token_hash: str, srn: str, expires_at: str, now: str, limits: SessionLimits
+        self,
+        token_hash: str,
+        srn: str,
+        expires_at: str,
+        now: str,
+        limits: SessionLimits,
+        profile: str,
     ) -> Opened:
         def create(conn: sqlite3.Connection) -> Opened:
             with immediate(conn):
@@ -58,9 +64,9 @@ class SqliteSessions:
                         return Opened(False, str(first))
                     conn.execute("INSERT INTO logins (srn, at) VALUES (?, ?)", (srn, now))
                 conn.execute(
-                    "INSERT INTO sessions (token_hash, srn, expires_at, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (token_hash, srn, expires_at, now),
+                    "INSERT INTO sessions (token_hash, srn, expires_at, created_at, profile)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (token_hash, srn, expires_at, now, profile),
                 )
                 if not limits.keep:
                     return Opened(True)
@@ -80,7 +86,8 @@ class SqliteSessions:
     async def session(self, token_hash: str, now: str) -> str | None:
         def find(conn: sqlite3.Connection) -> str | None:
             rows = conn.execute(
-                "SELECT srn FROM sessions WHERE token_hash = ? AND expires_at > ?",
+                "SELECT profile FROM sessions WHERE token_hash = ? AND expires_at > ?"
+                " AND profile IS NOT NULL",
                 (token_hash, now),
             )
             return next((str(r[0]) for r in rows), None)

@@ -1,0 +1,111 @@
+"""HTTP transport for the calendar: resources, their boards by date, bookings, series and
+blackouts. Parse, call the services, render; no rules live here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from rero import calendar_schemas as schemas
+from rero.errors import RequestInvalid
+from rero.keys import CALENDAR, STAFF
+from rero.views import identify, require_bearer
+
+
+def query(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """A validated query string: 422 with the field errors."""
+    try:
+        data: dict[str, Any] = schema.load(dict(request.query))
+    except ValidationError as e:
+        raise RequestInvalid(e.messages) from None
+    return data
+
+
+def number(request: web.Request, name: str) -> int:
+    """A path's id (the route's pattern already asked for digits); too large is no id."""
+    value = int(request.match_info[name])
+    if value > 2**62:
+        raise web.HTTPNotFound()
+    return value
+
+
+async def resources(request: web.Request) -> web.Response:
+    return web.json_response({"resources": request.app[CALENDAR].resources()})
+
+
+async def resource_slots(request: web.Request) -> web.Response:
+    """Served from the board's cached JSON, like ``GET /slots``."""
+    day = query(request, schemas.DATE)["date"]
+    board = await request.app[CALENDAR].board(request.match_info["resource"], day)
+    return web.Response(text=board.json, content_type="application/json")
+
+
+async def create_booking(request: web.Request) -> web.Response:
+    who, data = await identify(request, schemas.BOOKING_ONLY, schemas.BOOKING)
+    calendar = request.app[CALENDAR]
+    where = (data["resource"], data["date"], data["slot_id"])
+    weeks = data.get("repeat_weeks")
+    if weeks is None:
+        made = await calendar.book(who, *where, srn=data.get("srn"))
+        return web.json_response({"success": True, "booking": calendar.as_json(made)}, status=201)
+    staff = request.app[STAFF]
+    if weeks > staff.max_series_weeks:
+        raise RequestInvalid({"repeat_weeks": [f"Must be at most {staff.max_series_weeks}."]})
+    series = await staff.book_series(who, *where, weeks, srn=data.get("srn"))
+    body = {
+        "success": True,
+        "series_id": series.series_id,
+        "bookings": [calendar.as_json(b) for b in series.bookings],
+        "refused": [{"date": d.isoformat(), "reason": why} for d, why in series.refused],
+    }
+    return web.json_response(body, status=201)
+
+
+async def cancel_booking(request: web.Request) -> web.Response:
+    calendar = request.app[CALENDAR]
+    gone = await calendar.cancel(require_bearer(request), number(request, "booking_id"))
+    return web.json_response({"success": True, "booking": calendar.as_json(gone)})
+
+
+async def my_bookings(request: web.Request) -> web.Response:
+    span = query(request, schemas.RANGE)
+    calendar = request.app[CALENDAR]
+    rows = await calendar.mine(require_bearer(request), span["first"], span["last"])
+    return web.json_response({"bookings": [calendar.as_json(b) for b in rows]})
+
+
+async def cancel_series(request: web.Request) -> web.Response:
+    first = query(request, schemas.RANGE)["first"]
+    gone = await request.app[STAFF].cancel_series(
+        require_bearer(request), request.match_info["series_id"], first
+    )
+    calendar = request.app[CALENDAR]
+    return web.json_response({"success": True, "cancelled": [calendar.as_json(b) for b in gone]})
+
+
+async def add_blackout(request: web.Request) -> web.Response:
+    token = require_bearer(request)
+    _, data = await identify(request, schemas.BLACKOUT, schemas.BLACKOUT)
+    staff, calendar = request.app[STAFF], request.app[CALENDAR]
+    blackout, cancelled = await staff.add_blackout(
+        token, data["resource"], data["start"], data["end"], data["reason"]
+    )
+    body = {"blackout": calendar.blackout_json(blackout), "cancelled": [b.id for b in cancelled]}
+    return web.json_response(body, status=201)
+
+
+async def list_blackouts(request: web.Request) -> web.Response:
+    span = query(request, schemas.BLACKOUTS)
+    rows = await request.app[STAFF].blackouts(
+        require_bearer(request), span["resource"], span["first"], span["last"]
+    )
+    calendar = request.app[CALENDAR]
+    return web.json_response({"blackouts": [calendar.blackout_json(b) for b in rows]})
+
+
+async def lift_blackout(request: web.Request) -> web.Response:
+    token = require_bearer(request)
+    lifted = await request.app[STAFF].lift_blackout(token, number(request, "blackout_id"))
+    return web.json_response({"blackout": request.app[CALENDAR].blackout_json(lifted)})

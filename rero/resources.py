@@ -1,0 +1,84 @@
+"""The lab's resources, built once from the settings: ``[[resources]]`` tables, or with
+none, the one ``lab`` the original service had (``first_hour`` to ``last_hour``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from rero.calendar import WEEKDAYS, Quotas, Resource, parse_clock, utc
+from rero.setting_checks import ResourceConfig
+from rero.settings import Settings
+from rero.storage.queries import Dated
+
+DEFAULT_ID: Final = "lab"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Every resource by id, the default one (the original API's), and the global quotas."""
+
+    resources: dict[str, Resource]
+    default: Resource
+    quotas: Quotas
+
+    def get(self, resource_id: str) -> Resource | None:
+        return self.resources.get(resource_id)
+
+
+def _resource(config: ResourceConfig, settings: Settings, default: bool) -> Resource:
+    limits = (
+        config.max_bookings_per_day,
+        config.max_bookings_per_week,
+        config.max_upcoming_bookings,
+    )
+    return Resource(
+        id=config.id,
+        name=config.name or config.id,
+        site=config.site,
+        zone=ZoneInfo(config.timezone or settings.timezone),
+        opens=parse_clock(config.opens),
+        closes=parse_clock(config.closes),
+        slot_minutes=config.slot_minutes,
+        window_days=config.booking_window_days,
+        window_opens_at=parse_clock(config.window_opens_at),
+        campuses=config.campuses,
+        closed_weekdays=frozenset(WEEKDAYS.index(d) for d in config.closed_weekdays),
+        holidays=frozenset(date.fromisoformat(d) for d in config.holidays),
+        quotas=None if limits == (None, None, None) else Quotas(*(n or 0 for n in limits)),
+        default=default,
+    )
+
+
+def build_lab(settings: Settings) -> Lab:
+    configs = settings.resources or (
+        ResourceConfig(
+            DEFAULT_ID,
+            name="ReRo lab",
+            opens=f"{settings.first_hour:02d}:00",
+            closes=f"{settings.last_hour:02d}:00",
+        ),
+    )
+    default_id = next((c.id for c in configs if c.default), configs[0].id)
+    resources = {c.id: _resource(c, settings, c.id == default_id) for c in configs}
+    upcoming = settings.max_upcoming_bookings or settings.max_bookings_per_user
+    quotas = Quotas(settings.max_bookings_per_day, settings.max_bookings_per_week, upcoming)
+    return Lab(resources, resources[default_id], quotas)
+
+
+class NextOccurrence:
+    """Dates a version-1 booking: its slot's next occurrence after ``now`` (the upgrade)."""
+
+    def __init__(self, resource: Resource, now: datetime) -> None:
+        self.resource = resource.id
+        self._default = resource
+        self._now = now
+
+    def __call__(self, slot_id: int) -> Dated | None:
+        slot = self._default.next_occurrence(slot_id, self._now)
+        if slot is None:
+            return None
+        return Dated(self.resource, slot.start.date().isoformat(), slot_id,
+                     utc(slot.start), utc(slot.end))  # fmt: skip
