@@ -70,8 +70,9 @@ def post(path: str, body: Any, token: str | None = None) -> bytes:
     ).encode() + data
 
 
-async def open_many(port: int, n: int) -> list[RawHTTP]:
-    """``n`` open connections to 127.0.0.1:``port``, 250 at a time (the listen backlog)."""
+async def open_many(port: int, n: int, batch: int = 100) -> list[RawHTTP]:
+    """``n`` open connections to 127.0.0.1:``port``, ``batch`` at a time: past the listen
+    backlog (128 for aiohttp) a dropped SYN is retried only after a second."""
     loop = asyncio.get_running_loop()
 
     async def one() -> RawHTTP:
@@ -79,8 +80,8 @@ async def open_many(port: int, n: int) -> list[RawHTTP]:
         return protocol
 
     out: list[RawHTTP] = []
-    for start in range(0, n, 250):
-        out += await asyncio.gather(*(one() for _ in range(min(250, n - start))))
+    for start in range(0, n, batch):
+        out += await asyncio.gather(*(one() for _ in range(min(batch, n - start))))
     return out
 
 
