@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench.common import free_port, serve_bare, serve_rero, verdict
+from bench.common import cpu_seconds, free_port, serve_bare, serve_rero, verdict
 from bench.httpclient import RawHTTP, open_many, post, rush
 from bench.lab import RESOURCE_IDS, ZONE, board_path, lab_profile, login_all, resources
 from bench.wsclient import RawWebSocket, connect
@@ -92,13 +92,17 @@ def latency(replies: list[tuple[int, bytes, float]]) -> dict[str, float]:
             "max_ms": round(max(took), 1)}  # fmt: skip
 
 
-async def echo_rush(port: int, requests: list[bytes]) -> list[tuple[int, bytes, float]]:
-    """The ceiling: the same bytes, to the bare echo, over as many fresh connections."""
+async def echo_rush(
+    port: int, requests: list[bytes], pid: int
+) -> tuple[list[tuple[int, bytes, float]], float]:
+    """The ceiling: the same bytes, to the bare echo, over as many connections opened
+    first; the replies, and the server's CPU seconds from the first write to the last."""
     conns = await open_many(port, len(requests))
+    echoes = [r.replace(b"POST /bookings ", b"POST /echo ", 1) for r in requests]
     try:
-        return await rush(
-            conns, [r.replace(b"POST /bookings ", b"POST /echo ", 1) for r in requests]
-        )
+        cpu = cpu_seconds(pid)
+        replies = await rush(conns, echoes)
+        return replies, cpu_seconds(pid) - cpu
     finally:
         for c in conns:
             c.close()
@@ -135,9 +139,14 @@ async def bare_only(args: argparse.Namespace) -> None:
     body = {"resource": RESOURCE_IDS[0], "date": "2026-12-01", "slot_id": 9}
     requests = [post("/bookings", body, "t" * 43) for _ in range(args.students)]
     port = free_port()
-    with serve_bare(port):
+    with serve_bare(port) as proc:
         for _ in range(2):
-            print(json.dumps(latency(await echo_rush(port, requests))))
+            replies, cpu = await echo_rush(port, requests, proc.pid)
+            print(
+                json.dumps(
+                    latency(replies) | {"cpu_us_per_request": round(cpu * 1e6 / len(requests))}
+                )
+            )
 
 
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
@@ -155,7 +164,10 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                               "opening": opening.isoformat(), "target": str(target)}  # fmt: skip
     port, bare_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    with serve_bare(bare_port), serve_rero(port, n, {"WORKERS": "1"}, profile=profile):
+    with (
+        serve_bare(bare_port) as bare_proc,
+        serve_rero(port, n, {"WORKERS": "1"}, profile=profile) as proc,
+    ):
         async with aiohttp.ClientSession() as http:
             t0 = time.perf_counter()
             tokens = await login_all(http, base, range(n))
@@ -178,19 +190,21 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 )
                 for i, (r, s) in enumerate(asked)
             ]
-            bare_before = await echo_rush(bare_port, requests)
+            bare_before, cpu_bare = await echo_rush(bare_port, requests, bare_proc.pid)
             if time.time() > opening.timestamp() - OPEN_AHEAD - 1:
                 raise SystemExit(f"set-up outlasted --lead {args.lead}: raise it")
             await sleep_until(opening.timestamp() - OPEN_AHEAD)
             conns: list[RawHTTP] = await open_many(port, n)
             await sleep_until(opening.timestamp() + args.margin)
             result["sent_after_opening_s"] = round(time.time() - opening.timestamp(), 3)
+            cpu = cpu_seconds(proc.pid)
             replies = await rush(conns, requests, args.timeout)
+            cpu_rero = cpu_seconds(proc.pid) - cpu
             for c in conns:
                 c.close()
             same, boards = await settle(http, base, subs, target, args.settle)
             await asyncio.sleep(1.0)  # rero lets the rush's connections go first
-            bare_after = await echo_rush(bare_port, requests)
+            bare_after, cpu_after = await echo_rush(bare_port, requests, bare_proc.pid)
 
     winners: dict[tuple[str, int], int] = {}
     sentences: Counter[str] = Counter()
@@ -222,6 +236,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         "rero": rero_lat,
         "bare_before": before,
         "bare_after": after,
+        # Server CPU from the first write to the last reply, per request (bare: mean of both).
+        "rero_cpu_us_per_request": round(cpu_rero * 1e6 / n),
+        "bare_cpu_us_per_request": round((cpu_bare + cpu_after) / 2 * 1e6 / n),
         "p50_ratio": round(rero_lat["p50_ms"] / ceiling["p50_ms"], 2),
         "p99_ratio": round(rero_lat["p99_ms"] / ceiling["p99_ms"], 2),
     }
