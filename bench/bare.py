@@ -1,23 +1,26 @@
 """The ceiling: a bare aiohttp WebSocket server, for comparison with rero in the same run.
 
 ``GET /json`` answers a small JSON dict and ``POST /echo`` echoes a JSON body: the HTTP
-ceilings. ``POST /change`` serializes a board of the same shape and size as rero's once and
-sends it to each client in turn (awaiting each send), then answers. Each text
-message a client sends is echoed back, and the first one of a round also
-triggers one broadcast: the ceiling for a booking rush.
+ceilings; ``GET /body/NAME`` answers the bytes of the file ``NAME`` in the folder given as
+the second argument, read once (the ceiling for serving a prebuilt board). ``POST /change``
+serializes a board of the same shape and size as rero's once and sends it to each client in
+turn (awaiting each send), then answers. Each text message a client sends is echoed back,
+and the first one of a round also triggers one broadcast: the ceiling for a booking rush.
 
-    python -m bench.bare PORT
+    python -m bench.bare PORT [FOLDER]
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
 clients: set[web.WebSocketResponse] = set()
 state = {"seq": 0, "rush_broadcast": False}
+BODIES = web.AppKey("bodies", dict[str, bytes])
 
 
 def board(seq: int) -> str:
@@ -71,6 +74,13 @@ async def echo(request: web.Request) -> web.Response:
     return web.json_response(await request.json())
 
 
+async def prebuilt(request: web.Request) -> web.Response:
+    body = request.app[BODIES].get(request.match_info["name"])
+    if body is None:
+        raise web.HTTPNotFound()
+    return web.Response(body=body, content_type="application/json")
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"active_connections": len(clients)})
 
@@ -83,6 +93,9 @@ def main() -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/json", small_json)
     app.router.add_post("/echo", echo)
+    app.router.add_get("/body/{name}", prebuilt)
+    folder = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    app[BODIES] = {f.name: f.read_bytes() for f in folder.iterdir()} if folder else {}
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 

@@ -1,5 +1,6 @@
 """What the bench scripts share: free ports, server processes started from the project root
-and waited for, resident memory, fake users, and the PASS/FAIL ending of a pass/fail run.
+and waited for, resident memory and CPU time, fake users, resources for a profile, and the
+PASS/FAIL ending of a pass/fail run.
 
 Everything runs on 127.0.0.1, and every wait has a deadline.
 """
@@ -40,6 +41,18 @@ def rss_kib(pid: int) -> int:
     return total + sum(rss_kib(int(child)) for child in children)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time ``pid`` and all its descendants have run, every thread counted (the
+    scheduler's nanosecond figure in ``schedstat``, not ``stat``'s 10 ms ticks), so a few
+    changes' worth of fan-out can be told apart."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return total / 1e9 + sum(cpu_seconds(int(child)) for child in children)
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
     """Return once ``url/health`` answers; a server that exits first, or is still silent
     after ``seconds``, is an error, so a bench never hangs on a broken start."""
@@ -77,9 +90,13 @@ def serve(argv: list[str], env: dict[str, str], port: int) -> Iterator[subproces
         stop(proc)
 
 
-def serve_bare(port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    """The bare aiohttp ceiling (bench/bare.py) on ``port``."""
-    return serve([sys.executable, "-m", "bench.bare", str(port)], {}, port)
+def serve_bare(
+    port: int, bodies: Path | None = None
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """The bare aiohttp ceiling (bench/bare.py) on ``port``; it serves each file in the
+    folder ``bodies`` as ``GET /body/NAME``."""
+    extra = [str(bodies)] if bodies else []
+    return serve([sys.executable, "-m", "bench.bare", str(port), *extra], {}, port)
 
 
 def write_users(path: Path, n: int) -> Path:
@@ -93,14 +110,28 @@ def write_users(path: Path, n: int) -> Path:
     return path
 
 
-def rero_env(port: int, folder: Path, users: int) -> dict[str, str]:
+def toml_value(value: object) -> str:
+    """A str, int, bool or list of them as TOML (``json`` writes all four alike)."""
+    return json.dumps(value)
+
+
+def resources_toml(resources: list[dict[str, object]]) -> str:
+    """``[[resources]]`` tables of a profile, one per dict, keys as the issue names them."""
+    return "".join(
+        "[[resources]]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in r.items())
+        for r in resources
+    )
+
+
+def rero_env(port: int, folder: Path, users: int, profile: str = "") -> dict[str, str]:
     """The environment of a bench's rero: loopback, fake auth for ``users`` users (written to
-    ``folder/users.toml``), the SQLite file ``folder/rero.db``, no sign-in limits."""
+    ``folder/users.toml``), the SQLite file ``folder/rero.db``, no sign-in limits, and
+    ``profile`` (more TOML: keys first, then tables such as ``[[resources]]``)."""
     # A bench measures throughput: the per-student sign-in limits would refuse its logins.
-    profile = folder / "bench.toml"
-    profile.write_text("max_logins_per_user_per_minute = 0\nmax_sessions_per_user = 0\n")
+    path = folder / "bench.toml"
+    path.write_text("max_logins_per_user_per_minute = 0\nmax_sessions_per_user = 0\n" + profile)
     return {
-        "RERO_CONFIG": str(profile),
+        "RERO_CONFIG": str(path),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "AUTH_BACKEND": "fake",
@@ -112,15 +143,19 @@ def rero_env(port: int, folder: Path, users: int) -> dict[str, str]:
 
 @contextlib.contextmanager
 def serve_rero(
-    port: int, users: int, env: dict[str, str] | None = None, folder: Path | None = None
+    port: int,
+    users: int,
+    env: dict[str, str] | None = None,
+    folder: Path | None = None,
+    profile: str = "",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m rero`` as :func:`rero_env` sets it up, ``env`` added or overriding
     (``WORKERS``, ``LOG_LEVEL``, ``DATABASE_URL``), in a fresh temporary folder unless
-    ``folder`` is given (a restart on the same file)."""
+    ``folder`` is given (a restart on the same file), ``profile`` added to its profile."""
     with contextlib.ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        env = {**rero_env(port, folder, users), **(env or {})}
+        env = {**rero_env(port, folder, users, profile), **(env or {})}
         yield stack.enter_context(serve(RERO, env, port))
 
 

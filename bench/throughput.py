@@ -65,6 +65,7 @@ def wrk(url: str, seconds: int, script: Path | None = None, echo: bool = False) 
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
         "rps": round(rps),
+        "requests": total,
         "non_2xx_share": round(int(non2xx.group(1)) / total, 3) if non2xx else 0.0,
     }
 
