@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from cachetools import TTLCache
+
 from rero.auth import AuthBackend, User, normalize_username
 from rero.clock import Clock, stamp
 from rero.errors import (
@@ -34,6 +36,11 @@ log: Final = logging.getLogger(__name__)
 
 MAX_REMEMBERED: Final = 100_000
 LOGIN_WINDOW: Final = timedelta(minutes=1)
+#: How long a worker trusts a session it has read without asking the store again. A
+#: revocation anywhere reaches every worker sooner, through the change feed; this bounds
+#: it should the feed be down.
+SESSION_MEMORY_SECONDS: Final = 5.0
+SESSIONS_REMEMBERED: Final = 100_000
 #: What a session keeps of the profile: what the rules (campus) and grants (name) need.
 SESSION_PROFILE: Final = ("name", "srn", "campus")
 #: Bounds of a username's lock past its ceiling (seconds): see :func:`backoff`.
@@ -211,6 +218,10 @@ class IdentityService:
         self._clock = clock
         self._outcomes = outcomes
         self._revocation_listeners: list[RevocationListener] = []
+        #: Sessions read lately, with their expiry: a booking rush reads each token once.
+        self._seen: TTLCache[str, tuple[User, str]] = TTLCache(
+            SESSIONS_REMEMBERED, SESSION_MEMORY_SECONDS, timer=lambda: clock().timestamp()
+        )
         self._revocations_seen = 0
         self._throttle = Throttle(
             failures,
@@ -226,10 +237,16 @@ class IdentityService:
         if isinstance(identity, User):
             return identity
         if isinstance(identity, Token):
-            profile = await self._sessions.session(identity.digest, stamp(self._clock))
-            if profile is None:
+            now = stamp(self._clock)
+            seen = self._seen.get(identity.digest)
+            if seen is not None and seen[1] > now:
+                return seen[0]
+            found = await self._sessions.session(identity.digest, now)
+            if found is None:
                 raise InvalidSession()
-            return User(**json.loads(profile))
+            user = User(**json.loads(found[0]))
+            self._seen[identity.digest] = (user, found[1])
+            return user
         with self._outcomes.counted("login"):
             return await self._check_password(identity)
 
@@ -315,6 +332,8 @@ class IdentityService:
         return now.isoformat(timespec="seconds"), cutoff.isoformat(timespec="seconds")
 
     def _revoked(self, digests: list[str]) -> None:
+        for digest in digests:
+            self._seen.pop(digest, None)
         for listener in self._revocation_listeners:
             try:
                 listener(digests)

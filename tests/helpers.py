@@ -333,7 +333,7 @@ async def store_contract(storage: Storage) -> None:
     assert (await storage.booking(b6.id)).status == "completed"  # type: ignore[union-attr]
     # Sessions keep the profile.
     await storage.create_session("h", "A", "2999-01-01T00:00:00+00:00", "2026", NO_LIMITS, "{}")
-    assert await storage.session("h", "2026") == "{}"
+    assert await storage.session("h", "2026") == ("{}", "2999-01-01T00:00:00+00:00")
     assert await storage.delete_session("h", "2026", "2025")
     assert await storage.session("h", "2026") is None
 

@@ -26,6 +26,7 @@ from tests.helpers import (
     Clock,
     bearer,
     connect,
+    eventually,
     login,
     receive,
 )
@@ -222,3 +223,29 @@ async def test_the_revocation_log_on_sqlite(tmp_path: Path) -> None:
 async def test_the_revocation_log_on_postgresql(pg_url: str) -> None:
     async with open_postgres(pg_url, UPGRADE) as storage:
         await check_revocation_log(storage)
+
+
+# ---- sessions a worker remembers -----------------------------------------------------------
+
+
+async def test_a_remembered_session_still_ends_at_once(
+    aiohttp_client: ClientFactory, settings: Settings, clock: Clock
+) -> None:
+    """A worker remembers the sessions it read (a rush reads each token once), yet a
+    logout on another worker ends it there within the change feed's poll, and an expired
+    session ends on time."""
+    apps = [create_app(settings, clock=clock, timer=clock.timer) for _ in range(2)]
+    one, other = [await aiohttp_client(app) for app in apps]
+    token = await login(one)
+    assert (await other.post("/my-bookings", headers=bearer(token))).status == 200  # read
+    assert (await one.post("/auth/logout", headers=bearer(token))).status == 204
+
+    async def refused() -> bool:
+        return (await other.post("/my-bookings", headers=bearer(token))).status == 401
+
+    await eventually(refused, 2, what="the other worker to learn of the logout")
+    token = await login(one)
+    assert (await one.post("/my-bookings", headers=bearer(token))).status == 200  # read
+    clock.advance(minutes=30)  # session_minutes: expired, though remembered
+    resp = await one.post("/my-bookings", headers=bearer(token))
+    assert (resp.status, await resp.json()) == (401, INVALID_SESSION)

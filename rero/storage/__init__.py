@@ -274,9 +274,9 @@ class SessionStore(Protocol):
         sessions of ``srn`` beyond ``limits.keep``. All in one transaction."""
         ...
 
-    async def session(self, token_hash: str, now: str) -> str | None:
-        """The profile (JSON) a live session stores, or None: also for a session from
-        before sessions stored profiles."""
+    async def session(self, token_hash: str, now: str) -> tuple[str, str] | None:
+        """The profile (JSON) a live session stores, and when it expires; or None: also
+        for a session from before sessions stored profiles."""
         ...
 
     async def delete_session(self, token_hash: str, now: str, purge_before: str) -> bool:

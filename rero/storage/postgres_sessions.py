@@ -79,14 +79,14 @@ class PostgresSessions:
 
         return await self._run(create)
 
-    async def session(self, token_hash: str, now: str) -> str | None:
-        async def find(conn: asyncpg.Connection) -> str | None:
-            srn: str | None = await conn.fetchval(
-                "SELECT profile FROM sessions WHERE token_hash = $1 AND expires_at > $2"
-                " AND profile IS NOT NULL",
+    async def session(self, token_hash: str, now: str) -> tuple[str, str] | None:
+        async def find(conn: asyncpg.Connection) -> tuple[str, str] | None:
+            row = await conn.fetchrow(
+                "SELECT profile, expires_at FROM sessions WHERE token_hash = $1"
+                " AND expires_at > $2 AND profile IS NOT NULL",
                 token_hash, now,
             )  # fmt: skip
-            return srn
+            return None if row is None else (str(row["profile"]), str(row["expires_at"]))
 
         return await self._run(find)
 

@@ -83,14 +83,14 @@ class SqliteSessions:
 
         return await self._in_thread(create)
 
-    async def session(self, token_hash: str, now: str) -> str | None:
-        def find(conn: sqlite3.Connection) -> str | None:
+    async def session(self, token_hash: str, now: str) -> tuple[str, str] | None:
+        def find(conn: sqlite3.Connection) -> tuple[str, str] | None:
             rows = conn.execute(
-                "SELECT profile FROM sessions WHERE token_hash = ? AND expires_at > ?"
-                " AND profile IS NOT NULL",
+                "SELECT profile, expires_at FROM sessions WHERE token_hash = ?"
+                " AND expires_at > ? AND profile IS NOT NULL",
                 (token_hash, now),
             )
-            return next((str(r[0]) for r in rows), None)
+            return next(((str(r[0]), str(r[1])) for r in rows), None)
 
         return await self._in_thread(find)
 
