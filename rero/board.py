@@ -114,6 +114,11 @@ class DayBoard:
     def json(self) -> str:
         return json.dumps(self.data, separators=(",", ":"))
 
+    @cached_property
+    def body(self) -> bytes:
+        """The JSON as sent over HTTP, encoded once."""
+        return self.json.encode()
+
 
 class RollingBoard:
     """The original ``GET /slots``: the default resource's every slot at its next
@@ -165,3 +170,8 @@ class RollingBoard:
     @cached_property
     def json(self) -> str:
         return json.dumps(self.data, separators=(",", ":"))
+
+    @cached_property
+    def body(self) -> bytes:
+        """The JSON as sent over HTTP, encoded once."""
+        return self.json.encode()

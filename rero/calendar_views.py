@@ -44,7 +44,7 @@ async def resource_slots(request: web.Request) -> web.Response:
     if day is None and request.query:
         day = query(request, schemas.DATE)["date"]
     board = await request.app[CALENDAR].board(request.match_info["resource"], day)
-    return web.Response(text=board.json, content_type="application/json")
+    return web.Response(body=board.body, content_type="application/json", charset="utf-8")
 
 
 def _plain_date(text: str) -> date | None:

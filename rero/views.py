@@ -16,7 +16,7 @@ from rero.request_info import credentials, identify, parse, require_bearer
 async def get_slots(request: web.Request) -> web.Response:
     """Served from the board's cached JSON: no database, no serialization per request."""
     board = await request.app[SERVICE].board()
-    return web.Response(text=board.json, content_type="application/json")
+    return web.Response(body=board.body, content_type="application/json", charset="utf-8")
 
 
 async def login(request: web.Request) -> web.Response:
