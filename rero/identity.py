@@ -36,11 +36,10 @@ log: Final = logging.getLogger(__name__)
 
 MAX_REMEMBERED: Final = 100_000
 LOGIN_WINDOW: Final = timedelta(minutes=1)
-#: How long a worker trusts a session it has read without asking the store again. A
-#: revocation anywhere reaches every worker sooner, through the change feed; this bounds
-#: it should the feed be down.
+#: How long a worker trusts a session it has read (or opened) without asking the store
+#: again; a revocation anywhere reaches every worker sooner, through the change feed.
 SESSION_MEMORY_SECONDS: Final = 5.0
-SESSIONS_REMEMBERED: Final = 100_000
+SESSIONS_REMEMBERED: Final = 100_000  # about 400 bytes each
 #: What a session keeps of the profile: what the rules (campus) and grants (name) need.
 SESSION_PROFILE: Final = ("name", "srn", "campus")
 #: Bounds of a username's lock past its ceiling (seconds): see :func:`backoff`.
@@ -286,13 +285,14 @@ class IdentityService:
             expires_at,
             now.isoformat(timespec="seconds"),
             limits,
-            json.dumps({key: getattr(user, key) for key in SESSION_PROFILE}),
+            json.dumps(profile := {key: getattr(user, key) for key in SESSION_PROFILE}),
         )
         if not opened.opened:
             first = datetime.fromisoformat(opened.first_in_window or limits.window_start)
             wait = (first + LOGIN_WINDOW - now).total_seconds()
             raise TooManyLogins(max(1, math.ceil(wait)))
         self._revoked(list(opened.revoked))
+        self._seen[token.digest] = (User(**profile), expires_at)
         return Session(user, token.value, expires_at)
 
     async def logout(self, token: Token) -> None:

@@ -252,11 +252,15 @@ async def test_an_admin_books_for_a_student(lab: Any) -> None:
 
 
 async def test_a_session_from_before_profiles_is_expired(lab: Any) -> None:
-    token = await login(lab)
+    from rero.identity import Token
     from rero.keys import STORAGE
 
-    await lab.server.app[STORAGE]._db.execute("UPDATE sessions SET profile = NULL")
-    resp = await book(lab, token, "arm-1", TOMORROW, 10)
+    old = Token("a-version-1-session-token")  # stored before sessions kept the profile
+    await lab.server.app[STORAGE]._db.execute(
+        "INSERT INTO sessions (token_hash, srn, expires_at, created_at) VALUES (?, ?, ?, ?)",
+        (old.digest, ALICE_SRN, "2999-01-01T00:00:00+00:00", "2026-11-24T02:00:00+00:00"),
+    )
+    resp = await book(lab, old.value, "arm-1", TOMORROW, 10)
     assert await refused(resp) == (401, {"detail": "Invalid or expired session"})
 
 
