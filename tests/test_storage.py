@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -196,3 +197,34 @@ async def test_a_lost_database_file_is_noticed(
     assert exists(path) == (how == "replaced")  # never silently recreated
     resp = await client.post("/cancel-slot", json={"slot_id": 5, **ALICE})
     assert resp.status == 503
+
+
+OPEN_AT = """
+import asyncio, sys, time
+from tests.helpers import UPGRADE
+from rero.storage.sqlite import open_sqlite
+
+async def main(path: str, at: float) -> None:
+    while time.time() < at:
+        await asyncio.sleep(0.001)
+    async with open_sqlite(path, UPGRADE):
+        pass
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("round_", range(4))
+def test_workers_opening_a_new_file_together_all_start(tmp_path: Path, round_: int) -> None:
+    """SQLite answers "locked" at once to all but one of the connections switching a new
+    file to WAL together (gunicorn's workers at first start): each must still open it."""
+    at = str(time.time() + 1.0)
+    path = str(tmp_path / "new.db")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AT, path, at], cwd=ROOT,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(10)
+    ]  # fmt: skip
+    outcomes = [(p.wait(60), p.communicate(timeout=60)[1]) for p in procs]
+    assert [err for code, err in outcomes if code != 0] == []

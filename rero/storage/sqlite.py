@@ -251,6 +251,21 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+async def _wal(db: aiosqlite.Connection) -> None:
+    """Switch a new file to WAL. Workers starting together race for it, and SQLite answers
+    "locked" at once to all but one (the busy timeout does not cover this switch): try
+    again until one has made it, within the busy timeout."""
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
 @asynccontextmanager
 async def open_sqlite(path: str, upgrade: Upgrade) -> AsyncIterator[SqliteStorage]:
     """Open (creating file and directory if needed), migrate, and close on exit."""
@@ -258,9 +273,9 @@ async def open_sqlite(path: str, upgrade: Upgrade) -> AsyncIterator[SqliteStorag
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = await aiosqlite.connect(path, isolation_level=None)
     try:
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA busy_timeout = 5000")
+        await _wal(db)
+        await db.execute("PRAGMA synchronous = FULL")
         await migrate(db, path, upgrade)
         storage = SqliteStorage(db, path)
         yield storage
