@@ -134,7 +134,7 @@ book() {
 # exported NAME SLOT SRN: `rero export` inside the container shows the booking.
 exported() {
   podman exec "$1" rero export |
-    python3 -c 'import json, sys; slots = {s["id"]: s for s in json.load(sys.stdin)["slots"]}; assert slots[int(sys.argv[1])]["booked_by"] == sys.argv[2], slots' "$2" "$3"
+    python3 -c 'import json, sys; live = {(b["slot_id"], b["srn"]) for b in json.load(sys.stdin)["bookings"] if b["status"] == "booked"}; assert (int(sys.argv[1]), sys.argv[2]) in live, live' "$2" "$3"
 }
 
 # 1. SQLite on a volume.
@@ -155,7 +155,7 @@ grep -q 'slot-booking' <<<"$script"
 book "$port" alice alice-container-pw 9
 exported "$sqlite" 9 PES1UG22CS001
 podman stop -t 20 "$sqlite" >/dev/null 2>>"$work/podman.log"
-booked=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT booked_by FROM slots WHERE id = 9 AND is_booked").fetchone())' "$work/data/rero.db")
+booked=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT srn FROM bookings WHERE slot_id = 9 AND status = '"'booked'"'").fetchone())' "$work/data/rero.db")
 [ "$booked" = "('PES1UG22CS001',)" ] || fail "SQLite on the volume: slot 9 is $booked"
 echo "container: SQLite on the volume has slot 9 booked by PES1UG22CS001"
 
@@ -171,7 +171,7 @@ echo "$health" | grep -q '"kind": "postgresql", "reachable": true'
 book "$port" bob bob-container-pw 10
 exported "$pg" 10 PES1UG22EC002
 podman stop -t 20 "$pg" >/dev/null 2>>"$work/podman.log"
-booked=$("$psql" -X -tA "$db_url" -c 'SELECT booked_by FROM slots WHERE id = 10 AND is_booked')
+booked=$("$psql" -X -tA "$db_url" -c "SELECT srn FROM bookings WHERE slot_id = 10 AND status = 'booked'")
 [ "$booked" = PES1UG22EC002 ] || fail "PostgreSQL: slot 10 is '$booked'"
 echo "container: PostgreSQL has slot 10 booked by PES1UG22EC002"
 
