@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from rero.auth import User
 from rero.board import DayBoard
@@ -314,9 +315,12 @@ class BookingService:
             )  # fmt: skip
         return described
 
+    def _zone(self, resource_id: str) -> ZoneInfo:
+        """A resource's zone (the default one's for a resource no longer configured)."""
+        return (self.lab.get(resource_id) or self.lab.default).zone
+
     def blackout_json(self, row: BlackoutRow) -> dict[str, Any]:
-        resource = self.lab.get(row.resource)
-        zone = resource.zone if resource is not None else self.lab.default.zone
+        zone = self._zone(row.resource)
         return {
             "id": row.id,
             "resource": row.resource,
@@ -327,8 +331,7 @@ class BookingService:
 
     def as_json(self, row: BookingRow) -> dict[str, Any]:
         """A booking as every new route and message shows it: instants in its zone."""
-        resource = self.lab.get(row.resource)
-        zone = resource.zone if resource is not None else self.lab.default.zone
+        zone = self._zone(row.resource)
         return {
             "id": row.id,
             "resource": row.resource,

@@ -7,21 +7,10 @@ from datetime import date
 from typing import Any
 
 from aiohttp import web
-from marshmallow import Schema, ValidationError
 
 from rero import calendar_schemas as schemas
-from rero.errors import RequestInvalid
 from rero.keys import CALENDAR, STAFF
-from rero.request_info import identify, require_bearer
-
-
-def query(request: web.Request, schema: Schema) -> dict[str, Any]:
-    """A validated query string: 422 with the field errors."""
-    try:
-        data: dict[str, Any] = schema.load(dict(request.query))
-    except ValidationError as e:
-        raise RequestInvalid(e.messages) from None
-    return data
+from rero.request_info import identify, query, require_bearer
 
 
 def number(request: web.Request, name: str) -> int:
@@ -66,10 +55,7 @@ async def create_booking(request: web.Request) -> web.Response:
     if weeks is None:
         made = await calendar.book(who, *where, srn=data.get("srn"))
         return web.json_response({"success": True, "booking": calendar.as_json(made)}, status=201)
-    staff = request.app[STAFF]
-    if weeks > staff.max_series_weeks:
-        raise RequestInvalid({"repeat_weeks": [f"Must be at most {staff.max_series_weeks}."]})
-    series = await staff.book_series(who, *where, weeks, srn=data.get("srn"))
+    series = await request.app[STAFF].book_series(who, *where, weeks, srn=data.get("srn"))
     refused = [{"date": d.isoformat(), "reason": why} for d, why in series.refused]
     if not series.bookings:
         nothing = {"detail": "No date of the series could be booked", "refused": refused}

@@ -14,7 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import date, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 from rero.board import DayBoard, RollingBoard
 from rero.clock import Clock
@@ -26,6 +26,7 @@ log: Final = logging.getLogger(__name__)
 #: Boards whose bookings stay in memory (a board is a few hundred bytes).
 CAPACITY: Final = 4096
 
+B = TypeVar("B", DayBoard, RollingBoard)
 DayListener = Callable[[DayBoard], None]
 RollingListener = Callable[[RollingBoard], None]
 
@@ -232,20 +233,20 @@ class BoardFeed:
         self._blackouts[row.resource] = tuple(sorted(others, key=lambda b: b.start))
 
     def _publish_day(self, board: DayBoard) -> None:
-        for listener in self._day_listeners:
-            try:
-                listener(board)
-            except Exception:  # a broken listener must not undo a committed booking
-                log.exception("board listener failed")
+        _hand_on(self._day_listeners, board)
 
     def _publish_rolling(self, board: RollingBoard) -> None:
-        for listener in self._rolling_listeners:
-            try:
-                listener(board)
-            except Exception:
-                log.exception("board listener failed")
+        _hand_on(self._rolling_listeners, board)
 
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _hand_on(listeners: list[Callable[[B], None]], board: B) -> None:
+    for listener in listeners:
+        try:
+            listener(board)
+        except Exception:  # a broken listener must not undo a committed booking
+            log.exception("board listener failed")

@@ -84,3 +84,12 @@ def require_bearer(request: web.Request) -> Token:
     if token is None:
         raise InvalidSession()
     return token
+
+
+def query(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """A validated query string: 422 with the field errors."""
+    try:
+        data: dict[str, Any] = schema.load(dict(request.query))
+    except ValidationError as e:
+        raise RequestInvalid(e.messages) from None
+    return data

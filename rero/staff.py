@@ -69,6 +69,8 @@ class StaffService:
     ) -> SeriesResult:  # fmt: skip
         """Admins: the same slot weekly, ``weeks`` times, in one transaction; each
         occurrence decided on its own."""
+        if weeks > self.max_series_weeks:
+            raise RequestInvalid({"repeat_weeks": [f"Must be at most {self.max_series_weeks}."]})
         self.target(resource_id, day, slot_id)
         user = await self._identity.require_admin(identity)
         series_id = uuid.uuid4().hex

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from aiohttp import web
-from marshmallow import ValidationError
 
 from rero import schemas
 from rero.calendar import clock_text
-from rero.errors import RequestInvalid
 from rero.identity import Token
 from rero.keys import IDENTITY, SERVICE
-from rero.request_info import credentials, identify, parse, require_bearer
+from rero.request_info import credentials, identify, parse, query, require_bearer
 
 
 async def get_slots(request: web.Request) -> web.Response:
@@ -95,10 +93,7 @@ async def admin_reset(request: web.Request) -> web.Response:
 
 async def admin_audit(request: web.Request) -> web.Response:
     token = require_bearer(request)
-    try:
-        query = schemas.AUDIT.load(dict(request.query))
-    except ValidationError as e:
-        raise RequestInvalid(e.messages) from None
-    events = await request.app[SERVICE].audit(token, query["limit"], query["before"])
-    next_before = events[-1]["id"] if len(events) == query["limit"] else None
+    asked = query(request, schemas.AUDIT)
+    events = await request.app[SERVICE].audit(token, asked["limit"], asked["before"])
+    next_before = events[-1]["id"] if len(events) == asked["limit"] else None
     return web.json_response({"events": events, "next_before": next_before})
