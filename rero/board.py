@@ -20,6 +20,7 @@ from rero.storage import BlackoutRow, BookingRow
 
 FREE: Final = "free"
 BOOKED: Final = "booked"
+HELD: Final = "held"
 CLOSED: Final = "closed"
 NEVER: Final = float("inf")
 
@@ -50,18 +51,22 @@ class DayBoard:
         show_booked_by: bool,
     ) -> None:
         self.resource, self.date = resource, day
-        held = {b.start: b for b in bookings if b.status != "cancelled"}
+        # A live booking or hold keeps its slot; a finished one (completed, no-show) shows
+        # only once the slot has ended: released early, the rest of the hour is free.
+        kept = {b.start: b for b in bookings if b.status in ("booked", "held")}
+        done = {b.start: b for b in bookings if b.status in ("completed", "no_show")}
         opens_at = resource.opens_at(day)
         closure = resource.closure(day)
         cells, edges = [], [opens_at] if now < opens_at else []
         for slot in resource.slots_on(day):
             start, end = utc(slot.start), utc(slot.end)
-            holder = held.get(start)
+            holder = kept.get(start) or (done.get(start) if slot.end <= now else None)
             covering = next((b for b in blackouts if b.start < end and b.end > start), None)
             if slot.end > now:
                 edges.append(slot.end)
             if holder is not None:
-                cell = Cell(slot.id, slot.start, slot.end, BOOKED, None, holder)
+                state = HELD if holder.status == "held" else BOOKED
+                cell = Cell(slot.id, slot.start, slot.end, state, None, holder)
             elif closure is not None:
                 cell = Cell(slot.id, slot.start, slot.end, CLOSED, closure)
             elif covering is not None:
@@ -82,7 +87,7 @@ class DayBoard:
 
     def is_taken(self, slot_id: int) -> bool:
         cell = self.by_id.get(slot_id)
-        return cell is not None and cell.state == BOOKED
+        return cell is not None and cell.state in (BOOKED, HELD)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -103,6 +108,9 @@ class DayBoard:
                     "booked_by": (c.holder.srn or None) if c.holder and self._show else None,
                     "booked_at": c.holder.created_at if c.holder else None,
                     "reason": c.reason,
+                    "held_until": iso(datetime.fromisoformat(c.holder.hold_expires_at), zone)
+                    if c.holder and c.holder.hold_expires_at and c.state == HELD
+                    else None,
                 }
                 for c in self.cells
             ],

@@ -22,7 +22,8 @@ from aiohttp import web
 
 from rero import workers
 from rero.logs import AccessLogger, setup_logging
-from rero.settings import Settings, SettingsError, load_settings, shown
+from rero.setting_checks import shown
+from rero.settings import Settings, SettingsError, load_settings
 from rero.storage import backends
 
 log = logging.getLogger(__name__)

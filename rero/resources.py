@@ -3,13 +3,13 @@ none, the one ``lab`` the original service had (``first_hour`` to ``last_hour``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from rero.calendar import WEEKDAYS, Quotas, Resource, parse_clock, utc
-from rero.setting_checks import ResourceConfig
+from rero.setting_checks import LabConfig, ResourceConfig
 from rero.settings import Settings
 from rero.storage.queries import Dated
 
@@ -18,11 +18,13 @@ DEFAULT_ID: Final = "lab"
 
 @dataclass(frozen=True)
 class Lab:
-    """Every resource by id, the default one (the original API's), and the global quotas."""
+    """Every resource by id, the default one (the original API's), the global quotas, and
+    the equipment behind each resource that has a ``[resources.lab]`` table."""
 
     resources: dict[str, Resource]
     default: Resource
     quotas: Quotas
+    labs: dict[str, LabConfig] = field(default_factory=dict)
 
     def get(self, resource_id: str) -> Resource | None:
         return self.resources.get(resource_id)
@@ -65,7 +67,8 @@ def build_lab(settings: Settings) -> Lab:
     resources = {c.id: _resource(c, settings, c.id == default_id) for c in configs}
     upcoming = settings.max_upcoming_bookings or settings.max_bookings_per_user
     quotas = Quotas(settings.max_bookings_per_day, settings.max_bookings_per_week, upcoming)
-    return Lab(resources, resources[default_id], quotas)
+    labs = {c.id: c.lab for c in configs if c.lab is not None}
+    return Lab(resources, resources[default_id], quotas, labs)
 
 
 class NextOccurrence:

@@ -3,9 +3,11 @@ declaration in :mod:`rero.settings` so that it reads as one table."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import (
@@ -93,6 +95,59 @@ def valid_clock(value: str) -> None:
 
 
 @dataclass(frozen=True)
+class LabConfig:
+    """A resource's ``[resources.lab]`` table: where its equipment is, how the service
+    hands a student to it, and how it reaches the lab (docs/lab-integration.md)."""
+
+    launch_url: str
+    early_minutes: int = 5
+    api_key_sha256: tuple[str, ...] = ()
+    webhook_url: str = ""
+    webhook_secret_env: str = ""
+
+
+class LabSchema(Schema):
+    """A ``[resources.lab]`` table: only hashes of lab keys, a webhook secret by name."""
+
+    class Meta:
+        unknown = RAISE
+
+    launch_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    early_minutes = fields.Integer(load_default=5, strict=True, validate=validate.Range(0, 120))
+    api_key_sha256 = fields.List(
+        fields.String(
+            validate=validate.Regexp(
+                r"^[0-9a-f]{64}\Z", error="Must be a SHA-256 in lower-case hex (rero keys lab)."
+            )
+        ),
+        load_default=list,
+    )
+    webhook_url = fields.String(
+        load_default="",
+        validate=validate.Regexp(r"^$|^https?://\S+\Z", error="Must be an http(s) URL."),
+    )
+    webhook_secret_env = fields.String(
+        load_default="",
+        validate=validate.Regexp(
+            r"^$|^[A-Z_][A-Z0-9_]*\Z", error="Must name an environment variable."
+        ),
+    )
+
+    @validates_schema
+    def _secret_with_url(self, data: dict[str, Any], **_: Any) -> None:
+        if data["webhook_url"] and not data["webhook_secret_env"]:
+            raise ValidationError(
+                "a webhook_url needs webhook_secret_env (the variable holding its secret)",
+                "webhook_secret_env",
+            )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **_: Any) -> LabConfig:
+        data["api_key_sha256"] = tuple(data["api_key_sha256"])
+        return LabConfig(**data)
+
+
+@dataclass(frozen=True)
 class ResourceConfig:
     """One ``[[resources]]`` table, as written (times as HH:MM); see :mod:`rero.resources`."""
 
@@ -112,6 +167,7 @@ class ResourceConfig:
     max_bookings_per_day: int | None = None
     max_bookings_per_week: int | None = None
     max_upcoming_bookings: int | None = None
+    lab: LabConfig | None = None
 
 
 def _limit() -> fields.Integer:
@@ -148,6 +204,7 @@ class ResourceSchema(Schema):
     max_bookings_per_day = _limit()
     max_bookings_per_week = _limit()
     max_upcoming_bookings = _limit()
+    lab = fields.Nested(LabSchema, load_default=None)
 
     @validates_schema
     def _whole_slots(self, data: dict[str, Any], **_: Any) -> None:
@@ -170,3 +227,40 @@ class ResourceSchema(Schema):
             data[key] = tuple(data[key])
         data["holidays"] = tuple(d.isoformat() for d in data["holidays"])
         return ResourceConfig(**data)
+
+
+MASK: Final = "***"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``; unparsable: all of it."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return MASK
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
+
+
+def shown(key: str, value: Any) -> Any:
+    """A setting's value as it may be printed: passwords never are."""
+    if key == "fake_users":
+        return [{**user, "password": MASK} for user in value] if isinstance(value, tuple) else MASK
+    if key == "database_url" and isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (a name other than localhost
+    may resolve to anything, so it counts as the network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import ipaddress
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar, get_type_hints
-from urllib.parse import urlsplit, urlunsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -25,11 +23,14 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from rero.setting_checks import (
+    MASK,
     FakeUser,
     FakeUserSchema,
     FakeUsersFileSchema,
     ResourceConfig,
     ResourceSchema,
+    is_loopback,
+    shown,
     valid_origin,
     valid_timezone,
 )
@@ -145,6 +146,34 @@ class Settings:
         12, fields.Integer(strict=True, validate=validate.Range(1, 104))
     )
     resources: tuple[ResourceConfig, ...] = _setting((), fields.List(fields.Nested(ResourceSchema)))
+    # The hour itself (docs/lab-integration.md): the service's own URL (grants' issuer,
+    # feed links), the Ed25519 keys that sign grants (the first signs), no-shows, holds.
+    public_url: str = _setting(
+        "",
+        fields.String(
+            validate=validate.Regexp(
+                r"^$|^https?://[^\s/]+(/\S*)?\Z", error="Must be an http(s) URL."
+            )
+        ),
+        env="PUBLIC_URL",
+    )
+    grant_signing_keys: tuple[str, ...] = _setting(
+        (), fields.List(fields.String(validate=validate.Length(min=1)))
+    )
+    no_show_minutes: int = _setting(
+        10, fields.Integer(strict=True, validate=validate.Range(0, 24 * 60))
+    )
+    no_show_limit: int = _setting(3, fields.Integer(strict=True, validate=validate.Range(min=0)))
+    no_show_window_days: int = _setting(
+        30, fields.Integer(strict=True, validate=validate.Range(1, 366))
+    )
+    suspension_days: int = _setting(7, fields.Integer(strict=True, validate=validate.Range(1, 366)))
+    hold_seconds: int = _setting(
+        120, fields.Integer(strict=True, validate=validate.Range(10, 3600))
+    )
+    waitlist_hold_seconds: int = _setting(
+        300, fields.Integer(strict=True, validate=validate.Range(10, 24 * 3600))
+    )
     # Accepted, ignored: a booking always ends with its slot now (None: not given).
     release_after_slot_end: bool | None = _setting(None, fields.Boolean(allow_none=True))
     max_logins_per_user_per_minute: int = _setting(
@@ -206,6 +235,19 @@ class _SettingsSchema(Schema):
         if sum(r.default for r in resources) > 1:
             raise ValidationError("at most one resource may say default = true", "resources")
 
+    @validates_schema
+    def _labs_need_the_service_url(self, data: dict[str, Any], **_: Any) -> None:
+        labs = [r.id for r in data.get("resources", []) if r.lab is not None]
+        if labs and not data.get("public_url"):
+            raise ValidationError(
+                f"is required once a resource has a lab ({labs[0]}): grants name it", "public_url"
+            )
+        if labs and not data.get("grant_signing_keys"):
+            raise ValidationError(
+                f"is required once a resource has a lab ({labs[0]}): rero keys generate PATH",
+                "grant_signing_keys",
+            )
+
 
 _SCHEMA: Final = _SettingsSchema.from_dict(
     {f.name: f.metadata["check"] for f in dataclasses.fields(Settings)}
@@ -220,32 +262,6 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise SettingsError(f"{what}={str(path)!r}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{what}={str(path)!r}: not valid TOML: {e}") from None
-
-
-MASK: Final = "***"
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``; unparsable: all of it."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return MASK
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{host}"))
-
-
-def shown(key: str, value: Any) -> Any:
-    """A setting's value as it may be printed: passwords never are."""
-    if key == "fake_users":
-        return [{**user, "password": MASK} for user in value] if isinstance(value, tuple) else MASK
-    if key == "database_url" and isinstance(value, str):
-        return mask_url(value)
-    return value
 
 
 def _describe(key: str, raw: Mapping[str, Any], sources: Mapping[str, str]) -> str:
@@ -301,6 +317,12 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
     for key in _STRING_TUPLES & data.keys():
         data[key] = tuple(str(v) for v in data[key])
     data["resources"] = tuple(data.get("resources", ()))
+    for resource in data["resources"]:
+        secret = resource.lab.webhook_secret_env if resource.lab else ""
+        if secret and not env.get(secret):
+            raise SettingsError(
+                f"resource {resource.id!r}: its webhook secret variable {secret} is not set"
+            )
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.database_url and importlib.util.find_spec("asyncpg") is None:
         raise SettingsError("DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'")
@@ -308,7 +330,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         raise SettingsError("AUTH_BACKEND='fake' needs users: set fake_users or FAKE_USERS_FILE")
     if (
         settings.auth_backend == "fake"
-        and not _is_loopback(settings.host)
+        and not is_loopback(settings.host)
         and not settings.allow_fake_auth_on_network
     ):
         backend = _describe("auth_backend", {"auth_backend": "fake"}, sources)
@@ -319,14 +341,3 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             " or set allow_fake_auth_on_network = true in the profile"
         )
     return settings
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only (a name other than localhost
-    may resolve to anything, so it counts as the network)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -80,7 +80,7 @@ async def test_a_board_for_a_date(lab: Any) -> None:
         "slots": [
             {"id": n, "start": f"{TOMORROW}T{start}:00+05:30", "end": f"{TOMORROW}T{end}:00+05:30",
              "state": "free", "is_booked": False, "booked_by": None, "booked_at": None,
-             "reason": None}
+             "reason": None, "held_until": None}
             for n, start, end in ((18, "09:00", "09:30"), (19, "09:30", "10:00"),
                                   (20, "10:00", "10:30"), (21, "10:30", "11:00"))
         ],

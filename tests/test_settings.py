@@ -280,6 +280,7 @@ ENV_SAMPLES: dict[str, tuple[str, object]] = {
     "CACHE_DURATION_MINUTES": ("0", 0.0),
     "FAKE_USERS_FILE": ("users.toml", "users.toml"),
     "SESSION_MINUTES": ("45", 45.0),
+    "PUBLIC_URL": ("https://rero.example.edu", "https://rero.example.edu"),
     "WORKERS": ("4", 4),
     "DATABASE_URL": ("postgresql://db/rero", "postgresql://db/rero"),
 }
@@ -323,7 +324,7 @@ def test_each_environment_variable_overrides_the_profile(
     ],
 )
 def test_mask_url(url: str, printed: str) -> None:
-    from rero.settings import mask_url
+    from rero.setting_checks import mask_url
 
     assert mask_url(url) == printed
 

@@ -15,7 +15,7 @@ import pytest
 from rero.app import create_app
 from rero.settings import Settings
 from rero.storage.sqlite import open_sqlite
-from rero.storage.sqlite_schema import CALENDAR
+from rero.storage.sqlite_schema import VERSION
 from tests.helpers import (
     ALICE,
     DAY,
@@ -58,9 +58,9 @@ async def test_creates_file_and_directory_with_schema(tmp_path: Path) -> None:
     indexes = raw(path, "SELECT sql FROM sqlite_master WHERE name = 'bookings_live'")
     assert indexes == [
         ("CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at)"
-         " WHERE status = 'booked'",)
+         " WHERE status IN ('booked', 'held')",)
     ]  # fmt: skip
-    assert raw(path, "PRAGMA user_version") == [(CALENDAR,)]
+    assert raw(path, "PRAGMA user_version") == [(VERSION,)]
     assert raw(path, "PRAGMA journal_mode") == [("wal",)]
     assert not any(name.endswith(".bak") for name in os.listdir(path.parent))  # nothing to back up
 
@@ -134,7 +134,7 @@ async def test_upgrades_a_version_1_database_with_a_backup_first(tmp_path: Path)
     (backup,) = [tmp_path / n for n in os.listdir(tmp_path) if n.startswith("old.db.v1-")]
     assert backup.name.endswith(".bak")
     assert raw(backup, "SELECT id FROM slots WHERE is_booked = 1") == [(9,), (20,)]
-    assert raw(path, "PRAGMA user_version") == [(CALENDAR,)]
+    assert raw(path, "PRAGMA user_version") == [(VERSION,)]
 
 
 async def test_upgrades_the_original_schema(tmp_path: Path) -> None:

@@ -9,9 +9,67 @@ PostgreSQL) satisfy every one of them, and :class:`Storage` as a whole.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
+
+from rero.storage.changes import (
+    AddBlackout,
+    Book,
+    Cancel,
+    CancelMany,
+    Change,
+    CheckIn,
+    Confirm,
+    DropHold,
+    Hold,
+    JoinWaitlist,
+    LeaveWaitlist,
+    LiftBlackout,
+    LiftSuspension,
+    Limit,
+    Release,
+    Series,
+    Sweep,
+)
+
+__all__ = [
+    "AddBlackout",
+    "Applied",
+    "BlackoutRow",
+    "Book",
+    "BookingRow",
+    "Cancel",
+    "CancelMany",
+    "Change",
+    "ChangeFeed",
+    "CheckIn",
+    "Confirm",
+    "Counts",
+    "DayKey",
+    "DropHold",
+    "Hold",
+    "JoinWaitlist",
+    "LeaveWaitlist",
+    "LiftBlackout",
+    "LiftSuspension",
+    "Limit",
+    "LoginFailureStore",
+    "Opened",
+    "Probe",
+    "Programs",
+    "Query",
+    "Refusal",
+    "Release",
+    "Rows",
+    "Series",
+    "SessionLimits",
+    "SessionStore",
+    "SlotStore",
+    "Storage",
+    "Sweep",
+    "Write",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -28,6 +86,9 @@ class BookingRow:
     status: str
     created_at: str
     series_id: str | None = None
+    name: str = ""
+    checked_in_at: str | None = None
+    hold_expires_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,13 +102,21 @@ class BlackoutRow:
     reason: str
 
 
+T = TypeVar("T")
+#: A statement with ``:name`` parameters, and the rows it returned.
+Query = tuple[str, dict[str, Any]]
+Rows = list[Sequence[Any]]
+
 #: A board's key: (resource id, ISO date).
 DayKey = tuple[str, str]
 
-#: Statuses a booking can have; only ``booked`` holds its slot.
+#: Statuses a booking can have; ``booked`` and ``held`` (a hold) keep its slot.
 BOOKED: Final = "booked"
+HELD: Final = "held"
 CANCELLED: Final = "cancelled"
 COMPLETED: Final = "completed"
+NO_SHOW: Final = "no_show"
+LAPSED: Final = "lapsed"
 
 
 class Refusal(enum.Enum):
@@ -61,103 +130,12 @@ class Refusal(enum.Enum):
     NOT_YOURS = "not_yours"  # a cancel of somebody else's booking
     CANCELLED = "cancelled"  # a cancel of a cancelled booking
     ENDED = "ended"  # a cancel of a booking whose slot has ended
-
-
-@dataclass(frozen=True)
-class Limit:
-    """One quota as the store counts it: the booker's bookings (not cancelled) on dates
-    ``first``..``last`` (inclusive, or any), ending after ``ends_after`` (or any), on
-    ``resource`` (or any), must stay below ``limit``. ``kind`` names it in a refusal."""
-
-    kind: str
-    limit: int
-    resource: str | None = None
-    first: str | None = None
-    last: str | None = None
-    ends_after: str | None = None
-
-
-@dataclass(frozen=True)
-class Book:
-    """Book a slot for ``srn`` only if no blackout covers it, nobody holds it and every
-    limit holds."""
-
-    resource: str
-    date: str
-    slot_id: int
-    start: str
-    end: str
-    srn: str
-    actor: str
-    at: str
-    limits: tuple[Limit, ...] = ()
-    series_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Series:
-    """Several bookings in one transaction, each decided on its own."""
-
-    books: tuple[Book, ...]
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """Cancel one booking, by id or by (resource, start), only if it is booked, has not
-    ended at ``now``, and (unless ``srn`` is None) belongs to ``srn``. The audit row says
-    ``action``, or ``others`` (if given) when the booking was not the actor's."""
-
-    booking_id: int | None
-    slot: tuple[str, str] | None
-    srn: str | None
-    actor: str
-    action: str
-    at: str
-    now: str
-    reason: str | None = None
-    others: str | None = None
-
-
-@dataclass(frozen=True)
-class CancelMany:
-    """Cancel every booking that has not ended and matches every filter given: a reset,
-    the rest of a series, a student's bookings."""
-
-    actor: str | None
-    action: str
-    at: str
-    now: str
-    reason: str | None = None
-    resource: str | None = None
-    series_id: str | None = None
-    srn: str | None = None
-    starts_from: str | None = None
-
-
-@dataclass(frozen=True)
-class AddBlackout:
-    """Close ``resource`` from ``start`` to ``end`` and cancel the bookings inside."""
-
-    resource: str
-    start: str
-    end: str
-    reason: str
-    actor: str
-    at: str
-    now: str
-
-
-@dataclass(frozen=True)
-class LiftBlackout:
-    """Reopen what a blackout closed (the row stays, marked lifted)."""
-
-    blackout_id: int
-    actor: str
-    at: str
-
-
-#: A write: it happens only if its condition holds, with one audit row per booking.
-Change = Book | Series | Cancel | CancelMany | AddBlackout | LiftBlackout
+    SUSPENDED = "suspended"  # a booker suspended for no-shows (``detail``: until when)
+    HOLDING = "holding"  # a hold by a student who holds another slot already
+    LAPSED = "lapsed"  # a confirm of a hold that has lapsed
+    NOT_NOW = "not_now"  # a check-in or release outside the booking's time
+    NOT_TAKEN = "not_taken"  # joining the waitlist of a slot nobody holds
+    WAITING = "waiting"  # joining a waitlist the student is on already
 
 
 @dataclass(frozen=True)
@@ -172,6 +150,8 @@ class Write:
     bookings: tuple[BookingRow, ...] = ()
     blackout: BlackoutRow | None = None
     parts: tuple[Write, ...] = ()
+    #: Waitlist entries this write changed (joined, left, offered a hold): their srns.
+    waitlisted: tuple[str, ...] = ()
 
     @property
     def touched(self) -> set[DayKey]:
@@ -341,5 +321,12 @@ class Probe(Protocol):
         ...
 
 
-class Storage(SlotStore, SessionStore, LoginFailureStore, ChangeFeed, Probe, Protocol):
+class Programs(Protocol):
+    """Runs a program outside the group commit: a read of several statements, or a write
+    whose boards nobody watches (the outbox, feed tokens), in one transaction."""
+
+    async def perform(self, steps: Generator[Query, Rows, T]) -> T: ...
+
+
+class Storage(SlotStore, SessionStore, LoginFailureStore, ChangeFeed, Probe, Programs, Protocol):
     """A whole store, as :func:`rero.storage.backends.open_storage` yields it."""

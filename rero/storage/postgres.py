@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -28,24 +28,21 @@ from rero.storage import (
     Book,
     BookingRow,
     Change,
+    Confirm,
     Counts,
     DayKey,
+    Hold,
+    Query,
+    Rows,
     Series,
+    Sweep,
     Write,
 )
 from rero.storage.postgres_schema import DRIVER_ERRORS, migrate
 from rero.storage.postgres_sessions import CHANNEL, PostgresSessions
-from rero.storage.programs import (
-    COLUMNS,
-    Program,
-    Query,
-    blackout,
-    booking,
-    day,
-    numbered,
-    program,
-)
+from rero.storage.programs import day, numbered, program
 from rero.storage.queries import BLACKOUTS, COMPLETE, EVENT_KEYS, EVENTS, LIVE, Upgrade, mine
+from rero.storage.rows import COLUMNS, blackout, booking
 
 log: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,14 +58,14 @@ async def fetch(conn: asyncpg.Connection, query: Query) -> list[asyncpg.Record]:
     return rows
 
 
-async def run(conn: asyncpg.Connection, steps: Program) -> Write:
+async def run(conn: asyncpg.Connection, steps: Generator[Query, Rows, T]) -> T:
     """Run a program's statements on ``conn``, sending each its rows back."""
     try:
         query = next(steps)
         while True:
             query = steps.send([tuple(r) for r in await fetch(conn, query)])
     except StopIteration as done:
-        result: Write = done.value
+        result: T = done.value
         return result
 
 
@@ -79,6 +76,10 @@ def _locks(change: Change) -> list[tuple[str, bool]]:
     books = change.books if isinstance(change, Series) else (change,)
     if isinstance(change, AddBlackout):
         return [("resource:" + change.resource, False)]
+    if isinstance(change, Sweep):  # one sweep at a time across hosts
+        return [("sweep", False)]
+    if isinstance(change, Hold | Confirm):
+        return [("srn:" + change.srn, False)]
     keys = {("resource:" + b.resource, True) for b in books if isinstance(b, Book)}
     keys |= {("srn:" + b.srn, False) for b in books if isinstance(b, Book) and b.limits}
     return sorted(keys)
@@ -106,6 +107,15 @@ class PostgresStorage(PostgresSessions):
         except DRIVER_ERRORS as e:
             log.error("database error: %s", type(e).__name__)
             raise StorageUnavailable() from None
+
+    async def perform(self, steps: Generator[Query, Rows, T]) -> T:
+        """Run one program (a read, or a write outside the group commit) in a transaction."""
+
+        async def work(conn: asyncpg.Connection) -> T:
+            async with conn.transaction():
+                return await run(conn, steps)
+
+        return await self._run(work)
 
     async def apply(self, changes: Sequence[Change]) -> Applied:
         """One transaction per change: a group would hold its row locks against the other

@@ -76,9 +76,48 @@ MIGRATIONS: Final = (
         ADD COLUMN booking_id BIGINT, ADD COLUMN reason TEXT;
     ALTER TABLE sessions ADD COLUMN profile TEXT
     """,
+    """
+    ALTER TABLE bookings ADD COLUMN name TEXT NOT NULL DEFAULT '',
+        ADD COLUMN checked_in_at TEXT, ADD COLUMN no_show_at TEXT,
+        ADD COLUMN hold_expires_at TEXT, ADD COLUMN waitlist_id BIGINT;
+    DROP INDEX bookings_live;
+    CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at)
+        WHERE status IN ('booked', 'held');
+    CREATE UNIQUE INDEX bookings_one_hold ON bookings (srn) WHERE status = 'held';
+    CREATE INDEX bookings_no_show ON bookings (no_show_at)
+        WHERE status = 'booked' AND checked_in_at IS NULL;
+    CREATE INDEX bookings_holds ON bookings (hold_expires_at) WHERE status = 'held';
+    CREATE TABLE waitlist (id BIGSERIAL PRIMARY KEY, resource TEXT NOT NULL,
+        date TEXT NOT NULL, slot_id INTEGER NOT NULL, starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL, srn TEXT NOT NULL, name TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        hold_id BIGINT);
+    CREATE UNIQUE INDEX waitlist_once ON waitlist (resource, starts_at, srn)
+        WHERE status IN ('waiting', 'offered');
+    CREATE INDEX waitlist_line ON waitlist (resource, starts_at, id) WHERE status = 'waiting';
+    CREATE INDEX waitlist_srn ON waitlist (srn, status);
+    CREATE TABLE suspensions (id BIGSERIAL PRIMARY KEY, srn TEXT NOT NULL,
+        starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
+        created_at TEXT NOT NULL, lifted_by TEXT, lifted_at TEXT);
+    CREATE INDEX suspensions_srn ON suspensions (srn, ends_at);
+    CREATE TABLE outbox (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL, resource TEXT, srn TEXT, booking_id BIGINT, at TEXT NOT NULL,
+        payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL, lease_until TEXT, delivered_at TEXT, dead_at TEXT,
+        last_error TEXT);
+    CREATE UNIQUE INDEX outbox_once ON outbox (booking_id, kind) WHERE booking_id IS NOT NULL;
+    CREATE INDEX outbox_pending ON outbox (next_attempt_at)
+        WHERE delivered_at IS NULL AND dead_at IS NULL;
+    CREATE INDEX outbox_resource ON outbox (resource, id);
+    CREATE INDEX outbox_at ON outbox (at);
+    CREATE TABLE calendar_feeds (id BIGSERIAL PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+        srn TEXT, resource TEXT, created_at TEXT NOT NULL, revoked_at TEXT);
+    CREATE INDEX calendar_feeds_owner ON calendar_feeds (srn, resource)
+        WHERE revoked_at IS NULL
+    """,
 )
 #: The version the calendar arrived with: below it, the bookings are in the slots table.
-CALENDAR: Final = len(MIGRATIONS)
+CALENDAR: Final = 5
 
 
 async def migrate(conn: asyncpg.Connection, upgrade: Upgrade) -> None:

@@ -11,13 +11,11 @@ in the same transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
 from rero.storage import (
     AddBlackout,
-    BlackoutRow,
     Book,
     BookingRow,
     Cancel,
@@ -25,115 +23,77 @@ from rero.storage import (
     Change,
     DayKey,
     LiftBlackout,
-    Limit,
+    Query,
     Refusal,
     Series,
     Write,
 )
+from rero.storage.hour_programs import hour_program
+from rero.storage.rows import (
+    BLACKOUT_COLUMNS,
+    COLUMNS,
+    COVERING,
+    KEPT,
+    SUSPENDED,
+    Program,
+    audit,
+    blackout,
+    booking,
+    count,
+    emit,
+    lapse,
+    promote,
+)
 
-Query = tuple[str, dict[str, Any]]
-Rows = list[Sequence[Any]]
-Program = Generator[Query, Rows, Write]
-
-COLUMNS: Final = (
-    "id, resource, date, slot_id, starts_at, ends_at, srn, status, created_at, series_id"
-)
-_BLACKOUT_COLUMNS: Final = "id, resource, starts_at, ends_at, reason"
-_COVERING: Final = (
-    "FROM blackouts WHERE resource = :resource AND lifted_at IS NULL"
-    " AND starts_at < :end AND ends_at > :start"
-)
-_HELD: Final = (
-    "FROM bookings WHERE resource = :resource AND starts_at = :start AND status = 'booked'"
-)
-_EVENT: Final = (
-    "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at, resource, date,"
-    " booking_id, reason) VALUES (:slot_id, :holder, :actor, :action, :at, :resource, :date,"
-    " :booking_id, :reason)"
-)
 _DAY: Final = (
     f"SELECT {COLUMNS} FROM bookings WHERE resource = :resource AND date = :date"
-    " AND status <> 'cancelled' ORDER BY starts_at"
+    " AND status NOT IN ('cancelled', 'lapsed') ORDER BY starts_at, id"
 )
-
-
-def booking(row: Sequence[Any]) -> BookingRow:
-    id_, resource, day, slot_id, start, end, srn, status, created, series = row
-    return BookingRow(
-        int(id_), str(resource), str(day), int(slot_id), str(start), str(end), str(srn),
-        str(status), str(created), None if series is None else str(series),
-    )  # fmt: skip
-
-
-def blackout(row: Sequence[Any]) -> BlackoutRow:
-    id_, resource, start, end, reason = row
-    return BlackoutRow(int(id_), str(resource), str(start), str(end), str(reason))
-
-
-def _count(limit: Limit, n: int) -> tuple[str, dict[str, Any]]:
-    """The booker's bookings that ``limit`` counts, as a scalar subquery."""
-    sql = "SELECT COUNT(*) FROM bookings WHERE srn = :srn AND status <> 'cancelled'"
-    params: dict[str, Any] = {}
-    for i, (column, op, value) in enumerate(
-        (
-            ("resource", "=", limit.resource),
-            ("date", ">=", limit.first),
-            ("date", "<=", limit.last),
-            ("ends_at", ">", limit.ends_after),
-        )
-    ):
-        if value is not None:
-            name = f"limit{n}_{i}"
-            sql += f" AND {column} {op} :{name}"
-            params[name] = value
-    return sql, params
 
 
 def _book(c: Book) -> Program:
     params: dict[str, Any] = {
         "resource": c.resource, "date": c.date, "slot_id": c.slot_id, "start": c.start,
-        "end": c.end, "srn": c.srn, "at": c.at, "series_id": c.series_id,
+        "end": c.end, "srn": c.srn, "at": c.at, "series_id": c.series_id, "name": c.name,
+        "no_show_at": c.no_show_at,
     }  # fmt: skip
-    conditions = [f"NOT EXISTS (SELECT 1 {_COVERING})", f"NOT EXISTS (SELECT 1 {_HELD})"]
-    counts = []
+    # An expired hold keeps its slot until it lapses, which it does now.
+    lapsed = yield from lapse(c.at, None, "resource = :resource AND starts_at = :start", params)
+    conditions = [
+        f"NOT EXISTS (SELECT 1 {COVERING})",
+        f"NOT EXISTS (SELECT 1 {KEPT})",
+        f"NOT EXISTS (SELECT 1 {SUSPENDED})",
+    ]
+    quotas = []
     for n, limit in enumerate(c.limits):
-        sql, extra = _count(limit, n)
-        counts.append((limit, sql, extra))
+        sql, extra = count(limit, n)
+        quotas.append((limit, sql, extra))
         conditions.append(f"({sql}) < {int(limit.limit)}")
         params.update(extra)
     rows = yield (
         "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
-        " created_at, updated_at, series_id) SELECT :resource, :date, :slot_id, :start, :end,"
-        " :srn, 'booked', :at, :at, :series_id WHERE "
-        + " AND ".join(conditions)
-        + f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
+        " created_at, updated_at, series_id, name, no_show_at) SELECT :resource, :date,"
+        " :slot_id, :start, :end, :srn, 'booked', :at, :at, :series_id, :name, :no_show_at"
+        " WHERE " + " AND ".join(conditions) + f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
         params,
     )
     if rows:
         made = booking(rows[0])
-        yield from _audit(made, c.actor, "booked", c.at, None)
-        return Write(True, bookings=(made,))
-    reasons = yield (f"SELECT reason {_COVERING} ORDER BY starts_at LIMIT 1", params)
+        yield from audit(made, c.actor, "booked", c.at, None)
+        return Write(True, bookings=(made, *lapsed.bookings))
+    reasons = yield (f"SELECT reason {COVERING} ORDER BY starts_at LIMIT 1", params)
     if reasons:
-        return Write(False, Refusal.CLOSED, str(reasons[0][0]))
-    if (yield (f"SELECT 1 {_HELD}", params)):
-        return Write(False, Refusal.TAKEN)
-    for limit, sql, extra in counts:
-        ((count,),) = yield (sql, {"srn": c.srn, **extra})
-        if int(count) >= limit.limit:
-            return Write(False, Refusal.QUOTA, f"{limit.kind}:{limit.limit}")
+        return Write(False, Refusal.CLOSED, str(reasons[0][0]), lapsed.bookings)
+    if (yield (f"SELECT 1 {KEPT}", params)):
+        return Write(False, Refusal.TAKEN, bookings=lapsed.bookings)
+    until = yield (f"SELECT MAX(ends_at) {SUSPENDED}", params)
+    if until and until[0][0] is not None:
+        return Write(False, Refusal.SUSPENDED, str(until[0][0]))
+    for limit, sql, extra in quotas:
+        ((counted,),) = yield (sql, {"srn": c.srn, **extra})
+        if int(counted) >= limit.limit:
+            return Write(False, Refusal.QUOTA, f"{limit.kind}:{limit.limit}", lapsed.bookings)
     return Write(False, Refusal.TAKEN)  # taken by a commit that raced this one
-
-
-def _audit(b: BookingRow, actor: str | None, action: str, at: str, reason: str | None) -> Program:
-    yield (
-        _EVENT,
-        {
-            "slot_id": b.slot_id, "holder": b.srn, "actor": actor, "action": action, "at": at,
-            "resource": b.resource, "date": b.date, "booking_id": b.id, "reason": reason,
-        },
-    )  # fmt: skip
-    return Write(True)
 
 
 def _cancel(c: Cancel) -> Program:
@@ -156,8 +116,10 @@ def _cancel(c: Cancel) -> Program:
     if rows:
         gone = booking(rows[0])
         action = c.others if c.others is not None and gone.srn != c.actor else c.action
-        yield from _audit(gone, c.actor, action, c.at, c.reason)
-        return Write(True, bookings=(gone,))
+        yield from audit(gone, c.actor, action, c.at, c.reason)
+        yield from emit("cancelled", gone, c.at, c.reason)
+        offered = yield from promote(gone, c.now, c.offer_until)
+        return Write(True, bookings=(gone, *offered.bookings), waitlisted=offered.waitlisted)
     found = yield (f"SELECT srn, status, ends_at FROM bookings WHERE {where}", params)
     if not found:
         return Write(False, Refusal.NOT_FOUND if c.booking_id is not None else Refusal.NOT_BOOKED)
@@ -171,7 +133,8 @@ def _cancel(c: Cancel) -> Program:
 
 def _cancel_many(c: CancelMany, overlap: tuple[str, str] | None = None) -> Program:
     params: dict[str, Any] = {"at": c.at, "now": c.now}
-    sql = "UPDATE bookings SET status = 'cancelled', updated_at = :at WHERE status = 'booked'"
+    sql = "UPDATE bookings SET status = 'cancelled', updated_at = :at"
+    sql += " WHERE status = 'booked'"
     sql += " AND ends_at > :now"
     for column, op, value in (
         ("resource", "=", c.resource),
@@ -187,16 +150,23 @@ def _cancel_many(c: CancelMany, overlap: tuple[str, str] | None = None) -> Progr
             params[name] = value
     rows = yield (f"{sql} RETURNING {COLUMNS}", params)
     gone = tuple(sorted((booking(r) for r in rows), key=lambda b: b.start))
+    offers: list[BookingRow] = []
+    waiting: list[str] = []
     for b in gone:
-        yield from _audit(b, c.actor, c.action, c.at, c.reason)
-    return Write(bool(gone), bookings=gone)
+        yield from audit(b, c.actor, c.action, c.at, c.reason)
+        yield from emit("cancelled", b, c.at, c.reason)
+        if overlap is None:  # a blackout closes the slots it cancels: nothing to offer
+            offered = yield from promote(b, c.now, c.offer_until)
+            offers.extend(offered.bookings)
+            waiting.extend(offered.waitlisted)
+    return Write(bool(gone), bookings=gone + tuple(offers), waitlisted=tuple(waiting))
 
 
 def _add_blackout(c: AddBlackout) -> Program:
     rows = yield (
         "INSERT INTO blackouts (resource, starts_at, ends_at, reason, created_by, created_at)"
         " VALUES (:resource, :start, :end, :reason, :actor, :at)"
-        f" RETURNING {_BLACKOUT_COLUMNS}",
+        f" RETURNING {BLACKOUT_COLUMNS}",
         {"resource": c.resource, "start": c.start, "end": c.end, "reason": c.reason,
          "actor": c.actor, "at": c.at},
     )  # fmt: skip
@@ -206,14 +176,34 @@ def _add_blackout(c: AddBlackout) -> Program:
 
 
 def _lift_blackout(c: LiftBlackout) -> Program:
+    which = (
+        "id = :id" if c.blackout_id is not None else "resource = :resource AND created_by = :actor"
+    )
     rows = yield (
-        "UPDATE blackouts SET lifted_at = :at, lifted_by = :actor WHERE id = :id"
-        f" AND lifted_at IS NULL RETURNING {_BLACKOUT_COLUMNS}",
-        {"id": c.blackout_id, "at": c.at, "actor": c.actor},
+        f"UPDATE blackouts SET lifted_at = :at, lifted_by = :actor WHERE {which}"
+        f" AND lifted_at IS NULL RETURNING {BLACKOUT_COLUMNS}",
+        {"id": c.blackout_id, "at": c.at, "actor": c.actor, "resource": c.resource},
     )
     if not rows:
         return Write(False, Refusal.NOT_FOUND)
-    return Write(True, blackout=blackout(rows[0]))
+    offers: list[BookingRow] = []
+    waiting: list[str] = []
+    for lifted in map(blackout, rows):
+        # Each waited-for slot the blackout closed goes to the first in its line.
+        line = yield (
+            "SELECT DISTINCT resource, date, slot_id, starts_at, ends_at FROM waitlist"
+            " WHERE resource = :resource AND status = 'waiting' AND starts_at < :end"
+            " AND ends_at > :start",
+            {"resource": lifted.resource, "start": lifted.start, "end": lifted.end},
+        )
+        for resource, day, slot_id, start, end in line:
+            freed = BookingRow(0, resource, day, int(slot_id), start, end, "", "", c.at)
+            offered = yield from promote(freed, c.at, c.offer_until)
+            offers.extend(offered.bookings)
+            waiting.extend(offered.waitlisted)
+    return Write(
+        True, bookings=tuple(offers), blackout=blackout(rows[0]), waitlisted=tuple(waiting)
+    )
 
 
 def _series(c: Series) -> Program:
@@ -225,6 +215,9 @@ def _series(c: Series) -> Program:
 
 def program(change: Change) -> Program:
     """The statements that make ``change``, deciding it as they go."""
+    hour = hour_program(change)
+    if hour is not None:
+        return hour
     if isinstance(change, Book):
         return _book(change)
     if isinstance(change, Series):
@@ -235,6 +228,7 @@ def program(change: Change) -> Program:
         return _cancel_many(change)
     if isinstance(change, AddBlackout):
         return _add_blackout(change)
+    assert isinstance(change, LiftBlackout)
     return _lift_blackout(change)
 
 

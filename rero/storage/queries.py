@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from rero.storage.programs import COLUMNS
+from rero.storage.rows import COLUMNS
 
 BLACKOUTS: Final = (
     "SELECT id, resource, starts_at, ends_at, reason FROM blackouts"

@@ -13,7 +13,15 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Final, TypeVar
@@ -29,9 +37,10 @@ from rero.storage import (
     Change,
     Counts,
     DayKey,
-    Write,
+    Query,
+    Rows,
 )
-from rero.storage.programs import COLUMNS, Program, blackout, booking, day, program
+from rero.storage.programs import day, program
 from rero.storage.queries import (
     BLACKOUTS,
     COMPLETE,
@@ -42,6 +51,7 @@ from rero.storage.queries import (
     Upgrade,
     mine,
 )
+from rero.storage.rows import COLUMNS, blackout, booking
 from rero.storage.sqlite_schema import migrate
 from rero.storage.sqlite_sessions import SqliteSessions, immediate
 
@@ -51,14 +61,14 @@ T = TypeVar("T")
 CHANGE_POLL_INTERVAL: Final = 0.05
 
 
-def run(conn: sqlite3.Connection, steps: Program) -> Write:
+def run(conn: sqlite3.Connection, steps: Generator[Query, Rows, T]) -> T:
     """Run a program's statements on ``conn`` (its thread), sending each its rows back."""
     try:
         query = next(steps)
         while True:
             query = steps.send(conn.execute(*query).fetchall())
     except StopIteration as done:
-        result: Write = done.value
+        result: T = done.value
         return result
 
 
@@ -123,6 +133,15 @@ class SqliteStorage(SqliteSessions):
         """Run ``work`` alone on the connection, on its own thread, in one hop
         (a hop costs more than a statement: docs/performance.md)."""
         return await self._run(lambda: run_on_connection_thread(self._db, work))
+
+    async def perform(self, steps: Generator[Query, Rows, T]) -> T:
+        """Run one program (a read, or a write outside the group commit) in a transaction."""
+
+        def work(conn: sqlite3.Connection) -> T:
+            with immediate(conn):
+                return run(conn, steps)
+
+        return await self._in_thread(work)
 
     async def apply(self, changes: Sequence[Change]) -> Applied:
         """Every change in one transaction: one commit, one fsync, however many changes."""

@@ -140,12 +140,67 @@ CALENDAR_SCHEMA: Final = (
     "ALTER TABLE sessions ADD COLUMN profile TEXT",
 )
 
+#: The hour itself: check-in, no-shows, holds (a booking row in status ``held``; a live
+#: hold or booking per slot, by the same index), the waitlist, suspensions, the outbox
+#: of events that must leave the process, calendar feed tokens (hashes only).
+HOUR_SCHEMA: Final = (
+    "ALTER TABLE bookings ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE bookings ADD COLUMN checked_in_at TEXT",
+    "ALTER TABLE bookings ADD COLUMN no_show_at TEXT",
+    "ALTER TABLE bookings ADD COLUMN hold_expires_at TEXT",
+    "ALTER TABLE bookings ADD COLUMN waitlist_id INTEGER",
+    "DROP INDEX bookings_live",
+    "CREATE UNIQUE INDEX bookings_live ON bookings (resource, starts_at)"
+    " WHERE status IN ('booked', 'held')",
+    "CREATE UNIQUE INDEX bookings_one_hold ON bookings (srn) WHERE status = 'held'",
+    "CREATE INDEX bookings_no_show ON bookings (no_show_at)"
+    " WHERE status = 'booked' AND checked_in_at IS NULL",
+    "CREATE INDEX bookings_holds ON bookings (hold_expires_at) WHERE status = 'held'",
+    "CREATE TABLE waitlist (id INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT NOT NULL,"
+    " date TEXT NOT NULL, slot_id INTEGER NOT NULL, starts_at TEXT NOT NULL,"
+    " ends_at TEXT NOT NULL, srn TEXT NOT NULL, name TEXT NOT NULL DEFAULT '',"
+    " status TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+    " hold_id INTEGER)",
+    "CREATE UNIQUE INDEX waitlist_once ON waitlist (resource, starts_at, srn)"
+    " WHERE status IN ('waiting', 'offered')",
+    "CREATE INDEX waitlist_line ON waitlist (resource, starts_at, id) WHERE status = 'waiting'",
+    "CREATE INDEX waitlist_srn ON waitlist (srn, status)",
+    "CREATE TABLE suspensions (id INTEGER PRIMARY KEY AUTOINCREMENT, srn TEXT NOT NULL,"
+    " starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,"
+    " created_at TEXT NOT NULL, lifted_by TEXT, lifted_at TEXT)",
+    "CREATE INDEX suspensions_srn ON suspensions (srn, ends_at)",
+    "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,"
+    " kind TEXT NOT NULL, resource TEXT, srn TEXT, booking_id INTEGER, at TEXT NOT NULL,"
+    " payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_at TEXT NOT NULL, lease_until TEXT, delivered_at TEXT, dead_at TEXT,"
+    " last_error TEXT)",
+    "CREATE UNIQUE INDEX outbox_once ON outbox (booking_id, kind) WHERE booking_id IS NOT NULL",
+    "CREATE INDEX outbox_pending ON outbox (next_attempt_at)"
+    " WHERE delivered_at IS NULL AND dead_at IS NULL",
+    "CREATE INDEX outbox_resource ON outbox (resource, id)",
+    "CREATE INDEX outbox_at ON outbox (at)",
+    "CREATE TABLE calendar_feeds (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " token_hash TEXT NOT NULL UNIQUE, srn TEXT, resource TEXT, created_at TEXT NOT NULL,"
+    " revoked_at TEXT)",
+    "CREATE INDEX calendar_feeds_owner ON calendar_feeds (srn, resource) WHERE revoked_at IS NULL",
+)
+
+
+async def _migrate_6(db: aiosqlite.Connection) -> None:
+    for sql in HOUR_SCHEMA:
+        await db.execute(sql)
+
+
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 #: Migration N brings a database from user_version N-1 to N. Append only.
 MIGRATIONS: Final[tuple[Step, ...]] = (_migrate_1, _migrate_2, _migrate_3, _migrate_4)
 #: The version the calendar arrived with: a database below it holds version-1 bookings.
 CALENDAR: Final = len(MIGRATIONS) + 1
+#: Migrations after the calendar's, appended in order.
+LATER: Final[tuple[Step, ...]] = (_migrate_6,)
+#: The newest version.
+VERSION: Final = CALENDAR + len(LATER)
 
 
 async def migrate(db: aiosqlite.Connection, path: str, upgrade: Upgrade) -> None:
@@ -158,12 +213,14 @@ async def migrate(db: aiosqlite.Connection, path: str, upgrade: Upgrade) -> None
     await db.execute("BEGIN IMMEDIATE")
     try:
         (version,) = next(iter(await db.execute_fetchall("PRAGMA user_version")))
-        for number in range(version + 1, CALENDAR + 1):
+        for number in range(version + 1, VERSION + 1):
             log.info("migration: applying version %d", number)
             if number < CALENDAR:
                 await MIGRATIONS[number - 1](db)
-            else:
+            elif number == CALENDAR:
                 await _migrate_5(db, upgrade)
+            else:
+                await LATER[number - CALENDAR - 1](db)
             await db.execute(f"PRAGMA user_version = {number}")
         await db.commit()
     except BaseException:
