@@ -22,9 +22,21 @@ from rero.clock import Clock, utcnow
 from rero.commit import GroupCommit
 from rero.feed import BoardFeed
 from rero.headers import setup_response_headers
+from rero.hour import HourService
 from rero.hub import Hub
 from rero.identity import IdentityService
-from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STAFF, STORAGE
+from rero.keys import (
+    AUTH,
+    CALENDAR,
+    HOUR,
+    HUB,
+    IDENTITY,
+    METRICS,
+    SERVICE,
+    SETTINGS,
+    STAFF,
+    STORAGE,
+)
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -34,6 +46,7 @@ from rero.outcomes import Outcomes
 from rero.realtime import slot_booking
 from rero.resources import NextOccurrence, build_lab
 from rero.routes import ROUTES, setup_routes
+from rero.scheduler import run_forever
 from rero.settings import Settings, load_settings
 from rero.slots import SlotService
 from rero.staff import StaffService
@@ -98,6 +111,8 @@ def create_app(
         service = SlotService(calendar, identity, commit, feed, store, clock, outcomes)
         app[IDENTITY], app[SERVICE], app[CALENDAR] = identity, service, calendar
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
+        app[HOUR] = hour = HourService(calendar, identity, commit, store, settings, clock)
+        hour.connected, hour.tell = hub.connected, hub.tell
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))
@@ -107,7 +122,7 @@ def create_app(
         # their boards, and the sessions they revoked.
         tasks = [
             asyncio.create_task(store.watch(other_process_committed)),
-            asyncio.create_task(calendar.run_forever()),
+            asyncio.create_task(run_forever(calendar, hour, clock)),
         ]
         yield
         for task in tasks:

@@ -8,7 +8,6 @@ top of it) and nothing below it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -31,7 +30,7 @@ from rero.errors import (
 from rero.feed import BoardFeed
 from rero.identity import Identity, IdentityService
 from rero.outcomes import Outcomes
-from rero.resources import Lab
+from rero.resources import Lab, describe
 from rero.settings import Settings
 from rero.storage import (
     BlackoutRow,
@@ -46,8 +45,6 @@ from rero.storage import (
 
 log: Final = logging.getLogger(__name__)
 
-#: The longest wait between two looks at the clock for boards it changed.
-TICK_CEILING: Final = 30.0
 _KINDS: Final = {"day": "per day", "week": "per week", "upcoming": "upcoming"}
 
 
@@ -85,6 +82,7 @@ class BookingService:
         self._clock = clock
         self._outcomes = outcomes
         self.max_series_weeks = settings.max_series_weeks
+        self.no_show_minutes = settings.no_show_minutes
 
     def now(self) -> datetime:
         return self._clock()
@@ -160,8 +158,23 @@ class BookingService:
                 found.append(Limit("upcoming", quotas.upcoming, scope, ends_after=now))
         return tuple(found)
 
+    def no_show_at(self, target: Target, now: datetime) -> str | None:
+        """When a booking made ``now`` becomes a no-show if nobody checks in: a while
+        after its start (or after now, if later); None if that is past its end, or off."""
+        if not self.no_show_minutes:
+            return None
+        due = max(target.slot.start, now) + timedelta(minutes=self.no_show_minutes)
+        return utc(due) if due < target.slot.end else None
+
     def change(
-        self, target: Target, srn: str, actor: str, *, staff: bool, series: str | None = None
+        self,
+        target: Target,
+        srn: str,
+        actor: str,
+        *,
+        staff: bool,
+        series: str | None = None,
+        name: str = "",
     ) -> Book:
         return Book(
             target.resource.id,
@@ -174,12 +187,17 @@ class BookingService:
             stamp(self._clock),
             self.limits(target, staff=staff),
             series,
+            name,
+            self.no_show_at(target, self._clock()),
         )
 
-    def refusal(self, target: Target, write: Write | None) -> Conflict:
+    def refusal(self, target: Target, write: Write | None) -> Conflict | Forbidden:
         """The sentence for a booking the store (or the fast path) refused."""
         if write is not None and write.refused is Refusal.CLOSED:
             return Conflict(target.sentence(f"is closed: {write.detail}"))
+        if write is not None and write.refused is Refusal.SUSPENDED and write.detail:
+            until = iso(datetime.fromisoformat(write.detail), target.resource.zone)
+            return Forbidden(f"Bookings are suspended until {until} after repeated no-shows")
         if write is not None and write.refused is Refusal.QUOTA and write.detail:
             kind, _, limit = write.detail.partition(":")
             return Conflict(f"Booking limit reached: at most {limit} {_KINDS[kind]}")
@@ -200,7 +218,8 @@ class BookingService:
             target = self.target(resource_id, day, slot_id)
             user, holder, staff = await self._booker(identity, srn)
             self.admit(user, target, staff=staff)
-            change = self.change(target, holder, user.srn, staff=staff)
+            name = user.name if holder == user.srn else ""
+            change = self.change(target, holder, user.srn, staff=staff, name=name)
             write = await self._commit.write(change, skip=self.skip(target))
             if write is None or not write.changed:
                 raise self.refusal(target, write)
@@ -277,43 +296,19 @@ class BookingService:
         """Publish the boards time has changed since the last look."""
         await self._commit.tick()
 
-    async def run_forever(self) -> None:
-        """Publish the boards time changes as it changes them; mark ended bookings."""
-        loop = asyncio.get_running_loop()
-        last_sweep = -TICK_CEILING
-        while True:
-            try:
-                await self.tick()
-                if loop.time() - last_sweep >= TICK_CEILING:
-                    last_sweep = loop.time()
-                    await self._store.complete(stamp(self._clock))
-            except Exception:  # a storage hiccup must not end the loop
-                log.exception("updating boards for the time failed")
-            wait = self._feed.next_change() - self._clock().timestamp()
-            await asyncio.sleep(min(max(wait, 0.05), TICK_CEILING))
+    async def complete(self) -> int:
+        """Mark the bookings that have ended completed."""
+        return await self._store.complete(stamp(self._clock))
+
+    def next_change(self) -> float:
+        """When (epoch seconds) time next changes a board."""
+        return self._feed.next_change()
 
     # ---- rendering -----------------------------------------------------------------------
 
     def resources(self) -> list[dict[str, Any]]:
         """Every resource as ``GET /resources`` shows it, with its window now."""
-        now = self._clock()
-        described = []
-        for r in self.lab.resources.values():
-            window = r.window(now)
-            described.append(
-                {
-                    "id": r.id, "name": r.name, "site": r.site, "timezone": str(r.zone),
-                    "slot_minutes": r.slot_minutes, "opens": r.hm[0], "closes": r.hm[1],
-                    "booking_window_days": r.window_days, "campuses": list(r.campuses),
-                    "default": r.default,
-                    "window": {
-                        "first_date": window.first_date.isoformat(),
-                        "last_date": window.last_date.isoformat(),
-                        "next_opens_at": iso(window.next_opens_at, r.zone),
-                    },
-                }
-            )  # fmt: skip
-        return described
+        return describe(self.lab, self._clock())
 
     def _zone(self, resource_id: str) -> ZoneInfo:
         """A resource's zone (the default one's for a resource no longer configured)."""
@@ -344,4 +339,5 @@ class BookingService:
             else row.status,
             "created_at": row.created_at,
             "series_id": row.series_id,
+            "checked_in_at": row.checked_in_at,
         }  # fmt: skip

@@ -125,12 +125,17 @@ class DaySlot(Schema):
     id = fields.Integer(required=True)
     start = fields.String(required=True, metadata={"format": "date-time"})
     end = fields.String(required=True, metadata={"format": "date-time"})
-    state = fields.String(required=True, metadata={"enum": ["free", "booked", "closed"]})
+    state = fields.String(required=True, metadata={"enum": ["free", "booked", "held", "closed"]})
     is_booked = fields.Boolean(required=True)
     booked_by = fields.String(allow_none=True, required=True)
     booked_at = fields.String(allow_none=True, required=True)
     reason = fields.String(
         allow_none=True, required=True, metadata={"description": "Why a slot is closed"}
+    )
+    held_until = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"format": "date-time", "description": "When a held slot's hold lapses"},
     )
 
 
@@ -156,9 +161,13 @@ class BookingOut(Schema):
     start = fields.String(required=True, metadata={"format": "date-time"})
     end = fields.String(required=True, metadata={"format": "date-time"})
     srn = fields.String(required=True)
-    status = fields.String(required=True, metadata={"enum": ["booked", "cancelled", "completed"]})
+    status = fields.String(
+        required=True,
+        metadata={"enum": ["booked", "held", "cancelled", "completed", "no_show", "lapsed"]},
+    )
     created_at = fields.String(required=True, metadata={"format": "date-time"})
     series_id = fields.String(allow_none=True, required=True)
+    checked_in_at = fields.String(allow_none=True, required=True)
 
 
 class Refused(Schema):

@@ -55,7 +55,9 @@ class Subscriber:
     """The hub's side of one socket: its transport for the fast path, at most one pending
     board, and the writer task it has only while it is behind."""
 
-    __slots__ = ("keys", "pending", "protocol", "raw", "session", "transport", "writer", "ws")
+    __slots__ = (
+        "keys", "pending", "protocol", "raw", "session", "srn", "transport", "writer", "ws",
+    )  # fmt: skip
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.ws = ws
@@ -67,8 +69,9 @@ class Subscriber:
         self.writer: asyncio.Task[None] | None = None
         #: The boards it subscribed to; none: it follows the rolling board.
         self.keys: set[DayKey] = set()
-        #: The digest of the session token the socket signed in with, if any.
+        #: The digest of the session token the socket signed in with, if any; its student.
         self.session: str | None = None
+        self.srn: str | None = None
 
 
 class Hub:
@@ -81,6 +84,7 @@ class Hub:
         self.followers: dict[DayKey, set[Subscriber]] = {}
         self._latest: dict[DayKey, Message] = {}
         self._signed_in: dict[str, set[Subscriber]] = {}
+        self._students: dict[str, set[Subscriber]] = {}
         self._ending: set[asyncio.Task[None]] = set()
         self._send_timeout = send_timeout
         self._message = ("", b"")
@@ -151,23 +155,37 @@ class Hub:
         if client.writer is not None:
             client.writer.cancel()
 
-    def sign_in(self, client: Subscriber, session: str | None) -> None:
-        """Note the session (a token's digest) ``client`` now acts under; None: none."""
-        if client.session is not None:
-            holders = self._signed_in.get(client.session, set())
+    def sign_in(self, client: Subscriber, session: str | None, srn: str | None = None) -> None:
+        """Note the session (a token's digest) ``client`` now acts under, and its student;
+        None: none."""
+        for held, key in ((self._signed_in, client.session), (self._students, client.srn)):
+            holders = held.get(key, set()) if key is not None else set()
             holders.discard(client)
-            if not holders:
-                self._signed_in.pop(client.session, None)
-        client.session = session
+            if key is not None and not holders:
+                held.pop(key, None)
+        client.session, client.srn = session, srn if session is not None else None
         if session is not None:
             self._signed_in.setdefault(session, set()).add(client)
+        if client.srn is not None:
+            self._students.setdefault(client.srn, set()).add(client)
+
+    def connected(self, srn: str) -> bool:
+        """Whether ``srn`` has a socket signed in here."""
+        return srn in self._students
+
+    def tell(self, srn: str, kind: str, text: str) -> None:
+        """Send ``text`` to every socket ``srn`` signed in with; a slow one keeps only
+        the newest message of each ``kind``."""
+        message = _framed(text)
+        for client in self._students.get(srn, ()):
+            self._offer(client, ("student", kind), message)
 
     def end_sessions(self, sessions: list[str]) -> None:
         """Tell every socket signed in with one of ``sessions`` that it ended, and close
         it with 1008; never awaits here (a revocation must not wait on a socket)."""
         for session in sessions:
             for client in self._signed_in.pop(session, set()):
-                client.session = None
+                self.sign_in(client, None)
                 task = asyncio.create_task(self._end(client))
                 self._ending.add(task)
                 task.add_done_callback(self._ending.discard)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
+from rero.hour import HourService
 from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.metrics import Metrics
@@ -23,5 +24,6 @@ IDENTITY: Final = web.AppKey("identity", IdentityService)
 SERVICE: Final = web.AppKey("service", SlotService)
 CALENDAR: Final = web.AppKey("calendar", BookingService)
 STAFF: Final = web.AppKey("staff", StaffService)
+HOUR: Final = web.AppKey("hour", HourService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)

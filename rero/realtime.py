@@ -70,12 +70,12 @@ class Peer:
     """
 
     address: str
-    bind: Callable[[str | None], None] = lambda _: None
+    bind: Callable[[str | None, str | None], None] = lambda _, __: None
     token: Token | None = None
 
-    def sign_in(self, token: Token | None) -> None:
+    def sign_in(self, token: Token | None, srn: str | None = None) -> None:
         self.token = token
-        self.bind(None if token is None else token.digest)
+        self.bind(None if token is None else token.digest, srn)
 
 
 def _invalid(e: ValidationError) -> Reply:
@@ -131,7 +131,7 @@ async def _authenticate(identity: IdentityService, peer: Peer, msg: dict[str, An
         if "token" in msg:
             token = Token(schemas.TOKEN.load(msg)["token"])
             user = await identity.authenticate(token)
-            peer.sign_in(token)
+            peer.sign_in(token, user.srn)
             return {**reply, "success": True, "user": user.to_dict()}
         data = schemas.LOGIN.load(msg)
         session = await identity.login(
@@ -143,7 +143,7 @@ async def _authenticate(identity: IdentityService, peer: Peer, msg: dict[str, An
         return _invalid(e)
     except ReroError as e:
         return {**reply, "success": False, "message": _failure_sentence(e)}
-    peer.sign_in(Token(session.token))
+    peer.sign_in(Token(session.token), session.user.srn)
     return {
         **reply,
         "success": True,
@@ -309,7 +309,7 @@ async def slot_booking(request: web.Request) -> web.StreamResponse:
     slots, identity = request.app[SERVICE], request.app[IDENTITY]
     peer = Peer(
         client_address(request, settings.trusted_proxies),
-        lambda session: hub.sign_in(subscriber, session),
+        lambda session, srn: hub.sign_in(subscriber, session, srn),
     )
     boards = Boards(
         request.app[CALENDAR],

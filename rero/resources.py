@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from rero.calendar import WEEKDAYS, Quotas, Resource, parse_clock, utc
+from rero.calendar import WEEKDAYS, Quotas, Resource, iso, parse_clock, utc
 from rero.setting_checks import LabConfig, ResourceConfig
 from rero.settings import Settings
 from rero.storage.queries import Dated
@@ -85,3 +85,24 @@ class NextOccurrence:
             return None
         return Dated(self.resource, slot.start.date().isoformat(), slot_id,
                      utc(slot.start), utc(slot.end))  # fmt: skip
+
+
+def describe(lab: Lab, now: datetime) -> list[dict[str, Any]]:
+    """Every resource as ``GET /resources`` shows it, with its window at ``now``."""
+    described = []
+    for r in lab.resources.values():
+        window = r.window(now)
+        described.append(
+            {
+                "id": r.id, "name": r.name, "site": r.site, "timezone": str(r.zone),
+                "slot_minutes": r.slot_minutes, "opens": r.hm[0], "closes": r.hm[1],
+                "booking_window_days": r.window_days, "campuses": list(r.campuses),
+                "default": r.default,
+                "window": {
+                    "first_date": window.first_date.isoformat(),
+                    "last_date": window.last_date.isoformat(),
+                    "next_opens_at": iso(window.next_opens_at, r.zone),
+                },
+            }
+        )  # fmt: skip
+    return described

@@ -9,7 +9,8 @@ from aiohttp.typedefs import Handler
 from marshmallow import Schema
 
 from rero import calendar_schemas as cs
-from rero import calendar_views, operator, schemas, views
+from rero import calendar_views, hour_views, operator, schemas, views
+from rero import hour_schemas as hs
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Route:
 
 
 _CREDENTIALED = (400, 401, 408, 413, 422, 429, 503)
+_HOUR = (401, 403, 404, 409, 422, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", operator.index, "Service status", schemas.Index),
@@ -81,6 +83,32 @@ ROUTES: tuple[Route, ...] = (
           bearer=True, query=cs.BlackoutQuery),
     Route("DELETE", r"/admin/blackouts/{blackout_id:\d+}", calendar_views.lift_blackout,
           "Admin: lift a blackout", cs.BlackoutMade, errors=(401, 403, 404, 503), bearer=True),
+    # ---- the hour ----
+    Route("POST", "/holds", hour_views.create_hold,
+          "Hold a free slot for a while (one hold at a time), then confirm it", hs.HoldMade,
+          cs.SlotTarget, (*_HOUR, 400, 408, 413), bearer=True, status=201),
+    Route("POST", r"/holds/{hold_id:\d+}/confirm", hour_views.confirm_hold,
+          "Make the caller's hold a booking (quotas counted now)", cs.BookingMade,
+          errors=_HOUR, bearer=True, status=201),
+    Route("DELETE", r"/holds/{hold_id:\d+}", hour_views.drop_hold,
+          "Let go of the caller's hold", hs.HoldMade, errors=_HOUR, bearer=True),
+    Route("POST", r"/bookings/{booking_id:\d+}/release", hour_views.release,
+          "End the caller's booking early: the rest of the slot is freed", cs.BookingMade,
+          errors=_HOUR, bearer=True),
+    Route("POST", "/waitlist", hour_views.join_waitlist,
+          "Wait for a slot somebody keeps: the first in line is offered it as a hold",
+          hs.EntryMade, cs.SlotTarget, (*_HOUR, 400, 408, 413), bearer=True, status=201),
+    Route("GET", "/me/waitlist", hour_views.my_waitlist,
+          "The caller's places on waitlists, with positions", hs.Waitlist,
+          errors=(401, 503), bearer=True),
+    Route("DELETE", r"/waitlist/{entry_id:\d+}", hour_views.leave_waitlist,
+          "Leave a waitlist", None, errors=(401, 404, 503), bearer=True, status=204),
+    Route("GET", "/me/suspension", hour_views.suspension,
+          "Whether the caller (or, for an admin, ?srn=) is suspended for no-shows",
+          hs.Suspension, errors=(401, 403, 422, 503), bearer=True, query=hs.SrnQuery),
+    Route("DELETE", "/admin/suspensions/{srn}", hour_views.lift_suspension,
+          "Admin: lift a student's suspension", hs.Suspension, errors=(401, 403, 404, 503),
+          bearer=True),
 )  # fmt: skip
 
 

@@ -82,7 +82,7 @@ class SlotService:
             self._bookings.admit(user, target, staff=False)
         except (InvalidRequest, Conflict):
             raise unavailable from None
-        change = self._bookings.change(target, user.srn, user.srn, staff=False)
+        change = self._bookings.change(target, user.srn, user.srn, staff=False, name=user.name)
         write = await self._commit.write(change, skip=self._bookings.skip(target))
         if write is not None and write.refused is Refusal.QUOTA and write.detail:
             kind, _, limit = write.detail.partition(":")

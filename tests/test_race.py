@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from rero import scheduler
 from rero.app import create_app
 from rero.auth import User
 from rero.errors import StorageUnavailable
@@ -95,6 +96,7 @@ async def test_changes_in_flight_share_one_commit(
     aiohttp_client: ClientFactory, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Twelve bookings at once take far fewer than twelve commits, and every one is made."""
+    monkeypatch.setattr(scheduler, "SWEEP_INTERVAL", 3600.0)  # only the bookings commit
     client = await aiohttp_client(create_app(replace(settings, fake_users=users(12))))
     storage = client.app[STORAGE]
     groups: list[int] = []
@@ -203,10 +205,11 @@ async def test_an_unexpected_error_mid_group_leaves_no_transaction_open(
 
 
 async def test_a_commit_cancelled_before_its_group_leaves_no_queue_behind(
-    aiohttp_client: ClientFactory, settings: Any
+    aiohttp_client: ClientFactory, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopping while a group waits for the lock answers it (cancelled), and later
     changes are still committed rather than queued behind it for ever."""
+    monkeypatch.setattr(scheduler, "SWEEP_INTERVAL", 3600.0)  # only the bookings commit
     client = await aiohttp_client(create_app(replace(settings, fake_users=users(2))))
     service = client.app[SERVICE]
     await service._commit._lock.acquire()  # a commit in flight
