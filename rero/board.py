@@ -85,9 +85,14 @@ class DayBoard:
         self.rendered_at = now.timestamp()
         self._show = show_booked_by
 
-    def is_taken(self, slot_id: int) -> bool:
+    def is_taken(self, slot_id: int, now: str) -> bool:
+        """Whether a slot is booked, or held by a hold not expired at ``now`` (UTC ISO): an
+        expired hold gives way to the next change, which lapses it."""
         cell = self.by_id.get(slot_id)
-        return cell is not None and cell.state in (BOOKED, HELD)
+        if cell is None or cell.state not in (BOOKED, HELD):
+            return False
+        expires = cell.holder.hold_expires_at if cell.holder else None
+        return cell.state == BOOKED or expires is None or expires > now
 
     @property
     def data(self) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class BookingService:
         self._outcomes = outcomes
         self.max_series_weeks = settings.max_series_weeks
         self.no_show_minutes = settings.no_show_minutes
+        self.offer_seconds = settings.waitlist_hold_seconds
 
     def now(self) -> datetime:
         return self._clock()
@@ -159,8 +160,7 @@ class BookingService:
         return tuple(found)
 
     def no_show_at(self, target: Target, now: datetime) -> str | None:
-        """When a booking made ``now`` becomes a no-show if nobody checks in: a while
-        after its start (or after now, if later); None if that is past its end, or off."""
+        """When a booking made ``now`` becomes a no-show unless checked in (None: never)."""
         if not self.no_show_minutes:
             return None
         due = max(target.slot.start, now) + timedelta(minutes=self.no_show_minutes)
@@ -205,9 +205,10 @@ class BookingService:
 
     def skip(self, target: Target) -> Skip:
         """Refuses a booking from the committed board, without queueing for the database."""
-        key = (target.resource.id, target.day.isoformat())
+        key = target.resource.id, target.day.isoformat()
         return lambda: (
-            (board := self._feed.cached(key)) is not None and board.is_taken(target.slot.id)
+            (board := self._feed.cached(key)) is not None
+            and board.is_taken(target.slot.id, utc(self._clock()))
         )
 
     async def book(
@@ -240,7 +241,7 @@ class BookingService:
         with self._outcomes.counted("cancel"):
             user = await self._identity.authenticate(identity)
             admin = self._identity.is_admin(user)
-            write = await self._commit.write(self._cancel(booking_id, user, admin))
+            write = await self._commit.write(self.cancel_change(user, admin, booking_id))
             assert write is not None
             if write.changed:
                 return write.bookings[0]
@@ -260,11 +261,8 @@ class BookingService:
         with self._outcomes.counted("cancel"):
             user = await self._identity.authenticate(identity)
             admin = self._identity.is_admin(user)
-            now = stamp(self._clock)
-            change = Cancel(None, (target.resource.id, utc(target.slot.start)),
-                            None if admin else user.srn, user.srn, "cancelled", now, now,
-                            others="admin_cancelled")  # fmt: skip
-            write = await self._commit.write(change)
+            slot = (target.resource.id, utc(target.slot.start))
+            write = await self._commit.write(self.cancel_change(user, admin, slot=slot))
             assert write is not None
             if write.changed:
                 return write.bookings[0]
@@ -272,10 +270,19 @@ class BookingService:
                 raise NotYourBooking("You can only cancel your own bookings")
             raise InvalidRequest(target.sentence("is not booked"))
 
-    def _cancel(self, booking_id: int, user: User, admin: bool) -> Cancel:
+    def offer_until(self) -> str:
+        """Until when a slot freed now is offered to the first on its waitlist."""
+        return utc(self._clock() + timedelta(seconds=self.offer_seconds))
+
+    def cancel_change(
+        self, user: User, admin: bool, booking_id: int | None = None,
+        slot: tuple[str, str] | None = None,
+    ) -> Cancel:  # fmt: skip
+        """Cancel by id or (resource, start): the caller's own, or (an admin) anyone's; the
+        freed slot is offered to its waitlist."""
         now = stamp(self._clock)
-        return Cancel(booking_id, None, None if admin else user.srn, user.srn, "cancelled",
-                      now, now, others="admin_cancelled")  # fmt: skip
+        return Cancel(booking_id, slot, None if admin else user.srn, user.srn, "cancelled", now,
+                      now, others="admin_cancelled", offer_until=self.offer_until())  # fmt: skip
 
     async def mine(
         self, identity: Identity, first: date | None, last: date | None

@@ -31,6 +31,8 @@ class GroupCommit:
         self._lock = asyncio.Lock()
         self._queue: list[tuple[Change, Skip | None, asyncio.Future[Write | None]]] = []
         self._committing: set[asyncio.Task[None]] = set()
+        #: Told of every committed write that changed a waitlist (after its boards).
+        self.waitlist_listeners: list[Callable[[Write], None]] = []
 
     async def load(self) -> None:
         """Read the boards once at start-up."""
@@ -93,8 +95,12 @@ class GroupCommit:
             for _, done in todo:
                 done.cancel()
             raise
-        if any(w.changed for w in applied.writes):
+        if any(w.changed or w.bookings for w in applied.writes):
             self._feed.committed(applied)
+        for write in applied.writes:
+            if write.waitlisted:
+                for listener in self.waitlist_listeners:
+                    listener(write)
         for (_, done), write in zip(todo, applied.writes, strict=True):
             _settle(done, write)
 

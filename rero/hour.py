@@ -64,6 +64,7 @@ class HourService:
         self.connected: Callable[[str], bool] = lambda srn: False
         self.tell: Callable[[str, str, str], None] = lambda srn, kind, text: None
         self._telling: set[asyncio.Task[None]] = set()
+        commit.waitlist_listeners.append(self._waitlist_changed)
 
     def _offer_until(self, now: datetime) -> str:
         return utc(now + timedelta(seconds=self._settings.waitlist_hold_seconds))
@@ -73,12 +74,15 @@ class HourService:
         write = await self._commit.write(change, skip=skip)
         if write is None:
             write = Write(False, Refusal.TAKEN)
+        return write
+
+    def _waitlist_changed(self, write: Write) -> None:
+        """After any commit that moved a waitlist: tell the students connected here."""
         told = {srn for srn in write.waitlisted if self.connected(srn)}
         if told:
             task = asyncio.create_task(self._tell(told, write))
             self._telling.add(task)
             task.add_done_callback(self._telling.discard)
-        return write
 
     async def _tell(self, srns: set[str], write: Write) -> None:
         """Tell students on a waitlist that changed: their places, and a hold offered."""
@@ -109,6 +113,8 @@ class HourService:
             return Conflict(
                 f"{what} is {'cancelled' if write.refused is Refusal.CANCELLED else 'over'}"
             )
+        if write.refused is Refusal.TAKEN and write.detail == "yours":
+            return Conflict("You keep this slot already")
         if write.refused is Refusal.WAITING:
             return Conflict("You are on this slot's waitlist already")
         if write.refused is Refusal.NOT_TAKEN and target is not None:

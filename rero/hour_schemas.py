@@ -8,7 +8,11 @@ from typing import Final
 from marshmallow import Schema, fields, validate
 
 from rero.calendar_schemas import BookingOut, SlotTarget
-from rero.schemas import Text, _Body
+from rero.schemas import LoginRequest, Text, _Body
+
+
+class TargetRequest(SlotTarget, LoginRequest):
+    """A slot, with ``username`` and ``password`` when no bearer token is sent."""
 
 
 class SrnQuery(_Body):
@@ -62,4 +66,5 @@ class Suspension(Schema):
 
 
 TARGET: Final = SlotTarget()
+TARGET_LOGIN: Final = TargetRequest()
 SRN: Final = SrnQuery()

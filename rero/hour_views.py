@@ -8,14 +8,13 @@ from aiohttp import web
 from rero import hour_schemas as schemas
 from rero.calendar_views import number
 from rero.keys import CALENDAR, HOUR
-from rero.request_info import parse, query, require_bearer
+from rero.request_info import identify, query, require_bearer
 
 
 async def create_hold(request: web.Request) -> web.Response:
-    token = require_bearer(request)
-    data = await parse(request, schemas.TARGET)
+    who, data = await identify(request, schemas.TARGET, schemas.TARGET_LOGIN)
     hour = request.app[HOUR]
-    held = await hour.hold(token, data["resource"], data["date"], data["slot_id"])
+    held = await hour.hold(who, data["resource"], data["date"], data["slot_id"])
     return web.json_response({"hold": hour.hold_json(held)}, status=201)
 
 
@@ -37,10 +36,9 @@ async def release(request: web.Request) -> web.Response:
 
 
 async def join_waitlist(request: web.Request) -> web.Response:
-    token = require_bearer(request)
-    data = await parse(request, schemas.TARGET)
+    who, data = await identify(request, schemas.TARGET, schemas.TARGET_LOGIN)
     hour = request.app[HOUR]
-    entry = await hour.join(token, data["resource"], data["date"], data["slot_id"])
+    entry = await hour.join(who, data["resource"], data["date"], data["slot_id"])
     return web.json_response({"entry": hour.entry_json(entry)}, status=201)
 
 

@@ -86,7 +86,7 @@ ROUTES: tuple[Route, ...] = (
     # ---- the hour ----
     Route("POST", "/holds", hour_views.create_hold,
           "Hold a free slot for a while (one hold at a time), then confirm it", hs.HoldMade,
-          cs.SlotTarget, (*_HOUR, 400, 408, 413), bearer=True, status=201),
+          hs.TargetRequest, (*_HOUR, 400, 408, 413, 429), bearer=True, status=201),
     Route("POST", r"/holds/{hold_id:\d+}/confirm", hour_views.confirm_hold,
           "Make the caller's hold a booking (quotas counted now)", cs.BookingMade,
           errors=_HOUR, bearer=True, status=201),
@@ -97,7 +97,8 @@ ROUTES: tuple[Route, ...] = (
           errors=_HOUR, bearer=True),
     Route("POST", "/waitlist", hour_views.join_waitlist,
           "Wait for a slot somebody keeps: the first in line is offered it as a hold",
-          hs.EntryMade, cs.SlotTarget, (*_HOUR, 400, 408, 413), bearer=True, status=201),
+          hs.EntryMade, hs.TargetRequest, (*_HOUR, 400, 408, 413, 429), bearer=True,
+          status=201),
     Route("GET", "/me/waitlist", hour_views.my_waitlist,
           "The caller's places on waitlists, with positions", hs.Waitlist,
           errors=(401, 503), bearer=True),

@@ -26,7 +26,7 @@ from rero.errors import (
 from rero.feed import BoardFeed
 from rero.identity import Identity, IdentityService
 from rero.outcomes import Outcomes
-from rero.storage import BookingRow, Cancel, CancelMany, Refusal, SlotStore
+from rero.storage import BookingRow, CancelMany, Refusal, SlotStore
 
 log: Final = logging.getLogger(__name__)
 
@@ -106,11 +106,8 @@ class SlotService:
         cell = (await self.board()).occurrence(slot_id)
         if cell is None or cell.holder is None:
             raise SlotNotBooked(f"Slot {slot_id} is not booked")
-        now = stamp(self._clock)
-        write = await self._commit.write(
-            Cancel(None, (self.resource.id, utc(cell.start)), None if admin else user.srn,
-                   user.srn, "cancelled", now, now, others="admin_cancelled")
-        )  # fmt: skip
+        slot = (self.resource.id, utc(cell.start))
+        write = await self._commit.write(self._bookings.cancel_change(user, admin, slot=slot))
         assert write is not None
         if write.refused is Refusal.NOT_YOURS:
             raise NotYourBooking("You can only cancel your own bookings")

@@ -118,10 +118,11 @@ class StaffService:
             starts_from = utc(resource.day_bounds(first)[0])
         now = stamp(self._clock)
         change = CancelMany(user.srn, "cancelled", now, now, "series", series_id=series_id,
-                            starts_from=starts_from)  # fmt: skip
+                            starts_from=starts_from,
+                            offer_until=self._bookings.offer_until())  # fmt: skip
         write = await self._commit.write(change)
         assert write is not None
-        return list(write.bookings)
+        return [b for b in write.bookings if b.status == "cancelled"]  # not the offers
 
     # ---- blackouts -----------------------------------------------------------------------
 

@@ -115,3 +115,41 @@ async def test_a_blackout_racing_bookings_leaves_nothing_booked_inside(clients: 
             return shut == {6, 7, 8, 9, 10, 11}
 
         await eventually(closed, 5, what="the blackout on every app's board")
+
+
+async def test_300_students_one_slot_one_hold_then_one_booking(clients: Any, clock: Clock) -> None:
+    a, b = clients
+    resps = await asyncio.gather(
+        *((a if i % 2 else b).post("/holds", json=body(i, 21)) for i in range(300))
+    )
+    assert Counter(r.status for r in resps) == {201: 1, 409: 299}
+    (won,) = [(i, await r.json()) for i, r in enumerate(resps) if r.status == 201]
+    first, hold = won[0], won[1]["hold"]["id"]
+    # The hold lapses: its holder's confirm races 299 new holds, and loses to time.
+    clock.advance(seconds=121)
+    token = await login(a, {"username": f"user{first}", "password": f"pw-{first}"})
+    confirm = a.post(f"/holds/{hold}/confirm", headers=bearer(token))
+    others = [
+        (a if i % 2 else b).post("/holds", json=body(i, 21)) for i in range(300) if i != first
+    ]
+    resps = await asyncio.gather(confirm, *others)
+    assert (resps[0].status, await resps[0].json()) == (409, {"detail": f"Hold {hold} has lapsed"})
+    assert Counter(r.status for r in resps[1:]) == {201: 1, 409: 298}
+    (second,) = [await r.json() for r in resps[1:] if r.status == 201]
+    holder = int(second["hold"]["srn"].removeprefix("SRN"))
+    # The new holder confirms while everyone else tries to book it: one booking, theirs.
+    token = await login(b, {"username": f"user{holder}", "password": f"pw-{holder}"})
+    confirm = b.post(f"/holds/{second['hold']['id']}/confirm", headers=bearer(token))
+    books = [
+        (a if i % 2 else b).post("/bookings", json=body(i, 21)) for i in range(300) if i != holder
+    ]
+    resps = await asyncio.gather(confirm, *books)
+    assert resps[0].status == 201
+    assert Counter(r.status for r in resps[1:]) == {409: 299}
+    for client in (a, b):
+        await eventually(lambda c=client: _booked(c), 5, what="both hosts show the one booking")
+
+
+async def _booked(client: Any) -> bool:
+    board = await (await client.get(f"/resources/cage/slots?date={TOMORROW}")).json()
+    return bool(board["booked_slots"] == [21])

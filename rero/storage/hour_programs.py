@@ -217,6 +217,8 @@ def _join(c: JoinWaitlist) -> Program:
     waiting = tuple(str(r[0]) for r in line)
     if rows:
         return Write(True, detail=str(rows[0][0]), waitlisted=waiting)
+    if (yield (f"SELECT 1 {KEPT} AND srn = :srn", params)):
+        return Write(False, Refusal.TAKEN, "yours")
     if (yield ("SELECT 1 FROM waitlist WHERE resource = :resource AND starts_at = :start"
                " AND srn = :srn AND status IN ('waiting', 'offered')", params)):  # fmt: skip
         return Write(False, Refusal.WAITING)
