@@ -128,14 +128,16 @@ async def test_export_round_trips(tmp_path: Path) -> None:
         events = [dict(r) for r in db.execute("SELECT * FROM booking_events ORDER BY id")]
 
     exported = json.loads(rero("export", db=db_path).stdout)
-    assert exported == {"bookings": bookings, "blackouts": [], "events": events}
+    assert exported == {
+        "bookings": bookings, "blackouts": [], "waitlist": [], "suspensions": [], "events": events,
+    }  # fmt: skip
     assert [e["action"] for e in events] == ["booked", "booked", "booked", "cancelled"]
     assert [(b["slot_id"], b["status"]) for b in bookings] == [
         (4, "booked"), (9, "cancelled"), (11, "booked"),
     ]  # fmt: skip
 
     text = rero("export", "--format", "csv", db=db_path).stdout
-    sections = text.split("\n\n")  # bookings, blackouts (none: no lines), events
+    sections = text.split("\n\n")  # bookings, then the empty ones (no lines), events
     bookings_csv, events_csv = sections[0], sections[-1].lstrip("\n")
 
     def rows(block: str) -> list[dict[str, Any]]:
@@ -180,7 +182,7 @@ async def test_export_reads_postgresql(pg_url: str) -> None:
     proc = await loop.run_in_executor(None, lambda: rero("export", DATABASE_URL=pg_url))
     assert proc.returncode == 0, proc.stderr
     exported = json.loads(proc.stdout)
-    assert list(exported) == ["bookings", "blackouts", "events"]
+    assert list(exported) == ["bookings", "blackouts", "waitlist", "suspensions", "events"]
     assert [(b["slot_id"], b["srn"], b["status"]) for b in exported["bookings"]] == [
         (5, "A", "booked"), (6, "B", "cancelled"),
     ]  # fmt: skip

@@ -29,7 +29,10 @@ EVENTS: Final = (
     " ORDER BY id DESC LIMIT :limit"
 )
 #: What ``rero export`` writes out, in this order: each key's table, ordered by id.
-EXPORTED: Final = {"bookings": "bookings", "blackouts": "blackouts", "events": "booking_events"}
+EXPORTED: Final = {
+    "bookings": "bookings", "blackouts": "blackouts", "waitlist": "waitlist",
+    "suspensions": "suspensions", "events": "booking_events",
+}  # fmt: skip
 
 
 def mine(
