@@ -2,7 +2,8 @@
 in the same run: the one bare ``UPDATE`` that marks the same rows on a copy of the same
 file (what any sweep must at least do). The sweep also writes an audit row and an outbox
 event per no-show, looks up each slot's waitlist and offers every tenth slot to the first
-in its line, and counts each student's no-shows for a suspension, in one transaction (SQLite, WAL, ``synchronous=FULL``).
+in its line, and counts each student's no-shows for a suspension, in one transaction
+(SQLite, WAL, ``synchronous=FULL``).
 
     python -m bench.sweep --bookings 10000 --repeat 3
 """

@@ -45,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         "backup", "copy the SQLite database consistently, even while the server runs"
     ).add_argument("dest", help="file to write the copy to")
     command(
-        "export", "write bookings, blackouts, waitlists, suspensions and audit events to stdout (SQLite or PostgreSQL)"
+        "export",
+        "write bookings, blackouts, waitlists, suspensions and audit events to stdout"
+        " (SQLite or PostgreSQL)",
     ).add_argument("--format", choices=("json", "csv"), default="json", help="output format (json)")
     return parser
 
