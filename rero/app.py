@@ -113,13 +113,15 @@ def create_app(
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
         app[HOUR] = hour = HourService(calendar, identity, commit, store, settings, clock)
         hour.connected, hour.tell = hub.connected, hub.tell
+        await hour.follow_offers()  # from the newest event on
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))
             await identity.sync_revocations()
+            await hour.follow_offers()
 
         # Commits by other processes (workers, hosts, operator tools) reach this hub too:
-        # their boards, and the sessions they revoked.
+        # their boards, the sessions they revoked, the waitlist offers they made.
         tasks = [
             asyncio.create_task(store.watch(other_process_committed)),
             asyncio.create_task(run_forever(calendar, hour, clock)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -34,10 +35,12 @@ from rero.storage import (
     Sweep,
     Write,
 )
-from rero.storage.waitlist import WaitRow, suspended_until, waitlist_of
+from rero.storage.waitlist import WaitRow, offers_after, suspended_until, waitlist_of
 
 log: Final = logging.getLogger(__name__)
 
+#: Offers told from this process, remembered so other processes' news does not repeat them.
+TOLD_KEPT: Final = 1024
 #: Lab events of sessions that ended within this long are still sent after a restart.
 ENDED_HORIZON: Final = timedelta(days=1)
 
@@ -64,6 +67,10 @@ class HourService:
         self.connected: Callable[[str], bool] = lambda srn: False
         self.tell: Callable[[str, str, str], None] = lambda srn, kind, text: None
         self._telling: set[asyncio.Task[None]] = set()
+        #: The newest outbox event read for other processes' offers, and the offers (hold
+        #: ids) told from here, which their events must not repeat.
+        self._offers_seen = -1
+        self._told: OrderedDict[int, None] = OrderedDict()
         commit.waitlist_listeners.append(self._waitlist_changed)
 
     def _offer_until(self, now: datetime) -> str:
@@ -76,8 +83,20 @@ class HourService:
             write = Write(False, Refusal.TAKEN)
         return write
 
+    async def follow_offers(self) -> None:
+        """Another process committed: tell the students connected here of the offers it
+        made (each offer's event is in the outbox, written with it)."""
+        self._offers_seen, offers = await self._store.perform(offers_after(self._offers_seen))
+        for hold, srns in offers:
+            if hold.id not in self._told:
+                self._waitlist_changed(Write(True, bookings=(hold,), waitlisted=srns))
+
     def _waitlist_changed(self, write: Write) -> None:
         """After any commit that moved a waitlist: tell the students connected here."""
+        for hold in write.bookings:
+            self._told[hold.id] = None
+        while len(self._told) > TOLD_KEPT:
+            self._told.popitem(last=False)
         told = {srn for srn in write.waitlisted if self.connected(srn)}
         if told:
             task = asyncio.create_task(self._tell(told, write))

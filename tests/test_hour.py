@@ -4,10 +4,12 @@ Time moves by the test clock; the scheduler's sweep is run by hand."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from rero.app import create_app
 from rero.keys import HOUR, STORAGE
 from rero.setting_checks import FakeUser
 from tests.helpers import (
@@ -25,6 +27,7 @@ from tests.helpers import (
     bearer,
     connect,
     login,
+    new_database,
     receive,
 )
 
@@ -358,3 +361,28 @@ async def test_no_shows_off(make: Any, clock: Clock) -> None:
     clock.advance(hours=1)
     await lab.app[HOUR].sweep()
     assert await my_status(lab, token, body["booking"]["id"]) == "booked"
+
+
+async def test_an_offer_made_by_another_host_reaches_the_socket(
+    request: pytest.FixtureRequest, aiohttp_client: Any, settings: Any, clock: Clock
+) -> None:
+    """Bob cancels on one host; Alice, first in line, is connected to the other."""
+    pytest.importorskip("asyncpg")
+    url = await new_database(request.getfixturevalue("pg_cluster").url)
+    changed = replace(settings, resources=(ARM, CAGE), database_url=url)
+    one, two = [
+        await aiohttp_client(create_app(changed, clock=clock, timer=clock.timer)) for _ in "12"
+    ]
+    alice, bob = await login(two, ALICE), await login(one, BOB)
+    cage = slot("cage", TOMORROW, 18)
+    _, booked = await post(one, "/bookings", bob, cage)
+    await post(two, "/waitlist", alice, cage)
+    ws = await connect(two)
+    await ws.send_json({"type": "authenticate", "token": alice})
+    assert (await receive(ws))["type"] == "auth_response"
+    await one.delete(f"/bookings/{booked['booking']['id']}", headers=bearer(bob))
+    offered = await receive(ws)
+    assert (offered["type"], offered["data"]["hold"]["srn"]) == ("hold_offered", ALICE_SRN)
+    places = await receive(ws)
+    assert [e["status"] for e in places["data"]["waitlist"]] == ["offered"]
+    await ws.close()

@@ -7,7 +7,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rero.storage import Query, Rows
+from rero.storage import BookingRow, Query, Rows
+from rero.storage.rows import COLUMNS, booking
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,31 @@ def suspended_until(srn: str, at: str) -> Generator[Query, Rows, str | None]:
         {"srn": srn, "at": at},
     )
     return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+
+#: What :func:`offers_after` finds: the newest outbox id read, and each offer (a hold)
+#: with the students whose line it moved.
+Offers = tuple[int, list[tuple[BookingRow, tuple[str, ...]]]]
+
+
+def offers_after(after: int) -> Generator[Query, Rows, Offers]:
+    """Holds offered from waitlists since outbox event ``after`` (any process's); with
+    ``after`` < 0, only the newest event's id, to start from."""
+    ((newest,),) = yield ("SELECT COALESCE(MAX(id), 0) FROM outbox", {})
+    if after < 0:
+        return int(newest), []
+    offers = yield (
+        f"SELECT {', '.join('b.' + c for c in COLUMNS.split(', '))} FROM outbox o"
+        " JOIN bookings b ON b.id = o.booking_id WHERE o.id > :after AND o.id <= :newest"
+        " AND o.kind = 'hold_offered' ORDER BY o.id",
+        {"after": after, "newest": newest},
+    )
+    found = []
+    for hold in map(booking, offers):
+        line = yield (
+            "SELECT srn FROM waitlist WHERE resource = :resource AND starts_at = :start"
+            " AND status = 'waiting'",
+            {"resource": hold.resource, "start": hold.start},
+        )
+        found.append((hold, (hold.srn, *(str(r[0]) for r in line))))
+    return int(newest), found
