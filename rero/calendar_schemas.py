@@ -114,6 +114,10 @@ class ResourceOut(Schema):
     booking_window_days = fields.Integer(required=True)
     campuses = fields.List(fields.String(), required=True)
     default = fields.Boolean(required=True)
+    has_lab = fields.Boolean(
+        required=True,
+        metadata={"description": "Whether its equipment admits students by access grant"},
+    )
     window = fields.Nested(Window, required=True)
 
 

@@ -97,7 +97,7 @@ def describe(lab: Lab, now: datetime) -> list[dict[str, Any]]:
                 "id": r.id, "name": r.name, "site": r.site, "timezone": str(r.zone),
                 "slot_minutes": r.slot_minutes, "opens": r.hm[0], "closes": r.hm[1],
                 "booking_window_days": r.window_days, "campuses": list(r.campuses),
-                "default": r.default,
+                "default": r.default, "has_lab": r.id in lab.labs,
                 "window": {
                     "first_date": window.first_date.isoformat(),
                     "last_date": window.last_date.isoformat(),

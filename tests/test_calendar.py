@@ -55,6 +55,7 @@ async def test_resources_each_with_its_window(lab: Any, clock: Clock) -> None:
                 "id": "arm-1", "name": "Robot arm 1", "site": "RR", "timezone": "Asia/Kolkata",
                 "slot_minutes": 60, "opens": "03:00", "closes": "15:00",
                 "booking_window_days": 7, "campuses": ["RR"], "default": True,
+                "has_lab": False,
                 "window": {"first_date": TODAY, "last_date": "2026-12-01",
                            "next_opens_at": "2026-11-25T00:00:00+05:30"},
             },
@@ -62,6 +63,7 @@ async def test_resources_each_with_its_window(lab: Any, clock: Clock) -> None:
                 "id": "cage", "name": "Drone cage", "site": "EC", "timezone": "Asia/Kolkata",
                 "slot_minutes": 30, "opens": "09:00", "closes": "11:00",
                 "booking_window_days": 2, "campuses": [], "default": False,
+                "has_lab": False,
                 # 08:30 is past 08:00: today + 2 is open already.
                 "window": {"first_date": TODAY, "last_date": "2026-11-26",
                            "next_opens_at": "2026-11-25T08:00:00+05:30"},
