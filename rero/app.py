@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from rero.access import AccessService
 from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
@@ -21,10 +22,22 @@ from rero.bookings import BookingService
 from rero.clock import Clock, utcnow
 from rero.commit import GroupCommit
 from rero.feed import BoardFeed
+from rero.grants import Signer
 from rero.headers import setup_response_headers
 from rero.hub import Hub
 from rero.identity import IdentityService
-from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STAFF, STORAGE
+from rero.keys import (
+    ACCESS,
+    AUTH,
+    CALENDAR,
+    HUB,
+    IDENTITY,
+    METRICS,
+    SERVICE,
+    SETTINGS,
+    STAFF,
+    STORAGE,
+)
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -61,6 +74,7 @@ def create_app(
     app[METRICS] = metrics = Metrics(hub, outcomes)
 
     lab = build_lab(settings)
+    signer = Signer.load(settings)  # a bad key file stops the start, with one line
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         upgrade = NextOccurrence(lab.default, clock())
@@ -98,6 +112,7 @@ def create_app(
         service = SlotService(calendar, identity, commit, feed, store, clock, outcomes)
         app[IDENTITY], app[SERVICE], app[CALENDAR] = identity, service, calendar
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
+        app[ACCESS] = AccessService(calendar, identity, commit, store, signer)
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))

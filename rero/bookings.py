@@ -344,4 +344,5 @@ class BookingService:
             else row.status,
             "created_at": row.created_at,
             "series_id": row.series_id,
+            "checked_in_at": row.checked_in_at,
         }  # fmt: skip

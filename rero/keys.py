@@ -6,6 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
+from rero.access import AccessService
 from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
 from rero.hub import Hub
@@ -25,3 +26,4 @@ CALENDAR: Final = web.AppKey("calendar", BookingService)
 STAFF: Final = web.AppKey("staff", StaffService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
+ACCESS: Final = web.AppKey("access", AccessService)

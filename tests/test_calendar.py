@@ -130,7 +130,7 @@ async def test_book_then_cancel(lab: Any) -> None:
             "id": booking["id"], "resource": "arm-1", "date": TOMORROW, "slot_id": 10,
             "start": f"{TOMORROW}T10:00:00+05:30", "end": f"{TOMORROW}T11:00:00+05:30",
             "srn": ALICE_SRN, "status": "booked", "created_at": "2026-11-24T03:00:00+00:00",
-            "series_id": None,
+            "series_id": None, "checked_in_at": None,
         },
     }  # fmt: skip
     board = await (await lab.get(f"/resources/arm-1/slots?date={TOMORROW}")).json()
