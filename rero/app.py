@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from rero.access import AccessService
 from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
@@ -21,11 +22,13 @@ from rero.bookings import BookingService
 from rero.clock import Clock, utcnow
 from rero.commit import GroupCommit
 from rero.feed import BoardFeed
+from rero.grants import Signer
 from rero.headers import setup_response_headers
 from rero.hour import HourService
 from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.keys import (
+    ACCESS,
     AUTH,
     CALENDAR,
     HOUR,
@@ -74,6 +77,7 @@ def create_app(
     app[METRICS] = metrics = Metrics(hub, outcomes)
 
     lab = build_lab(settings)
+    signer = Signer.load(settings)  # a bad key file stops the start, with one line
 
     async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         upgrade = NextOccurrence(lab.default, clock())
@@ -114,6 +118,7 @@ def create_app(
         app[HOUR] = hour = HourService(calendar, identity, commit, store, settings, clock)
         hour.connected, hour.tell = hub.connected, hub.tell
         await hour.follow_offers()  # from the newest event on
+        app[ACCESS] = AccessService(calendar, identity, commit, store, signer)
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))

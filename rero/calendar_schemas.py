@@ -171,7 +171,7 @@ class BookingOut(Schema):
     )
     created_at = fields.String(required=True, metadata={"format": "date-time"})
     series_id = fields.String(allow_none=True, required=True)
-    checked_in_at = fields.String(allow_none=True, required=True)
+    checked_in_at = fields.String(allow_none=True, required=True, metadata={"format": "date-time"})
 
 
 class Refused(Schema):

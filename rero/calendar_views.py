@@ -10,15 +10,7 @@ from aiohttp import web
 
 from rero import calendar_schemas as schemas
 from rero.keys import CALENDAR, STAFF
-from rero.request_info import identify, query, require_bearer
-
-
-def number(request: web.Request, name: str) -> int:
-    """A path's id (the route's pattern already asked for digits); too large is no id."""
-    value = int(request.match_info[name])
-    if value > 2**62:
-        raise web.HTTPNotFound()
-    return value
+from rero.request_info import identify, number, query, require_bearer
 
 
 async def resources(request: web.Request) -> web.Response:

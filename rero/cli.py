@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rero import workers
+from rero import grants, workers
 from rero.logs import AccessLogger, setup_logging
 from rero.setting_checks import shown
 from rero.settings import Settings, SettingsError, load_settings
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         "write bookings, blackouts, waitlists, suspensions and audit events to stdout"
         " (SQLite or PostgreSQL)",
     ).add_argument("--format", choices=("json", "csv"), default="json", help="output format (json)")
+    keys = command("keys", "make keys: grant signing keys, lab API keys")
+    kinds = keys.add_subparsers(dest="kind", metavar="KIND", required=True)
+    kinds.add_parser(
+        "generate", help="write a new Ed25519 grant signing key (PEM, mode 0600); print its kid"
+    ).add_argument("path", help="file to write the key to (never overwritten)")
+    kinds.add_parser("lab", help="print a new lab API key and its api_key_sha256")
     return parser
 
 
@@ -64,14 +70,34 @@ def _write_csv(rows: list[dict[str, object]]) -> None:
         writer.writerows(rows)
 
 
+def keys(kind: str, path: str) -> int:
+    """``rero keys``: needs no settings, so it works before there is a profile."""
+    if kind == "lab":
+        key, digest = grants.lab_key()
+        print(f"lab API key (give it to the lab, keep it nowhere else): {key}")
+        print(f'for its [resources.lab] table: api_key_sha256 = ["{digest}"]')
+        return 0
+    try:
+        made = grants.generate_key(path)
+    except OSError as e:
+        print(f"rero: keys generate: {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}: kid {made.kid}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "keys":
+        return keys(args.kind, getattr(args, "path", ""))
     try:
         settings = load_settings(args.config)
+        if command in ("serve", "check-config"):
+            grants.Signer.load(settings)  # a bad key file: one line here, not a traceback
     except SettingsError as e:
         print(f"rero: {e}", file=sys.stderr)
         return 2
-    command = args.command or "serve"
     try:
         if command == "check-config":
             print(json.dumps(masked(settings), indent=2))

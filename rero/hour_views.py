@@ -6,9 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from rero import hour_schemas as schemas
-from rero.calendar_views import number
 from rero.keys import CALENDAR, HOUR
-from rero.request_info import identify, query, require_bearer
+from rero.request_info import identify, number, query, require_bearer
 
 
 async def create_hold(request: web.Request) -> web.Response:

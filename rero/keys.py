@@ -6,6 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
+from rero.access import AccessService
 from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
 from rero.hour import HourService
@@ -27,3 +28,4 @@ STAFF: Final = web.AppKey("staff", StaffService)
 HOUR: Final = web.AppKey("hour", HourService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
+ACCESS: Final = web.AppKey("access", AccessService)

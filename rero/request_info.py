@@ -86,6 +86,14 @@ def require_bearer(request: web.Request) -> Token:
     return token
 
 
+def number(request: web.Request, name: str) -> int:
+    """A path's id (the route's pattern already asked for digits); too large is no id."""
+    value = int(request.match_info[name])
+    if value > 2**62:
+        raise web.HTTPNotFound()
+    return value
+
+
 def query(request: web.Request, schema: Schema) -> dict[str, Any]:
     """A validated query string: 422 with the field errors."""
     try:

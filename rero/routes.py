@@ -8,8 +8,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from marshmallow import Schema
 
+from rero import access_schemas as acs
+from rero import access_views, calendar_views, hour_views, operator, schemas, views
 from rero import calendar_schemas as cs
-from rero import calendar_views, hour_views, operator, schemas, views
 from rero import hour_schemas as hs
 
 
@@ -110,6 +111,15 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/admin/suspensions/{srn}", hour_views.lift_suspension,
           "Admin: lift a student's suspension", hs.Suspension, errors=(401, 403, 404, 503),
           bearer=True),
+    # ---- the hour: grants and check-in (docs/lab-integration.md) ----
+    Route("GET", "/.well-known/jwks.json", access_views.jwks,
+          "The public keys that verify access grants (JWKS)", acs.Jwks),
+    Route("POST", r"/bookings/{booking_id:\d+}/access", access_views.access,
+          "The owner's signed grant for the booking's lab, during its hour (checks them in)",
+          acs.AccessGrant, errors=(401, 404, 409, 503), bearer=True),
+    Route("POST", r"/bookings/{booking_id:\d+}/check-in", access_views.check_in,
+          "Check in to one's booking, during its hour", acs.CheckedIn,
+          errors=(401, 404, 409, 503), bearer=True),
 )  # fmt: skip
 
 

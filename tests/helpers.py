@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -33,9 +33,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from rero.calendar import utc
+from rero.grants import generate_key
 from rero.logs import AccessLogger
 from rero.resources import NextOccurrence, build_lab
-from rero.setting_checks import ResourceConfig
+from rero.setting_checks import LabConfig, ResourceConfig
 from rero.settings import FakeUser, Settings
 from rero.storage import (
     AddBlackout,
@@ -712,3 +713,24 @@ class ByteCounter:
         except ConnectionError:  # a reset counts what came before it, no more
             pass
         writer.close()
+
+
+# ---- the hour: labs and their grant keys -------------------------------------------------
+
+PUBLIC_URL = "https://rero.example.edu"
+#: A lab letting students in five minutes early (``with_lab`` names its launch URL).
+LAB = LabConfig("https://lab.example.edu/", early_minutes=5)
+
+
+def key_files(folder: Path, *names: str) -> tuple[str, ...]:
+    """Grant signing keys written as ``rero keys generate`` writes them; their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = tuple(str(folder / f"{name}.pem") for name in names)
+    for path in paths:
+        generate_key(path)
+    return paths
+
+
+def with_lab(resource: ResourceConfig, lab: LabConfig = LAB) -> ResourceConfig:
+    """``resource`` with ``lab`` behind it, its own id in the launch URL."""
+    return replace(resource, lab=replace(lab, launch_url=f"https://{resource.id}.lab.example.edu/"))

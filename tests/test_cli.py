@@ -308,3 +308,51 @@ def test_database_url_without_the_postgres_extra_is_one_line(command: str) -> No
         "rero: DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'"
     ]
     assert "Sekr1t" not in proc.stdout + proc.stderr
+
+
+# ---- rero keys -------------------------------------------------------------------------------
+
+
+def test_keys_generate_writes_a_private_key_once(tmp_path: Path) -> None:
+    from rero.grants import load_key
+
+    path = tmp_path / "grant.pem"
+    made = rero("keys", "generate", str(path))
+    assert made.returncode == 0, made.stderr
+    kid = load_key(str(path)).kid
+    assert made.stdout.splitlines() == [f"wrote {path}: kid {kid}"]
+    assert path.stat().st_mode & 0o777 == 0o600
+    before = path.read_bytes()
+    again = rero("keys", "generate", str(path))
+    assert again.returncode == 1
+    assert again.stderr.splitlines() == [f"rero: keys generate: {path}: File exists"]
+    assert path.read_bytes() == before
+
+
+def test_keys_lab_prints_a_key_and_its_hash() -> None:
+    import hashlib
+
+    made = rero("keys", "lab")
+    assert made.returncode == 0, made.stderr
+    first, second = made.stdout.splitlines()
+    key = first.rsplit(" ", 1)[1]
+    assert len(key) == 43
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    assert second == f'for its [resources.lab] table: api_key_sha256 = ["{digest}"]'
+
+
+def test_keys_need_no_valid_profile() -> None:
+    assert rero("keys", "lab", PORT="abc").returncode == 0
+
+
+def test_a_bad_grant_key_is_one_line(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.toml"
+    missing = tmp_path / "none.pem"
+    keys = f"grant_signing_keys = [{str(missing)!r}]\n"
+    profile.write_text(keys + Path(TEST_PROFILE).read_text())  # before the tables
+    for command in ("check-config", "serve"):
+        proc = rero(command, "--config", str(profile))
+        assert proc.returncode == 2
+        assert proc.stderr.splitlines() == [
+            f"rero: grant_signing_keys: {str(missing)!r}: cannot read: No such file or directory"
+        ]

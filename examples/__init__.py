@@ -1,0 +1,1 @@
+"""Examples of what runs beside rero: a lab server (lab_server.py)."""

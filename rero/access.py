@@ -1,0 +1,143 @@
+"""The hour itself, from the student's side: checking in, and the signed grant that hands
+them to the lab's equipment (which checks them in too).
+
+Both are allowed to the booking's owner only, from the lab's ``early_minutes`` before
+the slot starts (none for a resource without a lab) until it ends. The store decides the
+check-in inside its transaction (:class:`rero.storage.CheckIn`); the reads before it only
+choose the sentence a refusal gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from rero.auth import User
+from rero.bookings import BookingService
+from rero.calendar import iso, utc
+from rero.commit import GroupCommit
+from rero.errors import Conflict, NotFound
+from rero.grants import GrantClaims, Signer
+from rero.identity import Identity, IdentityService
+from rero.setting_checks import LabConfig
+from rero.storage import BookingRow, CheckIn, Refusal, SlotStore
+
+log: Final = logging.getLogger(__name__)
+
+#: The sentence of each status that has no hour left to enter.
+_GONE: Final = {
+    "cancelled": "is cancelled",
+    "no_show": "was a no-show",
+    "completed": "has ended",
+    "held": "is only held: confirm it first",
+    "lapsed": "has lapsed",
+}
+
+
+@dataclass(frozen=True)
+class Access:
+    """A grant, where it takes the student, and when it ends (in the resource's zone)."""
+
+    grant: str
+    launch_url: str
+    expires_at: str
+
+
+class AccessService:
+    """Owns the rules of entering a booked hour: whose, when, and which lab."""
+
+    def __init__(
+        self,
+        calendar: BookingService,
+        identity: IdentityService,
+        commit: GroupCommit,
+        store: SlotStore,
+        signer: Signer,
+    ) -> None:
+        self._calendar = calendar
+        self._identity = identity
+        self._commit = commit
+        self._store = store
+        self._signer = signer
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return self._signer.jwks()
+
+    async def check_in(self, identity: Identity, booking_id: int) -> BookingRow:
+        """Check the caller in to their booking; again is no error (the same booking)."""
+        user = await self._identity.authenticate(identity)
+        row = await self._own(user, booking_id)
+        return await self._check_in(user, row, self._calendar.lab.labs.get(row.resource))
+
+    async def access(self, identity: Identity, booking_id: int) -> Access:
+        """A grant for the caller's booking of a resource with a lab, checking them in."""
+        user = await self._identity.authenticate(identity)
+        row = await self._own(user, booking_id)
+        lab = self._calendar.lab.labs.get(row.resource)
+        if lab is None:
+            raise NotFound(f"Resource {row.resource} has no lab to enter")
+        row = await self._check_in(user, row, lab)
+        start, end = datetime.fromisoformat(row.start), datetime.fromisoformat(row.end)
+        claims = GrantClaims(
+            resource=row.resource,
+            srn=user.srn,
+            name=user.name,
+            booking_id=row.id,
+            issued_at=self._calendar.now(),
+            not_before=start - _early(lab),
+            expires=end,
+        )
+        grant = self._signer.sign(claims)
+        log.info("grant issued", extra={"resource": row.resource, "booking_id": row.id})
+        launch = lab.launch_url.split("#", 1)[0]
+        return Access(grant, f"{launch}#grant={grant}", iso(end, self._zone(row.resource)))
+
+    async def _own(self, user: User, booking_id: int) -> BookingRow:
+        """The caller's booking; somebody else's is as unknown as one that never was."""
+        row = await self._store.booking(booking_id)
+        if row is None or row.srn != user.srn:
+            raise NotFound(f"Booking {booking_id} does not exist")
+        return row
+
+    async def _check_in(self, user: User, row: BookingRow, lab: LabConfig | None) -> BookingRow:
+        now = self._calendar.now()
+        early = _early(lab)
+        self._refuse_if_not_now(row, now, early)
+        change = CheckIn(row.id, user.srn, None, user.srn, utc(now), utc(now + early))
+        write = await self._commit.write(change)
+        assert write is not None  # no skip was given
+        if write.changed:
+            log.info("checked in", extra={"resource": row.resource, "booking_id": row.id})
+            return write.bookings[0]
+        if write.refused is None:  # checked in already: ``detail`` says when
+            return replace(row, checked_in_at=write.detail)
+        if write.refused in (Refusal.NOT_FOUND, Refusal.NOT_YOURS):
+            raise NotFound(f"Booking {row.id} does not exist")
+        if write.refused is Refusal.NOT_NOW:
+            raise self._not_yet(row, early)
+        status = "cancelled" if write.refused is Refusal.CANCELLED else "completed"
+        raise Conflict(f"Booking {row.id} {_GONE[status]}")
+
+    def _refuse_if_not_now(self, row: BookingRow, now: datetime, early: timedelta) -> None:
+        if row.status in _GONE:
+            raise Conflict(f"Booking {row.id} {_GONE[row.status]}")
+        if row.end <= utc(now):
+            raise Conflict(f"Booking {row.id} {_GONE['completed']}")
+        if datetime.fromisoformat(row.start) - early > now:
+            raise self._not_yet(row, early)
+
+    def _not_yet(self, row: BookingRow, early: timedelta) -> Conflict:
+        opens = iso(datetime.fromisoformat(row.start) - early, self._zone(row.resource))
+        return Conflict(f"Booking {row.id} is not for now: access opens at {opens}")
+
+    def _zone(self, resource_id: str) -> ZoneInfo:
+        lab = self._calendar.lab
+        return (lab.get(resource_id) or lab.default).zone
+
+
+def _early(lab: LabConfig | None) -> timedelta:
+    """How long before its slot a booking may be entered: the lab's say, else not at all."""
+    return timedelta(minutes=lab.early_minutes if lab is not None else 0)
