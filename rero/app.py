@@ -21,10 +21,22 @@ from rero.bookings import BookingService
 from rero.clock import Clock, utcnow
 from rero.commit import GroupCommit
 from rero.feed import BoardFeed
+from rero.feeds import FeedService
 from rero.headers import setup_response_headers
 from rero.hub import Hub
 from rero.identity import IdentityService
-from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STAFF, STORAGE
+from rero.keys import (
+    AUTH,
+    CALENDAR,
+    FEEDS,
+    HUB,
+    IDENTITY,
+    METRICS,
+    SERVICE,
+    SETTINGS,
+    STAFF,
+    STORAGE,
+)
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -98,6 +110,7 @@ def create_app(
         service = SlotService(calendar, identity, commit, feed, store, clock, outcomes)
         app[IDENTITY], app[SERVICE], app[CALENDAR] = identity, service, calendar
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
+        app[FEEDS] = FeedService(calendar, identity, store, clock, settings.public_url)
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
+from rero.feeds import FeedService
 from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.metrics import Metrics
@@ -25,3 +26,4 @@ CALENDAR: Final = web.AppKey("calendar", BookingService)
 STAFF: Final = web.AppKey("staff", StaffService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
+FEEDS: Final = web.AppKey("feeds", FeedService)
