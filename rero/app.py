@@ -22,6 +22,7 @@ from rero.bookings import BookingService
 from rero.clock import Clock, utcnow
 from rero.commit import GroupCommit
 from rero.feed import BoardFeed
+from rero.feeds import FeedService
 from rero.grants import Signer
 from rero.headers import setup_response_headers
 from rero.hour import HourService
@@ -31,6 +32,7 @@ from rero.keys import (
     ACCESS,
     AUTH,
     CALENDAR,
+    FEEDS,
     HOUR,
     HUB,
     IDENTITY,
@@ -119,6 +121,7 @@ def create_app(
         hour.connected, hour.tell = hub.connected, hub.tell
         await hour.follow_offers()  # from the newest event on
         app[ACCESS] = AccessService(calendar, identity, commit, store, signer)
+        app[FEEDS] = FeedService(calendar, identity, store, clock, settings.public_url)
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))

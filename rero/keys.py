@@ -9,6 +9,7 @@ from aiohttp import web
 from rero.access import AccessService
 from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
+from rero.feeds import FeedService
 from rero.hour import HourService
 from rero.hub import Hub
 from rero.identity import IdentityService
@@ -29,3 +30,4 @@ HOUR: Final = web.AppKey("hour", HourService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
 ACCESS: Final = web.AppKey("access", AccessService)
+FEEDS: Final = web.AppKey("feeds", FeedService)

@@ -7,6 +7,7 @@ a log line through it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,14 @@ from aiohttp.abc import AbstractAccessLogger
 from pythonjsonlogger.json import JsonFormatter
 
 FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: A path segment that is a credential: a calendar feed's token (``/calendar/<token>.ics``).
+_SECRET_SEGMENT: Final = re.compile(r"^/calendar/[^/]+?(?=\.ics\Z|/|\Z)")
+
+
+def loggable(path: str) -> str:
+    """A request's path as log lines show it: with no credential in it."""
+    return _SECRET_SEGMENT.sub("/calendar/***", path, count=1)
+
 
 _Key = tuple[str, str, type, str, int]
 
@@ -95,7 +104,7 @@ class AccessLogger(AbstractAccessLogger):
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": loggable(request.path),
                 "status": response.status,
                 "duration_ms": round(time * 1000, 3),
                 "remote": request.remote,

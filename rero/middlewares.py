@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from rero.errors import AuthUnavailable, RequestInvalid, ReroError, TooManyAttempts
 from rero.keys import METRICS, SETTINGS
+from rero.logs import loggable
 from rero.metrics import observe
 
 log: Final = logging.getLogger(__name__)
@@ -101,10 +102,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as e:
         if isinstance(e, ConnectionResetError) and _client_gone(request):
             # Not an error of ours: nobody is left to answer.
-            log.debug("client went away during %s %s", request.method, request.path)
+            log.debug("client went away during %s %s", request.method, loggable(request.path))
             response = error_response(CLIENT_GONE, "Client closed the request")
         else:
-            log.exception("unhandled error on %s %s", request.method, request.path)
+            log.exception("unhandled error on %s %s", request.method, loggable(request.path))
             response = error_response(500, "Internal server error")
     observe(metrics, request, response.status, started)
     return response

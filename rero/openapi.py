@@ -17,7 +17,7 @@ _REASONS: Final = {
     400: "Not JSON, or a request the rules refuse (slot taken, not booked, unknown slot)",
     401: "Invalid credentials, or an invalid or expired session",
     403: "Not allowed (someone else's booking, not an admin, another campus's resource)",
-    404: "No such resource, booking, series or blackout",
+    404: "No such resource, booking, series, blackout or calendar feed",
     408: "The body did not arrive within body_timeout_seconds",
     409: "The calendar refuses: taken, closed, or a booking limit reached",
     413: "Body over 64 KiB",
@@ -53,6 +53,11 @@ def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
             responses[200] = {
                 "description": "Prometheus text format",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        elif route.text is not None:
+            responses[route.status] = {
+                "description": "Success",
+                "content": {route.text: {"schema": {"type": "string"}}},
             }
         else:
             responses[route.status] = {"description": "Done"}

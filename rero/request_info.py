@@ -101,3 +101,14 @@ def query(request: web.Request, schema: Schema) -> dict[str, Any]:
     except ValidationError as e:
         raise RequestInvalid(e.messages) from None
     return data
+
+
+def origin(request: web.BaseRequest, trusted: tuple[str, ...]) -> str:
+    """``scheme://host`` as the client reached us: the request's own, or behind a trusted
+    proxy what it forwards (``X-Forwarded-Proto``, ``X-Forwarded-Host``), for links back."""
+    scheme, host = request.scheme, request.host
+    if (request.remote or "") in trusted:
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else scheme
+        host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or host
+    return f"{scheme}://{host}"

@@ -9,8 +9,9 @@ from aiohttp.typedefs import Handler
 from marshmallow import Schema
 
 from rero import access_schemas as acs
-from rero import access_views, calendar_views, hour_views, operator, schemas, views
+from rero import access_views, calendar_views, feed_views, hour_views, operator, schemas, views
 from rero import calendar_schemas as cs
+from rero import feed_schemas as fs
 from rero import hour_schemas as hs
 
 
@@ -28,6 +29,8 @@ class Route:
     bearer: bool = False
     query: type[Schema] | None = None
     status: int = 200
+    #: The media type of an answer that is not JSON (its body a string).
+    text: str | None = None
 
 
 _CREDENTIALED = (400, 401, 408, 413, 422, 429, 503)
@@ -120,6 +123,21 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", r"/bookings/{booking_id:\d+}/check-in", access_views.check_in,
           "Check in to one's booking, during its hour", acs.CheckedIn,
           errors=(401, 404, 409, 503), bearer=True),
+    # ---- calendar feeds ----
+    Route("POST", "/me/calendar-feed", feed_views.open_mine,
+          "A private calendar feed URL of the caller's bookings (revokes the previous one)",
+          fs.FeedMade, errors=(401, 503), bearer=True, status=201),
+    Route("DELETE", "/me/calendar-feed", feed_views.revoke_mine,
+          "Revoke the caller's calendar feed", fs.FeedRevoked, errors=(401, 503), bearer=True),
+    Route("GET", "/calendar/{token}.ics", feed_views.calendar,
+          "A calendar feed (iCalendar): the URL's token is the credential", errors=(404, 503),
+          text="text/calendar"),
+    Route("POST", "/admin/calendar-feeds/{resource}", feed_views.open_for_resource,
+          "Admin: a calendar feed of every booking of a resource (replacing its previous one)",
+          fs.ResourceFeedMade, errors=(401, 403, 404, 503), bearer=True, status=201),
+    Route("DELETE", "/admin/calendar-feeds/{resource}", feed_views.revoke_for_resource,
+          "Admin: revoke a resource's calendar feed", fs.FeedRevoked,
+          errors=(401, 403, 404, 503), bearer=True),
 )  # fmt: skip
 
 
