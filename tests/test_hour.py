@@ -386,3 +386,17 @@ async def test_an_offer_made_by_another_host_reaches_the_socket(
     places = await receive(ws)
     assert [e["status"] for e in places["data"]["waitlist"]] == ["offered"]
     await ws.close()
+
+
+async def test_checked_in_is_no_no_show(lab: Any, tokens: Any, clock: Clock) -> None:
+    _, body = await post(lab, "/bookings", tokens["alice"], slot("arm-1", TODAY, 9))  # 09:00
+    booking_id = body["booking"]["id"]
+    clock.advance(minutes=35)  # 09:05
+    status, checked = await post(lab, f"/bookings/{booking_id}/check-in", tokens["alice"])
+    assert (status, checked["booking"]["checked_in_at"]) == (200, "2026-11-24T03:35:00+00:00")
+    clock.advance(minutes=30)  # 09:35
+    await sweep(lab)
+    assert await my_status(lab, tokens["alice"], booking_id) == "booked"
+    clock.advance(minutes=30)  # 10:05: the slot has ended
+    await sweep(lab)
+    assert await my_status(lab, tokens["alice"], booking_id) == "completed"
