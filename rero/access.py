@@ -2,15 +2,15 @@
 them to the lab's equipment (which checks them in too).
 
 Both are allowed to the booking's owner only, from the lab's ``early_minutes`` before
-the slot starts (none for a resource without a lab) until it ends. The store decides the
-check-in inside its transaction (:class:`rero.storage.CheckIn`); the reads before it only
-choose the sentence a refusal gets.
+the slot starts (none for a resource without a lab) until it ends. The store reads the
+booking and decides the check-in in one transaction (:class:`rero.storage.CheckIn`); a
+refusal's sentence is made from the row it found.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -23,7 +23,7 @@ from rero.errors import Conflict, NotFound
 from rero.grants import GrantClaims, Signer
 from rero.identity import Identity, IdentityService
 from rero.setting_checks import LabConfig
-from rero.storage import BookingRow, CheckIn, Refusal, SlotStore
+from rero.storage import BookingRow, CheckIn
 
 log: Final = logging.getLogger(__name__)
 
@@ -54,13 +54,11 @@ class AccessService:
         calendar: BookingService,
         identity: IdentityService,
         commit: GroupCommit,
-        store: SlotStore,
         signer: Signer,
     ) -> None:
         self._calendar = calendar
         self._identity = identity
         self._commit = commit
-        self._store = store
         self._signer = signer
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
@@ -69,17 +67,13 @@ class AccessService:
     async def check_in(self, identity: Identity, booking_id: int) -> BookingRow:
         """Check the caller in to their booking; again is no error (the same booking)."""
         user = await self._identity.authenticate(identity)
-        row = await self._own(user, booking_id)
-        return await self._check_in(user, row, self._calendar.lab.labs.get(row.resource))
+        return await self._check_in(user, booking_id, lab_only=False)
 
     async def access(self, identity: Identity, booking_id: int) -> Access:
         """A grant for the caller's booking of a resource with a lab, checking them in."""
         user = await self._identity.authenticate(identity)
-        row = await self._own(user, booking_id)
-        lab = self._calendar.lab.labs.get(row.resource)
-        if lab is None:
-            raise NotFound(f"Resource {row.resource} has no lab to enter")
-        row = await self._check_in(user, row, lab)
+        row = await self._check_in(user, booking_id, lab_only=True)
+        lab = self._calendar.lab.labs[row.resource]
         start, end = datetime.fromisoformat(row.start), datetime.fromisoformat(row.end)
         claims = GrantClaims(
             resource=row.resource,
@@ -95,31 +89,29 @@ class AccessService:
         launch = lab.launch_url.split("#", 1)[0]
         return Access(grant, f"{launch}#grant={grant}", iso(end, self._zone(row.resource)))
 
-    async def _own(self, user: User, booking_id: int) -> BookingRow:
-        """The caller's booking; somebody else's is as unknown as one that never was."""
-        row = await self._store.booking(booking_id)
-        if row is None or row.srn != user.srn:
-            raise NotFound(f"Booking {booking_id} does not exist")
-        return row
-
-    async def _check_in(self, user: User, row: BookingRow, lab: LabConfig | None) -> BookingRow:
+    async def _check_in(self, user: User, booking_id: int, *, lab_only: bool) -> BookingRow:
+        """Check in; the store reads the booking and decides in the commit's transaction
+        (a read before it would queue behind every commit in a rush)."""
         now = self._calendar.now()
-        early = _early(lab)
-        self._refuse_if_not_now(row, now, early)
-        change = CheckIn(row.id, user.srn, None, user.srn, utc(now), utc(now + early))
+        early = self._calendar.lab.early
+        change = CheckIn(booking_id, user.srn, None, user.srn, utc(now), early,
+                         None if lab_only else 0)  # fmt: skip
         write = await self._commit.write(change)
         assert write is not None  # no skip was given
         if write.changed:
-            log.info("checked in", extra={"resource": row.resource, "booking_id": row.id})
-            return write.bookings[0]
-        if write.refused is None:  # checked in already: ``detail`` says when
-            return replace(row, checked_in_at=write.detail)
-        if write.refused in (Refusal.NOT_FOUND, Refusal.NOT_YOURS):
-            raise NotFound(f"Booking {row.id} does not exist")
-        if write.refused is Refusal.NOT_NOW:
-            raise self._not_yet(row, early)
-        status = "cancelled" if write.refused is Refusal.CANCELLED else "completed"
-        raise Conflict(f"Booking {row.id} {_GONE[status]}")
+            came = write.bookings[0]
+            log.info("checked in", extra={"resource": came.resource, "booking_id": came.id})
+            return came
+        row = write.seen
+        if row is None:  # unknown, or somebody else's: the same answer
+            raise NotFound(f"Booking {booking_id} does not exist")
+        if write.refused is None:  # checked in already
+            return row
+        if write.detail == "no lab":
+            raise NotFound(f"Resource {row.resource} has no lab to enter")
+        lab = self._calendar.lab.labs.get(row.resource)
+        self._refuse_if_not_now(row, now, _early(lab))
+        raise self._not_yet(row, _early(lab))  # the store found it not yet open
 
     def _refuse_if_not_now(self, row: BookingRow, now: datetime, early: timedelta) -> None:
         if row.status in _GONE:

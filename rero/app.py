@@ -120,7 +120,7 @@ def create_app(
         app[HOUR] = hour = HourService(calendar, identity, commit, store, settings, clock)
         hour.connected, hour.tell = hub.connected, hub.tell
         await hour.follow_offers()  # from the newest event on
-        app[ACCESS] = AccessService(calendar, identity, commit, store, signer)
+        app[ACCESS] = AccessService(calendar, identity, commit, signer)
         app[FEEDS] = FeedService(calendar, identity, store, clock, settings.public_url)
 
         async def other_process_committed() -> None:

@@ -25,6 +25,8 @@ class Lab:
     default: Resource
     quotas: Quotas
     labs: dict[str, LabConfig] = field(default_factory=dict)
+    #: How many minutes before its start a booking of each lab's resource may be entered.
+    early: dict[str, int] = field(default_factory=dict)
 
     def get(self, resource_id: str) -> Resource | None:
         return self.resources.get(resource_id)
@@ -68,7 +70,8 @@ def build_lab(settings: Settings) -> Lab:
     upcoming = settings.max_upcoming_bookings or settings.max_bookings_per_user
     quotas = Quotas(settings.max_bookings_per_day, settings.max_bookings_per_week, upcoming)
     labs = {c.id: c.lab for c in configs if c.lab is not None}
-    return Lab(resources, resources[default_id], quotas, labs)
+    early = {rid: lab.early_minutes for rid, lab in labs.items()}
+    return Lab(resources, resources[default_id], quotas, labs, early)
 
 
 class NextOccurrence:

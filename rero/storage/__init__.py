@@ -152,6 +152,8 @@ class Write:
     parts: tuple[Write, ...] = ()
     #: Waitlist entries this write changed (joined, left, offered a hold): their srns.
     waitlisted: tuple[str, ...] = ()
+    #: The booking a change found but did not change (a check-in made before), if any.
+    seen: BookingRow | None = None
 
     @property
     def touched(self) -> set[DayKey]:

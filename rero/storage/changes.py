@@ -3,6 +3,7 @@ transaction (:mod:`rero.storage.programs` says how). Instants are UTC ISO 8601."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -152,15 +153,18 @@ class DropHold:
 
 @dataclass(frozen=True)
 class CheckIn:
-    """Mark a booking checked in, if it is booked, starts by ``opens_before`` and has not
-    ended at ``at``; ``srn`` None: whoever holds it (the lab reports it)."""
+    """Mark a booking checked in, if it is booked, has not ended at ``at`` and starts
+    within its resource's ``early`` minutes (``default_early`` for a resource not in it;
+    None: such a resource cannot be entered this way); ``srn`` None: whoever holds it,
+    on ``resource`` (the lab reports it)."""
 
     booking_id: int
     srn: str | None
     resource: str | None
     actor: str
     at: str
-    opens_before: str
+    early: Mapping[str, int]
+    default_early: int | None = 0
 
 
 @dataclass(frozen=True)

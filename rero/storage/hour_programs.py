@@ -5,6 +5,7 @@ statement; its reason, when refused, is read in the same transaction."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from rero.storage import (
@@ -145,36 +146,32 @@ def _drop_hold(c: DropHold) -> Program:
 
 
 def _check_in(c: CheckIn) -> Program:
-    params: dict[str, Any] = {
-        "id": c.booking_id, "srn": c.srn, "resource": c.resource, "at": c.at,
-        "opens": c.opens_before,
-    }  # fmt: skip
-    whose = "" if c.srn is None else " AND srn = :srn"
-    whose += "" if c.resource is None else " AND resource = :resource"
+    params: dict[str, Any] = {"id": c.booking_id, "srn": c.srn, "resource": c.resource}
+    found = yield (f"SELECT {COLUMNS} FROM bookings WHERE id = :id", params)
+    row = booking(found[0]) if found else None
+    if row is None or row.srn != (c.srn or row.srn) or row.resource != (c.resource or row.resource):
+        return Write(False, Refusal.NOT_FOUND)
+    minutes = c.early.get(row.resource, c.default_early)
+    if minutes is None:
+        return Write(False, Refusal.NOT_FOUND, "no lab", seen=row)
+    opens = datetime.fromisoformat(c.at) + timedelta(minutes=minutes)
     rows = yield (
         "UPDATE bookings SET checked_in_at = :at, updated_at = :at WHERE id = :id"
         " AND status = 'booked' AND checked_in_at IS NULL AND starts_at <= :opens"
-        f" AND ends_at > :at{whose} RETURNING {COLUMNS}",
-        params,
+        f" AND ends_at > :at RETURNING {COLUMNS}",
+        {"id": row.id, "at": c.at, "opens": opens.isoformat(timespec="seconds")},
     )
     if rows:
         came = booking(rows[0])
         yield from audit(came, c.actor, "checked_in", c.at, None)
         yield from emit("session_started", came, c.at)
         return Write(True, bookings=(came,))
-    found = yield (
-        "SELECT srn, status, ends_at, checked_in_at, starts_at, resource FROM bookings"
-        " WHERE id = :id",
-        params,
-    )
-    if found and c.resource is not None and found[0][5] != c.resource:
-        return Write(False, Refusal.NOT_FOUND)
-    if found and found[0][1] == "booked" and found[0][3] is not None and found[0][2] > c.at:
-        return Write(False, detail=str(found[0][3]))  # checked in already: nothing to do
-    refusal = _why(found, c.srn)
-    if refusal is Refusal.NOT_NOW and found[0][2] <= c.at:
+    if row.status == "booked" and row.checked_in_at is not None and row.end > c.at:
+        return Write(False, detail=row.checked_in_at, seen=row)  # in already: nothing to do
+    refusal = _why([(row.srn, row.status, row.end)], None)
+    if refusal is Refusal.NOT_NOW and row.end <= c.at:
         refusal = Refusal.ENDED
-    return Write(False, refusal)
+    return Write(False, refusal, seen=row)
 
 
 def _release(c: Release) -> Program:
