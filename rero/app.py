@@ -24,7 +24,20 @@ from rero.feed import BoardFeed
 from rero.headers import setup_response_headers
 from rero.hub import Hub
 from rero.identity import IdentityService
-from rero.keys import AUTH, CALENDAR, HUB, IDENTITY, METRICS, SERVICE, SETTINGS, STAFF, STORAGE
+from rero.keys import (
+    AUTH,
+    CALENDAR,
+    HUB,
+    IDENTITY,
+    LABS,
+    METRICS,
+    SERVICE,
+    SETTINGS,
+    STAFF,
+    STORAGE,
+)
+from rero.lab_app import setup_labs
+from rero.labs import LabService
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -98,6 +111,7 @@ def create_app(
         service = SlotService(calendar, identity, commit, feed, store, clock, outcomes)
         app[IDENTITY], app[SERVICE], app[CALENDAR] = identity, service, calendar
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
+        app[LABS] = LabService(lab, commit, feed, store, clock, settings.waitlist_hold_seconds)
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))
@@ -127,6 +141,7 @@ def create_app(
     setup_response_headers(app, settings.cors_origins, settings.workers)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)
+    setup_labs(app, clock)
     return app
 
 

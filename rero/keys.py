@@ -10,7 +10,10 @@ from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
 from rero.hub import Hub
 from rero.identity import IdentityService
+from rero.lab_events import LabEvents
+from rero.labs import LabService
 from rero.metrics import Metrics
+from rero.outbox import OutboxSender
 from rero.settings import Settings
 from rero.slots import SlotService
 from rero.staff import StaffService
@@ -25,3 +28,6 @@ CALENDAR: Final = web.AppKey("calendar", BookingService)
 STAFF: Final = web.AppKey("staff", StaffService)
 HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
+LABS: Final = web.AppKey("labs", LabService)
+LAB_EVENTS: Final = web.AppKey("lab_events", LabEvents)
+OUTBOX: Final = web.AppKey("outbox", OutboxSender)

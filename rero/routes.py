@@ -9,7 +9,8 @@ from aiohttp.typedefs import Handler
 from marshmallow import Schema
 
 from rero import calendar_schemas as cs
-from rero import calendar_views, operator, schemas, views
+from rero import calendar_views, lab_views, operator, schemas, views
+from rero import lab_schemas as ls
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,16 @@ ROUTES: tuple[Route, ...] = (
           bearer=True, query=cs.BlackoutQuery),
     Route("DELETE", r"/admin/blackouts/{blackout_id:\d+}", calendar_views.lift_blackout,
           "Admin: lift a blackout", cs.BlackoutMade, errors=(401, 403, 404, 503), bearer=True),
+    # ---- the lab's own API (a lab key as the bearer; docs/lab-integration.md) ----
+    Route("GET", "/labs/{resource}/current", lab_views.current,
+          "Lab: the booked session under way (204: none)", ls.LabSession,
+          errors=(401, 403, 404, 503), bearer=True),
+    Route("POST", "/labs/{resource}/status", lab_views.status,
+          "Lab: out of service (a blackout until it reports back) or back", ls.LabStatus,
+          ls.LabStatusRequest, (400, 401, 403, 404, 408, 413, 422, 503), bearer=True),
+    Route("POST", r"/labs/{resource}/sessions/{booking_id:\d+}/started", lab_views.started,
+          "Lab: the student started (checks the booking in)", ls.LabStarted,
+          errors=(401, 403, 404, 409, 503), bearer=True),
 )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rero"
 MAX_LINES = 350
-TRANSPORTS = ("rero.views", "rero.calendar_views", "rero.realtime")
+TRANSPORTS = ("rero.views", "rero.calendar_views", "rero.realtime", "rero.lab_views")
 
 
 def module_name(path: Path) -> str:
@@ -105,6 +105,8 @@ def test_the_rules_do_not_import_the_web() -> None:
         "rero.bookings",
         "rero.staff",
         "rero.feed",
+        "rero.labs",
+        "rero.lab_events",
     )
     for name in rules:
         tree = ast.parse(MODULES[name].read_text())
