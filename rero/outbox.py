@@ -162,7 +162,7 @@ class OutboxSender:
                 error = f"HTTP {response.status}"
         except asyncio.TimeoutError:
             error = f"no answer within {self.policy.timeout:g} s"
-        except aiohttp.ClientError as e:
+        except Exception as e:  # refused, reset, a bad URL: this event only, tried again
             error = type(e).__name__
         return self._failed(event, error)
 

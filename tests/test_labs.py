@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from rero.keys import LAB_EVENTS, OUTBOX, STORAGE
+from rero.keys import LAB_EVENTS, OUTBOX, SETTINGS, STORAGE
 from rero.setting_checks import LabConfig
 from tests.helpers import (
     ALICE_SRN,
@@ -307,6 +307,17 @@ async def test_events_live_and_after_a_reconnect(lab: Any, receiver: Receiver) -
     assert {r.headers["X-Rero-Event-Id"] for r in receiver.requests} == {
         e["id"] for e in receiver.unique
     }
+
+
+async def test_events_written_by_another_process_arrive(make: Any, lab: Any) -> None:
+    """Another worker on the same database: its commits reach this one's lab socket."""
+    other = await make(resources=lab.app[SETTINGS].resources, public_url="https://rero.test")
+    ws = await lab.ws_connect("/labs/arm-1/events", headers=key())
+    booking_id = await book_now(other)
+    assert (await started(other, booking_id)).status == 200
+    came = await event(ws)
+    assert (came["type"], came["booking_id"]) == ("session_started", booking_id)
+    await ws.close()
 
 
 async def test_a_receiver_that_fails_gets_it_again(
