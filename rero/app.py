@@ -36,12 +36,15 @@ from rero.keys import (
     HOUR,
     HUB,
     IDENTITY,
+    LABS,
     METRICS,
     SERVICE,
     SETTINGS,
     STAFF,
     STORAGE,
 )
+from rero.lab_app import setup_labs
+from rero.labs import LabService
 from rero.logs import setup_logging
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
@@ -122,6 +125,7 @@ def create_app(
         await hour.follow_offers()  # from the newest event on
         app[ACCESS] = AccessService(calendar, identity, commit, signer)
         app[FEEDS] = FeedService(calendar, identity, store, clock, settings.public_url)
+        app[LABS] = LabService(lab, commit, feed, store, clock, settings.waitlist_hold_seconds)
 
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))
@@ -152,6 +156,7 @@ def create_app(
     setup_response_headers(app, settings.cors_origins, settings.workers)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)
+    setup_labs(app, clock)
     return app
 
 

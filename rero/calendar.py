@@ -176,8 +176,12 @@ def _slots_on(resource: Resource, day: date) -> tuple[Slot, ...]:
 
 
 def iso(instant: datetime, zone: ZoneInfo) -> str:
-    """ISO 8601 in ``zone``, to the second, with its UTC offset."""
-    return instant.astimezone(zone).isoformat(timespec="seconds")
+    """ISO 8601 in ``zone``, to the second, with its UTC offset; in UTC for an instant
+    whose local time would pass the year 9999 (a lab's open-ended blackout)."""
+    try:
+        return instant.astimezone(zone).isoformat(timespec="seconds")
+    except OverflowError:
+        return instant.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def utc(instant: datetime) -> str:

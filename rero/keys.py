@@ -13,7 +13,10 @@ from rero.feeds import FeedService
 from rero.hour import HourService
 from rero.hub import Hub
 from rero.identity import IdentityService
+from rero.lab_events import LabEvents
+from rero.labs import LabService
 from rero.metrics import Metrics
+from rero.outbox import OutboxSender
 from rero.settings import Settings
 from rero.slots import SlotService
 from rero.staff import StaffService
@@ -31,3 +34,6 @@ HUB: Final = web.AppKey("hub", Hub)
 METRICS: Final = web.AppKey("metrics", Metrics)
 ACCESS: Final = web.AppKey("access", AccessService)
 FEEDS: Final = web.AppKey("feeds", FeedService)
+LABS: Final = web.AppKey("labs", LabService)
+LAB_EVENTS: Final = web.AppKey("lab_events", LabEvents)
+OUTBOX: Final = web.AppKey("outbox", OutboxSender)

@@ -9,10 +9,20 @@ from aiohttp.typedefs import Handler
 from marshmallow import Schema
 
 from rero import access_schemas as acs
-from rero import access_views, calendar_views, feed_views, hour_views, operator, schemas, views
+from rero import (
+    access_views,
+    calendar_views,
+    feed_views,
+    hour_views,
+    lab_views,
+    operator,
+    schemas,
+    views,
+)
 from rero import calendar_schemas as cs
 from rero import feed_schemas as fs
 from rero import hour_schemas as hs
+from rero import lab_schemas as ls
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,16 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/admin/calendar-feeds/{resource}", feed_views.revoke_for_resource,
           "Admin: revoke a resource's calendar feed", fs.FeedRevoked,
           errors=(401, 403, 404, 503), bearer=True),
+    # ---- the lab's own API (a lab key as the bearer; docs/lab-integration.md) ----
+    Route("GET", "/labs/{resource}/current", lab_views.current,
+          "Lab: the booked session under way (204: none)", ls.LabSession,
+          errors=(401, 403, 404, 503), bearer=True),
+    Route("POST", "/labs/{resource}/status", lab_views.status,
+          "Lab: out of service (a blackout until it reports back) or back", ls.LabStatus,
+          ls.LabStatusRequest, (400, 401, 403, 404, 408, 413, 422, 503), bearer=True),
+    Route("POST", r"/labs/{resource}/sessions/{booking_id:\d+}/started", lab_views.started,
+          "Lab: the student started (checks the booking in)", ls.LabStarted,
+          errors=(401, 403, 404, 409, 503), bearer=True),
 )  # fmt: skip
 
 

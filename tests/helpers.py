@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import inspect
 import json
 import logging
@@ -469,6 +471,61 @@ async def bystander() -> AsyncIterator[Bystander]:
     watcher.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/elsewhere"
     async with server:
         yield watcher
+
+
+# ---- a webhook receiver -------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """One POST a :class:`Receiver` got, and what it answered."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    signed: bool
+
+
+@dataclass
+class Receiver:
+    """A lab's webhook endpoint as its docs tell labs to write one: it checks the
+    signature and drops repeats by ``X-Rero-Event-Id``. ``answers`` are the statuses of
+    the next requests (then 200); ``unique`` the events it accepted, once each."""
+
+    secret: bytes
+    url: str = ""
+    answers: list[int] = field(default_factory=list)
+    delay: float = 0.0
+    requests: list[Delivery] = field(default_factory=list)
+    unique: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def verify(self, headers: Any, body: bytes) -> bool:
+        parts = dict(p.split("=", 1) for p in headers.get("X-Rero-Signature", "").split(","))
+        signed = parts.get("t", "").encode() + b"." + body
+        expected = hmac.new(self.secret, signed, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, parts.get("v1", ""))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the subject: a slow receiver
+        signed = self.verify(request.headers, body)
+        status = self.answers.pop(0) if self.answers else 200
+        status = status if signed else 401
+        self.requests.append(Delivery(status, dict(request.headers), body, signed))
+        event_id = request.headers.get("X-Rero-Event-Id", "")
+        if status == 200 and event_id not in self.seen:
+            self.seen.add(event_id)
+            self.unique.append(json.loads(body))
+        headers = {"Location": "/elsewhere"} if 300 <= status < 400 else None
+        return web.Response(status=status, headers=headers)
+
+
+def receiver_app(receiver: Receiver) -> web.Application:
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    return app
 
 
 # ---- raw HTTP: bytes no client library would send ------------------------------------------

@@ -7,7 +7,14 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
-SKIP = {"/slot-booking", "/openapi.json", "/docs", "/docs/init.js", "/board"}
+SKIP = {
+    "/slot-booking",
+    "/labs/{resource}/events",
+    "/openapi.json",
+    "/docs",
+    "/docs/init.js",
+    "/board",
+}
 
 
 async def document(client: Any) -> dict[str, Any]:
@@ -35,7 +42,7 @@ async def test_every_route_is_documented(client: Any) -> None:
     }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
-    assert len(routes) == 39
+    assert len(routes) == 42
 
 
 async def test_bodies_and_errors_are_documented(client: Any) -> None:

@@ -18,6 +18,7 @@ TRANSPORTS = (
     "rero.access_views",
     "rero.feed_views",
     "rero.hour_views",
+    "rero.lab_views",
 )
 
 
@@ -115,6 +116,8 @@ def test_the_rules_do_not_import_the_web() -> None:
         "rero.access",
         "rero.grants",
         "rero.feeds",
+        "rero.labs",
+        "rero.lab_events",
     )
     for name in rules:
         tree = ast.parse(MODULES[name].read_text())
