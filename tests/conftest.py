@@ -80,6 +80,14 @@ async def browser() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where the page tests put screenshots: ``RERO_SCREENSHOTS``, else a temporary folder."""
+    folder = Path(os.environ.get("RERO_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
 async def pesu(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> FakePesu:
     fake = FakePesu()
     app = web.Application()

@@ -1,7 +1,8 @@
 // The live calendar: resources, a strip of dates, the slots of one (resource, date) kept
-// live over one WebSocket to /slot-booking, and the student's own bookings. No framework,
-// no build step. The server decides everything; this page shows its answers and never
-// keeps a password.
+// live over one WebSocket to /slot-booking, and the student's own bookings, holds and
+// places on waitlists. No framework, no build step. The server decides everything; this
+// page shows its answers (its countdowns run to the server's instants) and never keeps a
+// password.
 "use strict";
 
 // Which server: this one, or one its operator lists in board_servers (never one named by
@@ -15,6 +16,8 @@ const FRIENDLY = [
   [/^Invalid or expired session/, "Your session has ended. Please sign in again."],
 ];
 const HOUR = 3600 * 1000;
+const MINUTE = 60 * 1000;
+const LAB_EARLY = 5 * MINUTE; // "Open the lab" shows this long before a booking starts
 
 const $ = (id) => document.getElementById(id);
 // An older page kept any ?server= here, and one session for it: neither is trusted.
@@ -47,6 +50,11 @@ let mine = []; // our upcoming bookings, across dates and resources (GET /me/boo
 let mineSeq = 0;
 let rereadTimer = null;
 let rereadAttempts = 0; // re-reads since the last moment passed
+let holds = []; // our live holds: made here, offered from a waitlist, or read back
+let waits = []; // our places on waitlists (GET /me/waitlist, and the socket's "waitlist")
+const labless = new Set(); // bookings whose resource has no lab (its access said 404)
+let expiryReads = 0; // re-reads since a countdown ran out, before the server swept it
+let nextExpiryRead = 0;
 
 // ---- time: the lab's wall clock from the server's ISO strings, the viewer's via Intl ----
 
@@ -121,14 +129,28 @@ function setSession(value) {
   session = value;
   if (value) localStorage.setItem(SESSION_KEY, JSON.stringify(value));
   else localStorage.removeItem(SESSION_KEY);
-  if (!value) mine = [];
+  if (!value) {
+    mine = [];
+    holds = [];
+    waits = [];
+    labless.clear();
+  }
   renderAccount();
   render();
 }
 
-function say(text, ok = false) {
+/** A sentence in the message box; with ``link``, a link after it ({text, href}). */
+function say(text, ok = false, link = null) {
   const box = $("message");
   box.textContent = text;
+  if (link) {
+    const a = document.createElement("a");
+    a.href = link.href;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.textContent = link.text;
+    box.append(" ", a);
+  }
   box.classList.toggle("ok", ok);
   box.hidden = !text;
 }
@@ -232,6 +254,8 @@ function receive(msg) {
       }
       return;
     case "auth_response": return authenticated(msg);
+    case "hold_offered": return offered(msg.data.hold);
+    case "waitlist": return waitlisted(msg.data.waitlist);
     case "error": return say(msg.message);
   }
 }
@@ -368,11 +392,11 @@ function showBoard(data) {
         s.state === "closed" ? `closed (${s.reason})` : s.state}.`).join(" ");
     }
   }
-  // Slots that may be ours (booked by us, or by someone the server does not name):
-  // when that set changes, ask the server which bookings are ours.
-  const key = data.slots.filter((s) => s.state === "booked"
+  // Slots that may be ours (booked or held by us, or by someone the server does not
+  // name): when that set changes, ask the server which bookings and holds are ours.
+  const key = data.slots.filter((s) => (s.state === "booked" || s.state === "held")
     && (s.booked_by === null || (session && s.booked_by === session.user.srn)))
-    .map((s) => s.id).join(",");
+    .map((s) => `${s.id}:${s.state}`).join(",");
   if (session && key !== mineKey) fetchMine();
   mineKey = key;
   const resource = resourceOf(data.resource);
@@ -381,27 +405,136 @@ function showBoard(data) {
   render();
 }
 
+/** The dates a hold of ours can be on: the day before the earliest today (zones differ)
+ * to the furthest end of a booking window. */
+function holdDates() {
+  if (!resources.length) return null;
+  const firsts = resources.map((r) => r.window.first_date).sort();
+  const lasts = resources.map((r) => r.window.last_date).sort();
+  return [addDays(firsts[0], -1), lasts[lasts.length - 1]];
+}
+
+/** Our upcoming bookings, our holds (any date of the windows: their status is "held")
+ * and our places on waitlists, read together; the server's answer replaces ours. */
 async function fetchMine() {
   const seq = ++mineSeq;
-  const { ok, status, data } = await api("GET", "/me/bookings");
+  const dates = holdDates();
+  const [booked, held, waiting] = await Promise.all([
+    api("GET", "/me/bookings"),
+    dates ? api("GET", `/me/bookings?from=${dates[0]}&to=${dates[1]}`) : null,
+    api("GET", "/me/waitlist"), // a server without the hour says 404: no places
+  ]);
   if (seq !== mineSeq || !session) return;
-  if (ok) {
-    mine = data.bookings.filter((b) => b.status === "booked");
-    render();
-  } else if (status === 401) {
-    failed(detail(data));
+  const expired = [booked, held, waiting].find((r) => r && r.status === 401);
+  if (expired) return failed(detail(expired.data));
+  if (booked.ok) mine = booked.data.bookings.filter((b) => b.status === "booked");
+  if (waiting.ok) waits = waiting.data.waitlist;
+  if (held && held.ok) {
+    const known = new Map(holds.map((h) => [h.id, h]));
+    holds = held.data.bookings.filter((b) => b.status === "held").map((b) => ({
+      ...b,
+      expires_at: known.has(b.id) ? known.get(b.id).expires_at : null,
+      offered: known.has(b.id) && known.get(b.id).offered,
+    }));
+  }
+  noteOffers();
+  render();
+}
+
+/** The socket says our places changed (a position moved, a hold was offered). */
+function waitlisted(entries) {
+  if (!session) return;
+  waits = entries;
+  noteOffers();
+  render();
+}
+
+/** The first in line got the freed slot as a hold: say so, and show it to confirm. */
+function offered(hold) {
+  if (!session) return;
+  keepHold({ ...hold, offered: true });
+  const text = `A place opened up: ${describe(hold)} is held for you until `
+    + `${labTime(hold.expires_at)}. Confirm it to book it.`;
+  say(text, true); // the message box is an alert: said once, while the notice counts down
+  render();
+}
+
+/** Holds offered to us, as our waitlist entries name them. */
+function noteOffers() {
+  for (const w of waits) {
+    if (w.status !== "offered" || !w.hold_id) continue;
+    const hold = holds.find((h) => h.id === w.hold_id);
+    if (hold) Object.assign(hold, { offered: true, expires_at: hold.expires_at || w.hold_expires_at });
+    else {
+      holds.push({ id: w.hold_id, resource: w.resource, date: w.date, slot_id: w.slot_id,
+        start: w.start, end: w.end, status: "held", expires_at: w.hold_expires_at,
+        offered: true });
+    }
   }
 }
 
-const mineAt = (resource, date, slotId) => mine.find(
+function keepHold(hold) {
+  const before = holds.find((h) => h.id === hold.id);
+  holds = [...holds.filter((h) => h.id !== hold.id),
+    { ...hold, offered: hold.offered || Boolean(before && before.offered) }];
+}
+
+const findAt = (list, resource, date, slotId) => list.find(
   (b) => b.resource === resource && b.date === date && b.slot_id === slotId);
+const mineAt = (resource, date, slotId) => findAt(mine, resource, date, slotId);
+const holdAt = (resource, date, slotId) => findAt(holds, resource, date, slotId);
+const waitAt = (resource, date, slotId) => findAt(
+  waits.filter((w) => w.status === "waiting"), resource, date, slotId);
 
 function stateOf(slot) {
   if (slot.state === "closed") return "closed";
-  if (slot.state !== "booked") return "free";
-  if (session && (slot.booked_by === session.user.srn
-    || mineAt(board.resource, board.date, slot.id))) return "mine";
-  return "taken";
+  if (slot.state === "free") return "free";
+  const { resource, date } = board;
+  const ours = session && (slot.booked_by === session.user.srn
+    || (slot.state === "held" ? holdAt : mineAt)(resource, date, slot.id));
+  if (ours) return slot.state === "held" ? "holding" : "mine";
+  if (session && waitAt(resource, date, slot.id)) return "waiting";
+  return slot.state === "held" ? "held" : "taken";
+}
+
+// ---- countdowns: the server's instants against this browser's clock, once a second ------
+
+/** Whole seconds left until ``instant`` (never below 0). */
+const secondsLeft = (instant) => Math.max(0, Math.ceil((Date.parse(instant) - Date.now()) / 1000));
+
+function countdown(instant) {
+  const left = secondsLeft(instant);
+  const [h, m, s] = [Math.floor(left / 3600), Math.floor((left % 3600) / 60), left % 60];
+  const two = (n) => String(n).padStart(2, "0");
+  return h ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
+}
+
+/** When our hold ends: as it was given to us, else as the shown board says. */
+function holdUntil(hold) {
+  if (hold.expires_at) return hold.expires_at;
+  const slot = board && board.resource === hold.resource && board.date === hold.date
+    && board.slots.find((s) => s.id === hold.slot_id);
+  return (slot && slot.held_until) || null;
+}
+
+/** Once a second: countdowns move and the lab's buttons come and go. When a countdown
+ * has run out, read the board and ours again (the server's sweep frees the slot within
+ * about a second: ask again after 1 s, 2 s, ... up to five times). */
+function tick() {
+  render();
+  const now = Date.now();
+  const due = [...holds.map(holdUntil),
+    ...(board ? board.slots.filter((s) => s.state === "held").map((s) => s.held_until) : [])]
+    .filter(Boolean).map(Date.parse);
+  if (!due.some((t) => t <= now)) {
+    expiryReads = 0;
+    return;
+  }
+  if (expiryReads >= 5 || now < nextExpiryRead) return;
+  expiryReads += 1;
+  nextExpiryRead = now + 1000 * expiryReads;
+  readBoard();
+  if (session) fetchMine();
 }
 
 function closedText(reason) {
@@ -485,33 +618,102 @@ function chooseResource(resource) {
   show(resource.id, shown && dates.includes(shown.date) ? shown.date : dates[0]);
 }
 
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+/** Keeps ``box``'s buttons in step with ``actions`` ({key, text, label, run, quiet}):
+ * rebuilt only when which buttons change, so a tick never steals the keyboard focus
+ * (and when they do change, the focus stays in the box). */
+function setActions(box, actions) {
+  const keys = actions.map((a) => a.key).join(" ");
+  if (box.dataset.keys !== keys) {
+    const focused = box.contains(document.activeElement);
+    box.dataset.keys = keys;
+    box.replaceChildren(...actions.map((a) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.action = a.key;
+      return button;
+    }));
+    if (focused && box.firstElementChild) box.firstElementChild.focus();
+  }
+  actions.forEach((a, i) => {
+    const button = box.children[i];
+    setText(button, a.text);
+    if (button.getAttribute("aria-label") !== a.label) button.setAttribute("aria-label", a.label);
+    button.classList.toggle("quiet", Boolean(a.quiet));
+    button.onclick = a.run;
+  });
+}
+
+/** What one slot says and offers, by its state for us. */
+function slotView(slot, state) {
+  const { resource, date } = board;
+  const span = labSpan(slot);
+  const hold = holdAt(resource, date, slot.id);
+  const wait = waitAt(resource, date, slot.id);
+  const until = slot.held_until || (hold && holdUntil(hold));
+  switch (state) {
+    case "closed": return { text: closedText(slot.reason), actions: [] };
+    case "free": return { text: "Free", actions: [
+      { key: "book", text: "Book", label: `Book ${span}`, run: () => book(resource, date, slot) },
+      { key: "hold", text: "Hold", label: `Hold ${span} for a while, then confirm it`,
+        quiet: true, run: () => holdSlot(resource, date, slot) },
+    ] };
+    case "mine": return { text: "Booked by you", actions: [
+      { key: "cancel", text: "Cancel", label: `Cancel ${span}`,
+        run: () => cancelAt(resource, date, slot.id) },
+    ] };
+    case "holding": return {
+      text: until ? `Held for you: ${countdown(until)}` : "Held for you",
+      actions: [
+        { key: "confirm", text: "Confirm", label: `Confirm ${span}`,
+          run: () => holdThen(resource, date, slot.id, confirmHold) },
+        { key: "drop", text: "Release hold", label: `Release the hold on ${span}`, quiet: true,
+          run: () => holdThen(resource, date, slot.id, dropHold) },
+      ],
+    };
+    case "waiting": return { text: `On the waitlist: #${wait.position}`, actions: [
+      { key: "leave", text: "Leave", label: `Leave the waitlist for ${span}`, quiet: true,
+        run: () => leave(wait) },
+    ] };
+    default: return { // held or booked by someone else
+      text: state === "held" ? (until ? `Held: ${countdown(until)}` : "Held") : "Booked",
+      actions: [{ key: "join", text: "Join waitlist", quiet: true,
+        label: `Join the waitlist for ${span} (${state === "held" ? "held" : "booked"} by `
+          + "someone else)", run: () => join(resource, date, slot) }],
+    };
+  }
+}
+
 function render() {
   renderMine();
+  renderOffers();
   const resource = shown && resourceOf(shown.resource);
-  $("slots-title").textContent = resource
-    ? `${resource.name} \u00b7 ${dayLabel(shown.date)}` : "Slots";
+  setText($("slots-title"), resource ? `${resource.name} \u00b7 ${dayLabel(shown.date)}` : "Slots");
   const list = $("slots");
   if (!board) {
     list.replaceChildren();
-    $("zone").textContent = resources.length ? "Loading…" : "";
+    setText($("zone"), resources.length ? "Loading…" : "");
     $("opens").hidden = true;
     return;
   }
   const sample = board.slots.length ? board.slots[0].start : new Date().toISOString();
   const differs = board.slots.some((s) => viewerDiffers(s.start));
-  $("zone").textContent = `Times are in ${zoneName(board.timezone, sample)}`
-    + (differs ? `; yours (${VIEWER_ZONE}) are shown beside them.` : ".");
+  setText($("zone"), `Times are in ${zoneName(board.timezone, sample)}`
+    + (differs ? `; yours (${VIEWER_ZONE}) are shown beside them.` : "."));
   $("opens").hidden = !board.opens_at;
   if (board.opens_at) {
-    $("opens").textContent = `Bookings for ${dayLabel(board.date)} open at `
-      + `${opensText(board.opens_at, board.timezone)}.`;
+    setText($("opens"), `Bookings for ${dayLabel(board.date)} open at `
+      + `${opensText(board.opens_at, board.timezone)}.`);
   }
   if (list.children.length !== board.slots.length) {
     list.replaceChildren(...board.slots.map(() => {
       const item = document.createElement("li");
       item.className = "slot";
       item.innerHTML = '<span class="time"></span><span class="local"></span>'
-        + '<span class="state"></span><button type="button"></button>';
+        + '<span class="state"></span><span class="actions"></span>';
       return item;
     }));
   }
@@ -521,50 +723,133 @@ function render() {
     item.dataset.slot = slot.id;
     item.dataset.state = state;
     item.dataset.reason = slot.reason || "";
-    item.querySelector(".time").textContent = labSpan(slot);
+    setText(item.querySelector(".time"), labSpan(slot));
     const local = item.querySelector(".local");
     local.hidden = !viewerDiffers(slot.start);
-    local.textContent = local.hidden ? "" : `${viewerSpan(slot)} your time`;
-    item.querySelector(".state").textContent = state === "closed" ? closedText(slot.reason)
-      : { free: "Free", mine: "Booked by you", taken: "Booked" }[state];
-    const button = item.querySelector("button");
-    button.hidden = state === "closed";
-    button.textContent = state === "mine" ? "Cancel" : "Book";
-    button.setAttribute("aria-label", `${button.textContent} ${labSpan(slot)}` +
-      (state === "taken" ? " (booked by someone else)" : ""));
-    const { resource: at, date } = board;
-    button.onclick = () => (state === "mine" ? cancelAt(at, date, slot.id) : book(at, date, slot));
+    setText(local, local.hidden ? "" : `${viewerSpan(slot)} your time`);
+    const view = slotView(slot, state);
+    setText(item.querySelector(".state"), view.text);
+    setActions(item.querySelector(".actions"), view.actions);
   });
 }
 
-function renderMine() {
-  const items = [...mine].sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
-  $("mine").replaceChildren(...(items.length ? items : [null]).map((b) => {
-    const item = document.createElement("li");
-    if (!b) {
-      item.textContent = session ? "None yet." : "Sign in to see them.";
+/** Keeps a list's rows ({key, text, note, actions, data}) in step, rebuilding its items
+ * only when which rows there are changes; ``empty`` when there are none. */
+function renderRows(list, rows, empty) {
+  const keys = rows.length ? rows.map((r) => r.key).join(" ") : `empty:${empty}`;
+  if (list.dataset.keys !== keys) {
+    const focused = document.activeElement;
+    const was = list.contains(focused) && focused.dataset.action
+      && [focused.closest("li").dataset.key, focused.dataset.action];
+    list.dataset.keys = keys;
+    list.replaceChildren(...(rows.length || !empty ? rows : [null]).map((row) => {
+      const item = document.createElement("li");
+      if (!row) {
+        item.textContent = empty;
+        return item;
+      }
+      item.dataset.key = row.key;
+      item.innerHTML = '<span class="what"><span class="name"></span><span class="note">'
+        + '</span></span> <span class="actions"></span>';
       return item;
-    }
-    item.dataset.booking = b.id;
-    const what = document.createElement("span");
-    what.textContent = describe(b);
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "Cancel";
-    button.setAttribute("aria-label", `Cancel ${describe(b)}`);
-    button.onclick = () => cancel(b);
-    item.append(what, " ", button);
-    return item;
-  }));
+    }));
+    const again = was && list.querySelector(
+      `li[data-key="${was[0]}"] button[data-action="${was[1]}"]`);
+    if (again) again.focus();
+  }
+  rows.forEach((row, i) => {
+    const item = list.children[i];
+    Object.assign(item.dataset, row.data);
+    setText(item.querySelector(".name"), row.text);
+    const note = item.querySelector(".note");
+    note.hidden = !row.note;
+    setText(note, row.note || "");
+    setActions(item.querySelector(".actions"), row.actions);
+  });
 }
 
-// ---- booking and cancelling ------------------------------------------------------------
+/** Whether a booking is under way (or starts within LAB_EARLY), and started. */
+function phase(booking) {
+  const now = Date.now();
+  const start = Date.parse(booking.start);
+  const end = Date.parse(booking.end);
+  return { near: now >= start - LAB_EARLY && now < end, started: now >= start && now < end };
+}
+
+/** Whether a resource may have a lab: unknown (the server does not say) counts as yes. */
+function mayHaveLab(id) {
+  const resource = resourceOf(id);
+  return !resource || !("lab" in resource) || Boolean(resource.lab);
+}
+
+function holdActions(hold, decline) {
+  const what = describe(hold);
+  return [
+    { key: "confirm", text: "Confirm", label: `Confirm ${what}`, run: () => confirmHold(hold) },
+    { key: "drop", text: decline, label: `${decline} ${what}`, quiet: true,
+      run: () => dropHold(hold) },
+  ];
+}
+
+function renderMine() {
+  const rows = [];
+  for (const b of mine) {
+    const what = describe(b);
+    const { near, started } = phase(b);
+    const actions = [];
+    if (near && !labless.has(b.id) && mayHaveLab(b.resource)) {
+      actions.push({ key: "lab", text: "Open the lab", label: `Open the lab for ${what}`,
+        run: () => openLab(b) });
+    }
+    if (started) {
+      actions.push({ key: "done", text: "I'm done", label: `I'm done with ${what}: free the rest`,
+        quiet: true, run: () => release(b) });
+    }
+    actions.push({ key: "cancel", text: "Cancel", label: `Cancel ${what}`, run: () => cancel(b),
+      quiet: started });
+    rows.push({ key: `b${b.id}`, start: b.start, text: what, data: { booking: b.id },
+      note: started ? "Under way" : "", actions });
+  }
+  for (const h of holds) {
+    const until = holdUntil(h);
+    rows.push({ key: `h${h.id}`, start: h.start, text: describe(h), data: { hold: h.id },
+      note: until ? `Held for you: ${countdown(until)}` : "Held for you",
+      actions: holdActions(h, "Release hold") });
+  }
+  for (const w of waits.filter((e) => e.status === "waiting")) {
+    rows.push({ key: `w${w.id}`, start: w.start, text: describe(w), data: { wait: w.id },
+      note: `On the waitlist: #${w.position}`, actions: [{ key: "leave", text: "Leave",
+        label: `Leave the waitlist for ${describe(w)}`, quiet: true, run: () => leave(w) }] });
+  }
+  rows.sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  renderRows($("mine"), rows, session ? "None yet." : "Sign in to see them.");
+}
+
+/** Holds offered to us from a waitlist: a notice above the page, whatever it shows. */
+function renderOffers() {
+  const offers = holds.filter((h) => h.offered);
+  $("offers").hidden = !offers.length;
+  renderRows($("offer-list"), offers.map((h) => {
+    const until = holdUntil(h);
+    return { key: `o${h.id}`, text: describe(h), data: { hold: h.id },
+      note: until ? `Held for you: ${countdown(until)}` : "Held for you",
+      actions: holdActions(h, "Decline") };
+  }), "");
+}
+
+// ---- booking, holding, waiting, and the hour itself ------------------------------------
 
 function needSession() {
   if (session) return false;
   say("Sign in to book a slot.");
   $("username").focus();
   return true;
+}
+
+/** A refusal: the server's sentence, then what is ours now. */
+function refused(data) {
+  failed(detail(data));
+  if (session) fetchMine();
 }
 
 async function book(resource, date, slot) {
@@ -587,14 +872,106 @@ async function cancelAt(resource, date, slotId) {
 async function cancel(booking) {
   if (needSession()) return;
   const { ok, data } = await api("DELETE", `/bookings/${booking.id}`);
-  if (!ok) {
-    failed(detail(data));
-    if (session) fetchMine(); // already cancelled or ended: show what is left
-    return;
-  }
+  if (!ok) return refused(data); // already cancelled or ended: show what is left
   mine = mine.filter((b) => b.id !== booking.id);
   say(`Cancelled ${describe(booking)}.`, true);
   render();
+}
+
+async function holdSlot(resource, date, slot) {
+  if (needSession()) return;
+  const { ok, data } = await api("POST", "/holds", { resource, date, slot_id: slot.id });
+  if (!ok) return failed(detail(data));
+  mineSeq += 1; // a read already under way may not know it yet
+  keepHold(data.hold);
+  say(`Held ${describe(data.hold)} for you until ${labTime(data.hold.expires_at)}: `
+    + "confirm it to book it.", true);
+  render();
+}
+
+/** Our hold on a slot of the shown board (made on another page: asked for first). */
+async function holdThen(resource, date, slotId, action) {
+  if (needSession()) return;
+  if (!holdAt(resource, date, slotId)) await fetchMine();
+  const hold = holdAt(resource, date, slotId);
+  if (hold) await action(hold);
+  else say("That hold is no longer yours.");
+}
+
+function forget(hold) {
+  holds = holds.filter((h) => h.id !== hold.id);
+  waits = waits.filter((w) => w.hold_id !== hold.id);
+  mineSeq += 1;
+}
+
+async function confirmHold(hold) {
+  const { ok, data } = await api("POST", `/holds/${hold.id}/confirm`);
+  if (!ok) return refused(data);
+  forget(hold);
+  mine = [...mine.filter((b) => b.id !== data.booking.id), data.booking];
+  say(`Booked ${describe(data.booking)}.`, true);
+  render();
+}
+
+async function dropHold(hold) {
+  const { ok, data } = await api("DELETE", `/holds/${hold.id}`);
+  if (!ok) return refused(data);
+  forget(hold);
+  say(`Released the hold on ${describe(hold)}.`, true);
+  render();
+}
+
+async function join(resource, date, slot) {
+  if (needSession()) return;
+  const { ok, data } = await api("POST", "/waitlist", { resource, date, slot_id: slot.id });
+  if (!ok) return failed(detail(data));
+  waits = [...waits.filter((w) => w.id !== data.entry.id), data.entry];
+  say(`On the waitlist for ${describe(data.entry)}: #${data.entry.position}.`, true);
+  render();
+}
+
+async function leave(entry) {
+  const { ok, data } = await api("DELETE", `/waitlist/${entry.id}`);
+  if (!ok) return refused(data);
+  waits = waits.filter((w) => w.id !== entry.id);
+  say(`Left the waitlist for ${describe(entry)}.`, true);
+  render();
+}
+
+/** "I'm done": the rest of the slot goes to the waitlist, or is free to book. */
+async function release(booking) {
+  const { ok, data } = await api("POST", `/bookings/${booking.id}/release`);
+  if (!ok) return refused(data);
+  mine = mine.filter((b) => b.id !== booking.id);
+  say(`Done with ${describe(booking)}: the rest of it is free for others.`, true);
+  render();
+}
+
+/** A link the server gave us, if it is a web address (never ``javascript:`` and such). */
+function webAddress(text) {
+  try {
+    const url = new URL(text);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+/** Ask for access to the lab (it checks us in) and open it in a new tab. */
+async function openLab(booking) {
+  const { ok, status, data } = await api("POST", `/bookings/${booking.id}/access`);
+  if (!ok) {
+    if (status === 404) labless.add(booking.id); // no lab for it (or no such route)
+    failed(detail(data));
+    render();
+    return;
+  }
+  const href = webAddress(data && data.launch_url);
+  if (!href) return say("The server gave no usable address for the lab.");
+  window.open(href, "_blank", "noopener,noreferrer");
+  // A tab the browser blocked can still be opened from here.
+  say(`The lab for ${describe(booking)} opens in a new tab.`, true,
+    { text: "Open it here", href });
 }
 
 // ---- the account panel and the server chooser ------------------------------------------
@@ -662,3 +1039,4 @@ renderAccount();
 render();
 loadResources();
 connect();
+setInterval(tick, 1000);
