@@ -568,12 +568,13 @@ async def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawRespo
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[int]:
-    """``app`` on a loopback port, served as ``rero serve`` serves it: unlike aiohttp's
-    TestServer, a client that goes away does not cancel its handler. Yields the port."""
+async def serve(app: web.Application, port: int = 0) -> AsyncIterator[int]:
+    """``app`` on a loopback port (any free one by default), served as ``rero serve`` serves
+    it: unlike aiohttp's TestServer, a client that goes away does not cancel its handler.
+    Yields the port."""
     runner = web.AppRunner(app, access_log_class=AccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     try:
         yield int(runner.addresses[0][1])

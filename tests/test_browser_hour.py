@@ -25,15 +25,16 @@ import pytest
 from aiohttp import web
 
 from rero.app import create_app
+from rero.grants import generate_key
+from rero.setting_checks import LabConfig, ResourceConfig
 from rero.settings import Settings
-from tests.helpers import CHROMIUM, serve, users
+from tests.helpers import CHROMIUM, free_port, serve, users
 
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
 #: Tuesday 2026-11-24, 08:30 in Kolkata: slot 8 (08:00-09:00) is under way, 9 starts at 09:00.
 START = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
 ZONE = "Asia/Kolkata"
 USERS = [(u.username, u.password) for u in users(3)]
-ACCESS = "/bookings/{booking_id}/access"
 
 pytestmark = pytest.mark.browser
 
@@ -70,8 +71,6 @@ class Lab:
     url: str
     clock: FlowingClock
     pages: list[Page] = field(default_factory=list)
-    #: What the stand-in access route answers for a booking instead of a grant.
-    refusals: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     async def student(self, who: int) -> Page:
         """A page on today's board, signed in as fake user ``who``, its clock the server's."""
@@ -103,14 +102,26 @@ async def running(
     browser: Browser,
     settings: Settings,
     routes: Callable[[web.Application, Lab], None] | None = None,
+    lab_keys: Path | None = None,
 ) -> AsyncIterator[Lab]:
+    """The app on a flowing clock; with ``lab_keys`` (a folder for the signing key), its
+    resource has a lab whose launch page is served by the same server at ``/lab-page``."""
     clock = FlowingClock(START)
     configured = replace(settings, fake_users=users(3), session_minutes=240.0)
+    port = free_port()
+    if lab_keys is not None:
+        generate_key(str(lab_keys / "grant.pem"))
+        lab_table = LabConfig(f"http://127.0.0.1:{port}/lab-page", early_minutes=2)
+        resource = ResourceConfig("lab", name="ReRo lab", lab=lab_table)
+        configured = replace(
+            configured, resources=(resource,), public_url=f"http://127.0.0.1:{port}",
+            grant_signing_keys=(str(lab_keys / "grant.pem"),),
+        )  # fmt: skip
     app = create_app(configured, clock=clock, timer=clock.timer)
     lab = Lab(browser, "", clock)
     if routes is not None:
         routes(app, lab)
-    async with serve(app) as port:
+    async with serve(app, port) as port:
         lab.url = f"http://127.0.0.1:{port}"
         try:
             yield lab
@@ -262,11 +273,6 @@ async def test_a_hold_offered_to_the_first_in_line_shows_with_its_countdown(
         await expect(slot(a, 10)).to_have_attribute("data-state", "taken", timeout=1000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DELETE /bookings/{id} does not offer the freed slot to the waitlist yet "
-    "(BookingService builds Cancel without offer_until, and only HourService tells students)",
-)
 async def test_a_hold_is_offered_after_a_cancel(browser: Browser, settings: Settings) -> None:
     async with running(browser, settings) as lab:
         a, b = await lab.student(0), await lab.student(1)
@@ -278,34 +284,20 @@ async def test_a_hold_is_offered_after_a_cancel(browser: Browser, settings: Sett
         await expect(slot(b, 10)).to_have_attribute("data-state", "holding")
 
 
-def access_stub(app: web.Application, lab: Lab) -> None:
-    """Stands in for ``POST /bookings/{id}/access``, which another branch builds: it
-    mimics that route's contract (200 ``{grant, launch_url, expires_at}``; a 404 when the
-    resource has no lab) so the page's side can be tested now. Once the real route is
-    merged, this stub must go and the test configure a lab for the resource instead."""
-    registered = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
-    assert ACCESS not in registered, "the real access route is here: replace this stub"
+def lab_page(app: web.Application, lab: Lab) -> None:
+    """The lab's own page, where a grant's launch address leads (a stand-in for the lab's
+    server: rero only sends the student there)."""
 
-    async def access(request: web.Request) -> web.Response:
-        booking_id = int(request.match_info["booking_id"])
-        if booking_id in lab.refusals:
-            status, sentence = lab.refusals[booking_id]
-            return web.json_response({"detail": sentence}, status=status)
-        expires = (lab.clock() + timedelta(minutes=30)).isoformat()
-        launch = f"{lab.url}/lab-stub?booking={booking_id}"
-        return web.json_response({"grant": "stub", "launch_url": launch, "expires_at": expires})
-
-    async def launched(request: web.Request) -> web.Response:
+    async def page(request: web.Request) -> web.Response:
         return web.Response(text="<title>The lab</title>", content_type="text/html")
 
-    app.router.add_post(ACCESS, access)
-    app.router.add_get("/lab-stub", launched)
+    app.router.add_get("/lab-page", page)
 
 
 async def test_during_the_slot_open_the_lab_and_im_done(
-    browser: Browser, settings: Settings, shots: Path
+    browser: Browser, settings: Settings, shots: Path, tmp_path: Path
 ) -> None:
-    async with running(browser, settings, access_stub) as lab:
+    async with running(browser, settings, lab_page, lab_keys=tmp_path) as lab:
         a, b = await lab.student(0), await lab.student(1)
         for slot_id in (8, 9):  # 08:00-09:00 is under way (08:30), 09:00-10:00 is not
             await button(a, slot_id, "Book").click()
@@ -316,13 +308,12 @@ async def test_during_the_slot_open_the_lab_and_im_done(
         await expect(later.get_by_role("button")).to_have_text(["Cancel"])
         await a.screenshot(path=shots / "board-under-way.png")
 
-        # Open the lab: the access call, then the launch address in a new tab.
-        booking = await now.get_attribute("data-booking")
+        # Open the lab: the signed grant, then the lab's page in a new tab with it.
         async with a.context.expect_page() as opened:
             await now.get_by_role("button", name="Open the lab").click()
         tab = await opened.value
         await tab.wait_for_load_state()
-        assert tab.url == f"{lab.url}/lab-stub?booking={booking}"
+        assert tab.url.startswith(f"{lab.url}/lab-page#grant=ey"), tab.url
         await expect(a.locator("#message")).to_contain_text("opens in a new tab. Open it here")
         await expect(a.locator("#message a")).to_have_attribute("href", tab.url)
 
@@ -335,18 +326,29 @@ async def test_during_the_slot_open_the_lab_and_im_done(
         await expect(now).to_have_count(0)
         await expect(slot(b, 8)).to_have_attribute("data-state", "free", timeout=1000)
 
-        # Five minutes before 09:00 the next one may open the lab, but is not under way.
-        await lab.advance(26 * 60)
+        # Five minutes before 09:00 the page offers the lab; this one opens two minutes
+        # before, so the server's refusal is what the student reads.
+        await lab.advance(25 * 60 + 30)  # 08:55:30
         await expect(later.get_by_role("button")).to_have_text(["Open the lab", "Cancel"])
-        # A refusal is the server's sentence; a resource without a lab loses the button.
-        later_id = int(await later.get_attribute("data-booking") or 0)
-        lab.refusals[later_id] = (409, "The lab is not ready yet")
         await later.get_by_role("button", name="Open the lab").click()
-        await expect(a.locator("#message")).to_have_text("The lab is not ready yet")
+        await expect(a.locator("#message")).to_have_text(
+            re.compile(r"^Booking \d+ is not for now: access opens at 2026-11-24T08:58:00\+05:30$")
+        )
         await expect(later.get_by_role("button", name="Open the lab")).to_be_visible()
-        lab.refusals[later_id] = (404, "ReRo lab has no lab to open")
-        await later.get_by_role("button", name="Open the lab").click()
-        await expect(a.locator("#message")).to_have_text("ReRo lab has no lab to open")
-        await expect(later.get_by_role("button")).to_have_text(["Cancel"])
-        await lab.advance(5 * 60)  # 09:01: under way, so "I'm done", still no lab
-        await expect(later.get_by_role("button")).to_have_text(["I'm done", "Cancel"])
+        await lab.advance(3 * 60)  # 08:58:30: open
+        async with a.context.expect_page() as opened:
+            await later.get_by_role("button", name="Open the lab").click()
+        assert (await opened.value).url.startswith(f"{lab.url}/lab-page#grant=")
+        await lab.advance(2 * 60)  # 09:00:30: under way, so "I'm done" too
+        await expect(later.get_by_role("button")).to_have_text(
+            ["Open the lab", "I'm done", "Cancel"]
+        )
+
+
+async def test_a_resource_without_a_lab_offers_none(browser: Browser, settings: Settings) -> None:
+    async with running(browser, settings) as lab:
+        a = await lab.student(0)
+        await button(a, 8, "Book").click()
+        now = mine(a, "08:00\u201309:00")
+        await expect(now).to_contain_text("Under way")
+        await expect(now.get_by_role("button")).to_have_text(["I'm done", "Cancel"])

@@ -776,10 +776,10 @@ function phase(booking) {
   return { near: now >= start - LAB_EARLY && now < end, started: now >= start && now < end };
 }
 
-/** Whether a resource may have a lab: unknown (the server does not say) counts as yes. */
+/** Whether a resource has a lab to open (GET /resources says so in has_lab). */
 function mayHaveLab(id) {
   const resource = resourceOf(id);
-  return !resource || !("lab" in resource) || Boolean(resource.lab);
+  return Boolean(resource && resource.has_lab);
 }
 
 function holdActions(hold, decline) {
