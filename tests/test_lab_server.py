@@ -5,6 +5,7 @@ must refuse (another resource, too late, a replay of an ended session, a retired
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from examples import lab_server as example
 from rero.app import create_app
@@ -215,35 +215,48 @@ async def test_what_is_no_grant(hour: Hour, body: bytes, status: int, detail: st
     assert (resp.status, await resp.json()) == (status, {"detail": detail})
 
 
-async def test_the_lab_follows_events_over_a_websocket(
-    hour: Hour, clock: Clock, aiohttp_client: ClientFactory
+LAB_KEY = "lab-key-for-arm-1"
+
+
+@pytest.mark.parametrize("ending", ["release", "cancel"])
+async def test_rero_s_events_end_a_session_end_to_end(
+    aiohttp_client: ClientFactory, settings: Settings, clock: Clock, tmp_path: Path, ending: str
 ) -> None:
-    """A stand-in for rero's events WebSocket: the lab's key in the header, one event."""
-    keys_seen: list[str] = []
-    clock.advance(minutes=25)
-    booking, grant = await hour.grant()
-    assert (await hour.enter(grant))[0] == 200
-
-    async def events(request: web.Request) -> web.WebSocketResponse:
-        keys_seen.append(request.headers["Authorization"])
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str("not json")  # skipped, not fatal
-        await ws.send_json({"type": "no_show", "resource": "arm-1", "booking_id": booking})
-        await ws.receive()  # until the lab goes away
-        return ws
-
-    fake = web.Application()
-    fake.router.add_get("/labs/arm-1/events", events)
-    rero = await aiohttp_client(fake)
+    """Book, fetch the grant, the lab admits; the student is done early (or an admin
+    cancels the booking): rero's events WebSocket tells the lab, which ends the session and
+    refuses the same grant from then on."""
+    digest = hashlib.sha256(LAB_KEY.encode()).hexdigest()
+    keyed = replace(with_lab(ARM), lab=replace(with_lab(ARM).lab, api_key_sha256=(digest,)))
+    keys = key_files(tmp_path, "new")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    changed = replace(
+        settings, resources=(keyed,), public_url=url, grant_signing_keys=keys,
+        session_minutes=600.0, admins=(BOB_SRN,),
+    )  # fmt: skip
+    rero = await aiohttp_client(
+        create_app(changed, clock=clock, timer=clock.timer), server_kwargs={"port": port}
+    )
+    lab_app = example.make_app(url, "arm-1", clock=lambda: clock().timestamp())
+    hour = Hour(rero, await aiohttp_client(lab_app), url, keys)
     lab = hour.lab.server.app[example.LAB]
     async with aiohttp.ClientSession() as http:
-        url = str(rero.make_url("/labs/arm-1/events"))
-        following = asyncio.create_task(example.follow_events(lab, http, url, "lab-key"))
+        following = asyncio.create_task(
+            example.follow_events(lab, http, url + "/labs/arm-1/events", LAB_KEY)
+        )
         try:
-            await eventually(lambda: lab.session is None)
+            clock.advance(minutes=30)  # 09:00: the slot is under way
+            booking, grant = await hour.grant()
+            assert (await hour.enter(grant))[0] == 200
+            if ending == "release":
+                token = await login(rero)
+                done = await rero.post(f"/bookings/{booking}/release", headers=bearer(token))
+            else:
+                token = await login(rero, BOB)
+                done = await rero.delete(f"/bookings/{booking}", headers=bearer(token))
+            assert done.status == 200, await done.text()
+            await eventually(lambda: lab.session is None, what="the lab ending the session")
         finally:
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
-    assert keys_seen == ["Bearer lab-key"]
     assert await hour.enter(grant) == (403, {"detail": "This booking's session has ended"})
