@@ -41,8 +41,9 @@ log: Final = logging.getLogger(__name__)
 
 #: Offers told from this process, remembered so other processes' news does not repeat them.
 TOLD_KEPT: Final = 1024
-#: Lab events of sessions that ended within this long are still sent after a restart.
-ENDED_HORIZON: Final = timedelta(days=1)
+#: A session's end is told to its lab if the sweep sees it within this long (a server
+#: down for longer misses it; the grant's ``exp`` ends the session all the same).
+ENDED_HORIZON: Final = timedelta(minutes=15)
 
 
 class HourService:

@@ -26,9 +26,11 @@ from tests.helpers import (
     Clock,
     bearer,
     connect,
+    key_files,
     login,
     new_database,
     receive,
+    with_lab,
 )
 
 DAVE = FakeUser("dave", "dave-pw-3", "Dave Pai", "PES2UG22CS004", campus="EC")
@@ -406,3 +408,33 @@ async def test_checked_in_is_no_no_show(lab: Any, tokens: Any, clock: Clock) -> 
     clock.advance(minutes=30)  # 10:05: the slot has ended
     await sweep(lab)
     assert await my_status(lab, tokens["alice"], booking_id) == "completed"
+
+
+async def test_the_labs_hear_sessions_start_and_end(make: Any, clock: Clock, tmp_path: Any) -> None:
+    """session_starting at the lab's early minutes before the start, session_ended after
+    the end, each once however often the sweep runs; nothing for a resource without a lab."""
+    lab = await make(
+        resources=(with_lab(ARM), CAGE), public_url="http://127.0.0.1:1",
+        grant_signing_keys=key_files(tmp_path, "k"), session_minutes=600.0, no_show_minutes=0,
+    )  # fmt: skip
+    token = await login(lab)
+    _, arm = await post(lab, "/bookings", token, slot("arm-1", TODAY, 9))  # 09:00, early 5
+    _, cage = await post(lab, "/bookings", token, slot("cage", TODAY, 18))  # 09:00, no lab
+    arm_id, cage_id = arm["booking"]["id"], cage["booking"]["id"]
+
+    async def events() -> list[tuple[str, int]]:
+        kinds = await lab.app[STORAGE].perform(outbox_kinds())
+        return [(k, b) for k, b in kinds if k.startswith("session_")]
+
+    clock.advance(minutes=24, seconds=59)  # 08:54:59
+    await sweep(lab)
+    assert await events() == []
+    clock.advance(seconds=1)  # 08:55
+    await sweep(lab)
+    await sweep(lab)
+    assert await events() == [("session_starting", arm_id)]
+    clock.advance(hours=1, minutes=5)  # 10:00: both ended
+    await sweep(lab)
+    await sweep(lab)
+    assert await events() == [("session_starting", arm_id), ("session_ended", arm_id)]
+    assert cage_id not in {b for _, b in await events()}

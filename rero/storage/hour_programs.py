@@ -276,20 +276,23 @@ def _sweep(c: Sweep) -> Program:
         " AND ends_at <= :now",
         {"now": now},
     )
-    for resource, soon in c.starting:
-        params = {"resource": resource, "soon": soon, "now": now, "after": c.ended_after}
+    # The labs' session events: one query each for every lab, whatever their number.
+    soon = dict(c.starting)
+    if soon:
+        params = {"latest": max(soon.values()), "now": now, "after": c.ended_after}
         for kind, which in (
-            ("session_starting", "status = 'booked' AND starts_at <= :soon AND ends_at > :now"),
+            ("session_starting", "status = 'booked' AND starts_at <= :latest AND ends_at > :now"),
             ("session_ended", "status = 'completed' AND ends_at <= :now AND ends_at > :after"),
         ):
             due = yield (
-                f"SELECT {COLUMNS} FROM bookings WHERE resource = :resource AND {which}"
-                " AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.booking_id = bookings.id"
+                f"SELECT {COLUMNS} FROM bookings WHERE {which} AND NOT EXISTS (SELECT 1"
+                " FROM outbox WHERE outbox.booking_id = bookings.id"
                 f" AND outbox.kind = '{kind}')",
                 params,
             )
             for b in map(booking, due):
-                yield from emit(kind, b, now)
+                if b.resource in soon and (kind == "session_ended" or b.start <= soon[b.resource]):
+                    yield from emit(kind, b, now)
     return Write(bool(changed), bookings=tuple(changed), waitlisted=tuple(waiting))
 
 
