@@ -16,14 +16,22 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.helpers import Receiver, Server, eventually, free_port, receiver_app, start_server
+from tests.helpers import (
+    Receiver,
+    Server,
+    eventually,
+    free_port,
+    key_files,
+    receiver_app,
+    start_server,
+)
 
 SECRET = "whsec-crash-test"
 
 
-def profile(hook_port: int) -> str:
-    """One resource, ``rig``, open all day in UTC, whose lab has a webhook (top-level
-    keys only: the test profile's keys follow)."""
+def profile(hook_port: int, key: str) -> str:
+    """One resource, ``rig``, open all day in UTC, whose lab has a webhook, its grants
+    signed with ``key`` (top-level keys only: the test profile's keys follow)."""
     sha = hashlib.sha256(b"rig-key").hexdigest()
     lab = (
         f'{{launch_url = "http://127.0.0.1/rig", api_key_sha256 = ["{sha}"],'
@@ -31,7 +39,7 @@ def profile(hook_port: int) -> str:
         ' webhook_secret_env = "RERO_TEST_WEBHOOK_SECRET"}'
     )
     return (
-        'public_url = "http://127.0.0.1"\ngrant_signing_keys = ["unused.pem"]\n'
+        f'public_url = "http://127.0.0.1"\ngrant_signing_keys = ["{key}"]\n'
         'resources = [{id = "rig", timezone = "UTC", opens = "00:00", closes = "24:00",'
         f" lab = {lab}}}]\n"
     )
@@ -69,7 +77,8 @@ def stop(server: Server) -> None:
 @pytest.mark.stress
 async def test_an_event_outlives_a_crash(tmp_path: Path) -> None:
     port = free_port()
-    server = start_server(tmp_path, profile(port), RERO_TEST_WEBHOOK_SECRET=SECRET)
+    (key,) = key_files(tmp_path, "grant")
+    server = start_server(tmp_path, profile(port, key), RERO_TEST_WEBHOOK_SECRET=SECRET)
     try:
         async with aiohttp.ClientSession(server.url) as http:
             login = await http.post("/auth/login", json={"username": "user0", "password": "pw-0"})
@@ -97,7 +106,7 @@ async def test_an_event_outlives_a_crash(tmp_path: Path) -> None:
         raise
     receiver = Receiver(SECRET.encode())
     async with listening(receiver, port):
-        again = start_server(tmp_path, profile(port), RERO_TEST_WEBHOOK_SECRET=SECRET)
+        again = start_server(tmp_path, profile(port, key), RERO_TEST_WEBHOOK_SECRET=SECRET)
         try:
             await eventually(
                 lambda: outbox(tmp_path / "rero.db")[0][3] is not None, 15, what="delivered"
