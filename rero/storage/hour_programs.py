@@ -5,6 +5,7 @@ statement; its reason, when refused, is read in the same transaction."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -30,11 +31,12 @@ from rero.storage.rows import (
     SUSPENDED,
     Program,
     audit,
+    beyond_limits,
     booking,
-    count,
     emit,
     lapse,
     promote,
+    within_limits,
 )
 
 _ONE: Final = "id = :id"
@@ -66,7 +68,7 @@ def _hold(c: Hold) -> Program:
         "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
         " created_at, updated_at, name, hold_expires_at) SELECT :resource, :date, :slot_id,"
         " :start, :end, :srn, 'held', :at, :at, :name, :expires"
-        f" WHERE NOT EXISTS (SELECT 1 {COVERING}) AND NOT EXISTS (SELECT 1 {SUSPENDED})"
+        f" WHERE NOT EXISTS (SELECT 1 {COVERING}) AND {within_limits((), params)[0]}"
         f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}",
         params,
     )
@@ -74,25 +76,22 @@ def _hold(c: Hold) -> Program:
         made = booking(rows[0])
         yield from audit(made, c.actor, "held", c.at, None)
         return Write(True, bookings=(made, *lapsed.bookings), waitlisted=lapsed.waitlisted)
+    # Refused: whatever lapsed on the way still changed its boards and waitlists.
+    lapsed = replace(lapsed, changed=False)
     reasons = yield (f"SELECT reason {COVERING} ORDER BY starts_at LIMIT 1", params)
-    refused = Write(False, bookings=lapsed.bookings, waitlisted=lapsed.waitlisted)
     if reasons:
-        return Write(False, Refusal.CLOSED, str(reasons[0][0]), lapsed.bookings)
-    until = yield (f"SELECT MAX(ends_at) {SUSPENDED}", params)
-    if until and until[0][0] is not None:
-        return Write(False, Refusal.SUSPENDED, str(until[0][0]), lapsed.bookings)
+        return replace(lapsed, refused=Refusal.CLOSED, detail=str(reasons[0][0]))
+    why = yield from beyond_limits(c.srn, (), params)
+    if why is not None:
+        return replace(lapsed, refused=why.refused, detail=why.detail)
     if (yield (f"SELECT 1 {KEPT}", params)):
-        return Write(False, Refusal.TAKEN, bookings=refused.bookings)
-    return Write(False, Refusal.HOLDING, bookings=refused.bookings)
+        return replace(lapsed, refused=Refusal.TAKEN)
+    return replace(lapsed, refused=Refusal.HOLDING)
 
 
 def _confirm(c: Confirm) -> Program:
     params: dict[str, Any] = {"id": c.hold_id, "srn": c.srn, "at": c.at, "no_show": c.no_show_at}
-    conditions = [f"NOT EXISTS (SELECT 1 {SUSPENDED})"]
-    for n, limit in enumerate(c.limits):
-        sql, extra = count(limit, n)
-        conditions.append(f"({sql}) < {int(limit.limit)}")
-        params.update(extra)
+    conditions = within_limits(c.limits, params)
     rows = yield (
         "UPDATE bookings SET status = 'booked', hold_expires_at = NULL, no_show_at = :no_show,"
         " updated_at = :at WHERE id = :id AND srn = :srn AND status = 'held'"
@@ -113,15 +112,8 @@ def _confirm(c: Confirm) -> Program:
                      Refusal.CANCELLED)  # fmt: skip
     if found[0][1] == "lapsed" or str(found[0][2]) <= c.at:
         return Write(False, Refusal.LAPSED)
-    until = yield (f"SELECT MAX(ends_at) {SUSPENDED}", params)
-    if until and until[0][0] is not None:
-        return Write(False, Refusal.SUSPENDED, str(until[0][0]))
-    for n, limit in enumerate(c.limits):
-        sql, extra = count(limit, n)
-        ((counted,),) = yield (sql, {"srn": c.srn, **extra})
-        if int(counted) >= limit.limit:
-            return Write(False, Refusal.QUOTA, f"{limit.kind}:{limit.limit}")
-    return Write(False, Refusal.LAPSED)
+    why = yield from beyond_limits(c.srn, c.limits, params)
+    return Write(False, Refusal.LAPSED) if why is None else why
 
 
 def _drop_hold(c: DropHold) -> Program:

@@ -11,6 +11,7 @@ in the same transaction.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Final
 
@@ -34,15 +35,15 @@ from rero.storage.rows import (
     COLUMNS,
     COVERING,
     KEPT,
-    SUSPENDED,
     Program,
     audit,
+    beyond_limits,
     blackout,
     booking,
-    count,
     emit,
     lapse,
     promote,
+    within_limits,
 )
 
 _DAY: Final = (
@@ -62,14 +63,8 @@ def _book(c: Book) -> Program:
     conditions = [
         f"NOT EXISTS (SELECT 1 {COVERING})",
         f"NOT EXISTS (SELECT 1 {KEPT})",
-        f"NOT EXISTS (SELECT 1 {SUSPENDED})",
+        *within_limits(c.limits, params),
     ]
-    quotas = []
-    for n, limit in enumerate(c.limits):
-        sql, extra = count(limit, n)
-        quotas.append((limit, sql, extra))
-        conditions.append(f"({sql}) < {int(limit.limit)}")
-        params.update(extra)
     rows = yield (
         "INSERT INTO bookings (resource, date, slot_id, starts_at, ends_at, srn, status,"
         " created_at, updated_at, series_id, name, no_show_at) SELECT :resource, :date,"
@@ -86,13 +81,9 @@ def _book(c: Book) -> Program:
         return Write(False, Refusal.CLOSED, str(reasons[0][0]), lapsed.bookings)
     if (yield (f"SELECT 1 {KEPT}", params)):
         return Write(False, Refusal.TAKEN, bookings=lapsed.bookings)
-    until = yield (f"SELECT MAX(ends_at) {SUSPENDED}", params)
-    if until and until[0][0] is not None:
-        return Write(False, Refusal.SUSPENDED, str(until[0][0]))
-    for limit, sql, extra in quotas:
-        ((counted,),) = yield (sql, {"srn": c.srn, **extra})
-        if int(counted) >= limit.limit:
-            return Write(False, Refusal.QUOTA, f"{limit.kind}:{limit.limit}", lapsed.bookings)
+    why = yield from beyond_limits(c.srn, c.limits, params)
+    if why is not None:
+        return replace(why, bookings=lapsed.bookings)
     return Write(False, Refusal.TAKEN)  # taken by a commit that raced this one
 
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Generator, Sequence
 from typing import Any, Final
 
-from rero.storage import BlackoutRow, BookingRow, Limit, Query, Rows, Write
+from rero.storage import BlackoutRow, BookingRow, Limit, Query, Refusal, Rows, Write
 
 Program = Generator[Query, Rows, Write]
 
@@ -170,3 +170,30 @@ def count(limit: Limit, n: int) -> tuple[str, dict[str, Any]]:
             sql += f" AND {column} {op} :{name}"
             params[name] = value
     return sql, params
+
+
+def within_limits(limits: Sequence[Limit], params: dict[str, Any]) -> list[str]:
+    """The conditions that the booker (``:srn`` at ``:at``) is not suspended and stays
+    within every limit; the limits' parameters are added to ``params``."""
+    conditions = [f"NOT EXISTS (SELECT 1 {SUSPENDED})"]
+    for n, limit in enumerate(limits):
+        sql, extra = count(limit, n)
+        conditions.append(f"({sql}) < {int(limit.limit)}")
+        params.update(extra)
+    return conditions
+
+
+def beyond_limits(
+    srn: str, limits: Sequence[Limit], params: dict[str, Any]
+) -> Generator[Query, Rows, Write | None]:
+    """Why a booker failed :func:`within_limits`: suspended (until when) or past which
+    limit; None if neither (a race decided it)."""
+    until = yield (f"SELECT MAX(ends_at) {SUSPENDED}", params)
+    if until and until[0][0] is not None:
+        return Write(False, Refusal.SUSPENDED, str(until[0][0]))
+    for n, limit in enumerate(limits):
+        sql, extra = count(limit, n)
+        ((counted,),) = yield (sql, {"srn": srn, **extra})
+        if int(counted) >= limit.limit:
+            return Write(False, Refusal.QUOTA, f"{limit.kind}:{limit.limit}")
+    return None
