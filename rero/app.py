@@ -53,6 +53,7 @@ from rero.operator import setup_docs
 from rero.outcomes import Outcomes
 from rero.realtime import slot_booking
 from rero.resources import NextOccurrence, build_lab
+from rero.roles import Roles
 from rero.routes import ROUTES, setup_routes
 from rero.scheduler import run_forever
 from rero.settings import Settings, load_settings
@@ -109,6 +110,8 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORAGE]
         identity = IdentityService(app[AUTH], store, store, settings, clock, outcomes)
+        identity.roles = Roles(settings, store)
+        await identity.roles.load()
         identity.on_revoked(hub.end_sessions)
         await identity.follow_revocations()
         feed = BoardFeed(lab, store, clock, settings.show_booked_by)
@@ -130,6 +133,7 @@ def create_app(
         async def other_process_committed() -> None:
             await commit.refresh(list(hub.followers))
             await identity.sync_revocations()
+            await identity.roles.load()
             await hour.follow_offers()
 
         # Commits by other processes (workers, hosts, operator tools) reach this hub too:

@@ -240,7 +240,7 @@ class BookingService:
     async def cancel(self, identity: Identity, booking_id: int) -> BookingRow:
         with self._outcomes.counted("cancel"):
             user = await self._identity.authenticate(identity)
-            admin = self._identity.is_admin(user)
+            admin = self._identity.is_staff(user)
             write = await self._commit.write(self.cancel_change(user, admin, booking_id))
             assert write is not None
             if write.changed:
@@ -260,7 +260,7 @@ class BookingService:
         target = self.target(resource_id, day, slot_id)
         with self._outcomes.counted("cancel"):
             user = await self._identity.authenticate(identity)
-            admin = self._identity.is_admin(user)
+            admin = self._identity.is_staff(user)
             slot = (target.resource.id, utc(target.slot.start))
             write = await self._commit.write(self.cancel_change(user, admin, slot=slot))
             assert write is not None

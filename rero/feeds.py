@@ -99,12 +99,12 @@ class FeedService:
 
     async def open_for(self, identity: Identity, resource_id: str, origin: str) -> Feed:
         """Admins: a new feed of every booking of a resource, replacing its previous one."""
-        await self._identity.require_admin(identity)
+        await self._identity.require_staff(identity)
         resource = self._calendar.resource(resource_id)
         return await self._open(Owner(resource=resource.id), origin)
 
     async def revoke_for(self, identity: Identity, resource_id: str) -> bool:
-        await self._identity.require_admin(identity)
+        await self._identity.require_staff(identity)
         return await self._revoke(Owner(resource=self._calendar.resource(resource_id).id))
 
     async def _open(self, owner: Owner, origin: str) -> Feed:

@@ -250,7 +250,7 @@ class HourService:
         """Until when the caller (or, for an admin, ``srn``) is suspended, or None."""
         user = await self._identity.authenticate(identity)
         if srn is not None and srn != user.srn:
-            await self._identity.require_admin(user)
+            await self._identity.require_staff(user)
         until = await self._store.perform(suspended_until(srn or user.srn, stamp(self._clock)))
         zone = self._bookings.lab.default.zone
         return None if until is None else iso(datetime.fromisoformat(until), zone)

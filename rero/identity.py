@@ -1,4 +1,4 @@
-"""Who is asking: credentials, session tokens, the login throttle and the admin check.
+"""Who is asking: credentials, session tokens, the login throttle and the role checks.
 
 ``auth/`` only checks a credential against PESU or the fake users; everything that
 remembers (sessions, failed logins) lives here, over the store's narrow protocols.
@@ -11,30 +11,28 @@ import json
 import logging
 import math
 import secrets
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from cachetools import TTLCache
 
-from rero.auth import AuthBackend, User, normalize_username
+from rero.auth import AuthBackend, User
 from rero.clock import Clock, stamp
 from rero.errors import (
-    AdminRequired,
     InvalidCredentials,
     InvalidSession,
-    TooManyAttempts,
     TooManyLogins,
 )
 from rero.outcomes import Outcomes
+from rero.roles import ADMIN, ASSISTANT, Roles
 from rero.settings import Settings
 from rero.storage import LoginFailureStore, SessionLimits, SessionStore
+from rero.throttle import Throttle
 
 log: Final = logging.getLogger(__name__)
 
-MAX_REMEMBERED: Final = 100_000
 LOGIN_WINDOW: Final = timedelta(minutes=1)
 #: How long a worker trusts a session it has read (or opened) without asking the store
 #: again; a revocation anywhere reaches every worker sooner, through the change feed.
@@ -42,9 +40,6 @@ SESSION_MEMORY_SECONDS: Final = 5.0
 SESSIONS_REMEMBERED: Final = 100_000  # about 400 bytes each
 #: What a session keeps of the profile: what the rules (campus) and grants (name) need.
 SESSION_PROFILE: Final = ("name", "srn", "campus")
-#: Bounds of a username's lock past its ceiling (seconds): see :func:`backoff`.
-BACKOFF_MIN: Final = 1.0
-BACKOFF_MAX: Final = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,112 +85,6 @@ class Session:
     expires_at: str
 
 
-class Throttle:
-    """Refuses password checks after too many failures within ``window`` seconds, counted
-    three ways (usernames as :func:`normalize_username` spells them):
-
-    - ``per_pair`` failures of one username from one address lock that pair for the
-      window, so guessing from elsewhere never locks the owner out from their own network;
-    - ``per_address`` failures from one address, whatever the usernames, lock the address;
-    - ``ceiling`` failures of one username from every address together make it back off
-      (:func:`backoff`) rather than walling it off for the window.
-
-    The failures live in the database, so every worker sees the same counts (another
-    worker's new failures count here once the change feed has seen its commit). Checking
-    happens before the cache and the upstream, so a locked-out client learns nothing,
-    not even whether a password it tries is right.
-    """
-
-    def __init__(
-        self,
-        store: LoginFailureStore,
-        *,
-        per_pair: int,
-        per_address: int,
-        ceiling: int,
-        window: float,
-        timer: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
-        self._limits = {"pair": per_pair, "address": per_address, "user": ceiling}
-        self._window = window
-        self._timer = timer
-        #: key -> store generation at which it was seen unlocked. A key only becomes
-        #: locked through a new failure, which bumps the generation, so while it is
-        #: unchanged the database need not be asked again.
-        self._unlocked: dict[str, int] = {}
-        #: pair key -> store generation at which its failures were cleared. No failure
-        #: can have been written since while the generation is unchanged, so a success
-        #: need not write to the database (it runs on every password check).
-        self._cleared: dict[str, int] = {}
-
-    @staticmethod
-    def _keys(username: str, address: str) -> dict[str, str]:
-        name = normalize_username(username)
-        # An address has no space, so the pair key cannot be read two ways.
-        return {"pair": f"pair:{address} {name}", "address": f"address:{address}",
-                "user": f"user:{name}"}  # fmt: skip
-
-    async def check(self, username: str, address: str) -> None:
-        """Raise :class:`TooManyAttempts` while any of the three keys is locked."""
-        keys = self._keys(username, address)
-        generation = self._store.generation
-        if all(self._unlocked.get(key) == generation for key in keys.values()):
-            return
-        now = self._timer()
-        since = now - self._window
-        limits = {key: self._limits[kind] for kind, key in keys.items()}
-        at_limit = await self._store.locked_since(limits, since)
-        ceiling_at = at_limit.pop(keys["user"], None)
-        until = [at + self._window for at in at_limit.values()]
-        if ceiling_at is not None:  # rare: a username guessed at from many addresses
-            newest = await self._store.locked_since({keys["user"]: 1}, since)
-            latest = newest.get(keys["user"], ceiling_at)
-            until.append(latest + backoff(latest - ceiling_at))
-        wait = max(until, default=now) - now
-        if wait > 0:
-            raise TooManyAttempts(max(1, math.ceil(wait)))
-        _remember(self._unlocked, keys.values(), generation)
-
-    async def failed(self, username: str, address: str) -> None:
-        now = self._timer()
-        keys = list(self._keys(username, address).values())
-        await self._store.add_failures(keys, now, now - self._window)
-
-    async def succeeded(self, username: str, address: str) -> None:
-        """A success forgives the pair only: not the address (one host may try many
-        usernames), nor the username elsewhere (the owner knowing the password does not
-        make the guesses made from other addresses fewer)."""
-        key = self._keys(username, address)["pair"]
-        generation = self._store.generation
-        if self._cleared.get(key) == generation:
-            return
-        await self._store.clear_failures(key)
-        _remember(self._cleared, [key], generation)
-
-
-def backoff(span: float) -> float:
-    """How long a username past its ceiling stays locked after its newest failure: as
-    long as its last ``ceiling`` failures took (``span``), between BACKOFF_MIN and
-    BACKOFF_MAX seconds.
-
-    A burst reaches the ceiling at once and pays BACKOFF_MIN. Each lock an attacker
-    waits out becomes part of the span that sets the next, so the locks of one who goes
-    on double (1, 1, 2, 4, ... s) up to BACKOFF_MAX, and a slow trickle pays BACKOFF_MAX
-    from the start. Guesses stay near ``ceiling`` a window (at most about ``ceiling`` +
-    window / BACKOFF_MAX + 6; a fixed wall: ``ceiling``), but a refused owner is told to
-    come back within BACKOFF_MAX, not when a steady trickle lets the window run out.
-    """
-    return min(BACKOFF_MAX, max(BACKOFF_MIN, span))
-
-
-def _remember(memo: dict[str, int], keys: Iterable[str], generation: int) -> None:
-    """Note ``keys`` as seen at ``generation``, forgetting everything past a bound."""
-    if len(memo) > MAX_REMEMBERED:
-        memo.clear()
-    memo.update(dict.fromkeys(keys, generation))
-
-
 class IdentityService:
     """Turns what a request says about itself into a :class:`User`, or a domain error."""
 
@@ -211,7 +100,8 @@ class IdentityService:
         self._auth = auth
         self._sessions = sessions
         self._session_length = timedelta(minutes=settings.session_minutes)
-        self._admins = frozenset(settings.admins)
+        #: Who may do what beyond booking (the wiring gives it the store).
+        self.roles = Roles(settings)
         self._logins_per_window = settings.max_logins_per_user_per_minute
         self._sessions_kept = settings.max_sessions_per_user
         self._clock = clock
@@ -341,10 +231,23 @@ class IdentityService:
                 log.exception("revocation listener failed")
 
     def is_admin(self, user: User) -> bool:
-        return user.srn in self._admins
+        return self.roles.at_least(user.srn, ADMIN)
+
+    def is_staff(self, user: User) -> bool:
+        return self.roles.at_least(user.srn, ASSISTANT)
 
     async def require_admin(self, identity: Identity) -> User:
-        user = await self.authenticate(identity)
-        if not self.is_admin(user):
-            raise AdminRequired()
-        return user
+        return self.roles.require(await self.authenticate(identity), ADMIN)
+
+    async def require_staff(self, identity: Identity) -> User:
+        return self.roles.require(await self.authenticate(identity), ASSISTANT)
+
+    async def set_role(self, identity: Identity, srn: str, role: str) -> None:
+        """Admins: give ``srn`` a role at run time (a configured role is fixed: 409)."""
+        admin = await self.require_admin(identity)
+        await self.roles.set(admin, srn, role, stamp(self._clock))
+
+    async def staff(self, identity: Identity) -> list[tuple[str, str, str]]:
+        """Staff: every student with a role above ``student``, and where it comes from."""
+        await self.require_staff(identity)
+        return self.roles.everyone()

@@ -16,6 +16,7 @@ from rero import (
     hour_views,
     lab_views,
     operator,
+    role_views,
     schemas,
     views,
 )
@@ -23,6 +24,7 @@ from rero import calendar_schemas as cs
 from rero import feed_schemas as fs
 from rero import hour_schemas as hs
 from rero import lab_schemas as ls
+from rero import role_schemas as rs
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,13 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", r"/labs/{resource}/sessions/{booking_id:\d+}/started", lab_views.started,
           "Lab: the student started (checks the booking in)", ls.LabStarted,
           errors=(401, 403, 404, 409, 503), bearer=True),
+    # ---- running the lab ----
+    Route("PUT", "/admin/roles/{srn}", role_views.set_role,
+          "Admin: give a student a role at run time (student, assistant, admin)", rs.RoleOut,
+          rs.RoleRequest, (400, 401, 403, 408, 409, 413, 422, 503), bearer=True),
+    Route("GET", "/admin/roles", role_views.list_roles,
+          "Staff: every student with a role above student, and where it comes from",
+          rs.RoleList, errors=(401, 403, 503), bearer=True),
 )  # fmt: skip
 
 

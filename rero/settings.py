@@ -187,6 +187,9 @@ class Settings:
     admins: tuple[str, ...] = _setting(
         (), fields.List(fields.String(validate=validate.Length(min=1)))
     )
+    assistants: tuple[str, ...] = _setting(
+        (), fields.List(fields.String(validate=validate.Length(min=1)))
+    )
     board_servers: tuple[str, ...] = _setting((), fields.List(fields.String(validate=valid_origin)))
     workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
     database_url: str = _setting(

@@ -102,7 +102,7 @@ class SlotService:
     async def _cancel(self, identity: Identity, slot_id: int) -> User:
         self.check(slot_id)
         user = await self._identity.authenticate(identity)
-        admin = self._identity.is_admin(user)
+        admin = self._identity.is_staff(user)
         cell = (await self.board()).occurrence(slot_id)
         if cell is None or cell.holder is None:
             raise SlotNotBooked(f"Slot {slot_id} is not booked")
@@ -133,5 +133,5 @@ class SlotService:
     async def audit(
         self, identity: Identity, limit: int, before: int | None
     ) -> list[dict[str, object]]:
-        await self._identity.require_admin(identity)
+        await self._identity.require_staff(identity)
         return await self._store.events(limit, before)

@@ -269,9 +269,9 @@ async def test_a_session_token_is_no_feed_token(lab: Any) -> None:
 async def test_an_admins_feed_of_a_resource(either: Any) -> None:
     alice, bob = await login(either), await login(either, BOB)
     resp = await either.post("/admin/calendar-feeds/arm-1", headers=bearer(bob))
-    assert (resp.status, await resp.json()) == (403, {"detail": "Admin access required"})
+    assert (resp.status, await resp.json()) == (403, {"detail": "Staff access required"})
     resp = await either.delete("/admin/calendar-feeds/arm-1", headers=bearer(bob))
-    assert (resp.status, await resp.json()) == (403, {"detail": "Admin access required"})
+    assert (resp.status, await resp.json()) == (403, {"detail": "Staff access required"})
     for method in ("POST", "DELETE"):
         resp = await either.request(method, "/admin/calendar-feeds/nope", headers=bearer(alice))
         assert (resp.status, await resp.json()) == (404, {"detail": "Resource nope does not exist"})

@@ -19,6 +19,7 @@ TRANSPORTS = (
     "rero.feed_views",
     "rero.hour_views",
     "rero.lab_views",
+    "rero.role_views",
 )
 
 
@@ -118,6 +119,10 @@ def test_the_rules_do_not_import_the_web() -> None:
         "rero.feeds",
         "rero.labs",
         "rero.lab_events",
+        "rero.hour",
+        "rero.scheduler",
+        "rero.roles",
+        "rero.throttle",
     )
     for name in rules:
         tree = ast.parse(MODULES[name].read_text())

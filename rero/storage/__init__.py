@@ -327,7 +327,9 @@ class Programs(Protocol):
     """Runs a program outside the group commit: a read of several statements, or a write
     whose boards nobody watches (the outbox, feed tokens), in one transaction."""
 
-    async def perform(self, steps: Generator[Query, Rows, T]) -> T: ...
+    async def perform(self, steps: Generator[Query, Rows, T], *, tell: bool = False) -> T:
+        """Run ``steps`` in one transaction; ``tell``: other processes hear of it."""
+        ...
 
 
 class Storage(SlotStore, SessionStore, LoginFailureStore, ChangeFeed, Probe, Programs, Protocol):

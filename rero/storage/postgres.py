@@ -108,12 +108,16 @@ class PostgresStorage(PostgresSessions):
             log.error("database error: %s", type(e).__name__)
             raise StorageUnavailable() from None
 
-    async def perform(self, steps: Generator[Query, Rows, T]) -> T:
-        """Run one program (a read, or a write outside the group commit) in a transaction."""
+    async def perform(self, steps: Generator[Query, Rows, T], *, tell: bool = False) -> T:
+        """Run one program (a read, or a write outside the group commit) in a transaction;
+        ``tell``: other hosts are notified of it, as of a commit."""
 
         async def work(conn: asyncpg.Connection) -> T:
             async with conn.transaction():
-                return await run(conn, steps)
+                result = await run(conn, steps)
+                if tell:
+                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self.origin)
+                return result
 
         return await self._run(work)
 

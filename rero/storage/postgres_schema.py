@@ -115,6 +115,10 @@ MIGRATIONS: Final = (
     CREATE INDEX calendar_feeds_owner ON calendar_feeds (srn, resource)
         WHERE revoked_at IS NULL
     """,
+    """
+    CREATE TABLE roles (srn TEXT PRIMARY KEY, role TEXT NOT NULL, set_by TEXT NOT NULL,
+        set_at TEXT NOT NULL)
+    """,
 )
 #: The version the calendar arrived with: below it, the bookings are in the slots table.
 CALENDAR: Final = 5

@@ -134,8 +134,9 @@ class SqliteStorage(SqliteSessions):
         (a hop costs more than a statement: docs/performance.md)."""
         return await self._run(lambda: run_on_connection_thread(self._db, work))
 
-    async def perform(self, steps: Generator[Query, Rows, T]) -> T:
-        """Run one program (a read, or a write outside the group commit) in a transaction."""
+    async def perform(self, steps: Generator[Query, Rows, T], *, tell: bool = False) -> T:
+        """Run one program (a read, or a write outside the group commit) in a transaction
+        (other processes notice any commit by themselves: ``tell`` changes nothing)."""
 
         def work(conn: sqlite3.Connection) -> T:
             with immediate(conn):

@@ -191,6 +191,18 @@ async def _migrate_6(db: aiosqlite.Connection) -> None:
         await db.execute(sql)
 
 
+async def _migrate_7(db: aiosqlite.Connection) -> None:
+    """Roles set at run time (the configured ones live in the profile)."""
+    await db.execute(ROLES_TABLE)
+
+
+#: The same in both stores.
+ROLES_TABLE: Final = (
+    "CREATE TABLE roles (srn TEXT PRIMARY KEY, role TEXT NOT NULL, set_by TEXT NOT NULL,"
+    " set_at TEXT NOT NULL)"
+)
+
+
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 #: Migration N brings a database from user_version N-1 to N. Append only.
@@ -198,7 +210,7 @@ MIGRATIONS: Final[tuple[Step, ...]] = (_migrate_1, _migrate_2, _migrate_3, _migr
 #: The version the calendar arrived with: a database below it holds version-1 bookings.
 CALENDAR: Final = len(MIGRATIONS) + 1
 #: Migrations after the calendar's, appended in order.
-LATER: Final[tuple[Step, ...]] = (_migrate_6,)
+LATER: Final[tuple[Step, ...]] = (_migrate_6, _migrate_7)
 #: The newest version.
 VERSION: Final = CALENDAR + len(LATER)
 
