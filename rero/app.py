@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from rero.access import AccessService
+from rero.admin import AdminService
 from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
@@ -30,6 +31,7 @@ from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.keys import (
     ACCESS,
+    ADMIN,
     AUTH,
     CALENDAR,
     FEEDS,
@@ -125,6 +127,7 @@ def create_app(
         app[STAFF] = StaffService(calendar, identity, commit, feed, store, clock)
         app[HOUR] = hour = HourService(calendar, identity, commit, store, settings, clock)
         hour.connected, hour.tell = hub.connected, hub.tell
+        app[ADMIN] = AdminService(calendar, hour, identity, store, settings, clock)
         await hour.follow_offers()  # from the newest event on
         app[ACCESS] = AccessService(calendar, identity, commit, signer)
         app[FEEDS] = FeedService(calendar, identity, store, clock, settings.public_url)

@@ -7,6 +7,7 @@ from typing import Final
 from aiohttp import web
 
 from rero.access import AccessService
+from rero.admin import AdminService
 from rero.auth.cache import CachedAuth
 from rero.bookings import BookingService
 from rero.feeds import FeedService
@@ -31,6 +32,7 @@ CALENDAR: Final = web.AppKey("calendar", BookingService)
 STAFF: Final = web.AppKey("staff", StaffService)
 HOUR: Final = web.AppKey("hour", HourService)
 HUB: Final = web.AppKey("hub", Hub)
+ADMIN: Final = web.AppKey("admin", AdminService)
 METRICS: Final = web.AppKey("metrics", Metrics)
 ACCESS: Final = web.AppKey("access", AccessService)
 FEEDS: Final = web.AppKey("feeds", FeedService)

@@ -7,6 +7,8 @@ from typing import Final
 
 from marshmallow import Schema, fields, validate
 
+from rero.calendar_schemas import BookingOut
+from rero.hour_schemas import EntryOut
 from rero.roles import ROLES
 from rero.schemas import _Body
 
@@ -23,6 +25,20 @@ class RoleOut(Schema):
 
 class RoleList(Schema):
     roles = fields.List(fields.Nested(RoleOut), required=True)
+
+
+class StudentRecord(Schema):
+    """A student as the staff see them."""
+
+    srn = fields.String(required=True)
+    role = fields.String(required=True, metadata={"enum": list(ROLES)})
+    role_source = fields.String(required=True, metadata={"enum": ["config", "runtime", "default"]})
+    bookings = fields.List(fields.Nested(BookingOut), required=True)
+    no_shows = fields.Integer(
+        required=True, metadata={"description": "No-shows within no_show_window_days"}
+    )
+    suspended_until = fields.String(allow_none=True, required=True)
+    waitlist = fields.List(fields.Nested(EntryOut), required=True)
 
 
 ROLE: Final = RoleRequest()

@@ -11,6 +11,7 @@ from marshmallow import Schema
 from rero import access_schemas as acs
 from rero import (
     access_views,
+    admin_views,
     calendar_views,
     feed_views,
     hour_views,
@@ -69,7 +70,8 @@ ROUTES: tuple[Route, ...] = (
           schemas.LoginRequest, _CREDENTIALED, bearer=True),
     Route("POST", "/admin/reset", views.admin_reset, "Admin: release every booking",
           schemas.ResetResponse, schemas.ResetRequest, (*_CREDENTIALED, 403), bearer=True),
-    Route("GET", "/admin/audit", views.admin_audit, "Admin: the audit trail, newest first",
+    Route("GET", "/admin/audit", admin_views.audit,
+          "Staff: the audit trail, newest first, filtered by student, resource, action, dates",
           schemas.Audit, errors=(401, 403, 422), bearer=True, query=schemas.AuditQuery),
     Route("GET", "/metrics", operator.metrics, "Prometheus metrics"),
     # ---- the calendar ----
@@ -161,6 +163,15 @@ ROUTES: tuple[Route, ...] = (
           "Lab: the student started (checks the booking in)", ls.LabStarted,
           errors=(401, 403, 404, 409, 503), bearer=True),
     # ---- running the lab ----
+    Route("GET", "/admin/audit.csv", admin_views.audit_csv,
+          "Staff: the audit trail as CSV, with the same filters (up to 100,000 events)",
+          errors=(401, 403, 422), bearer=True, query=schemas.AuditExportQuery, text="text/csv"),
+    Route("GET", "/admin/students/{srn}", admin_views.student,
+          "Staff: a student's record: role, bookings, no-shows, suspension, waitlist",
+          rs.StudentRecord, errors=(401, 403, 503), bearer=True),
+    Route("DELETE", "/admin/students/{srn}/suspension", admin_views.lift_suspension,
+          "Admin: lift a student's suspension", hs.Suspension, errors=(401, 403, 404, 503),
+          bearer=True),
     Route("PUT", "/admin/roles/{srn}", role_views.set_role,
           "Admin: give a student a role at run time (student, assistant, admin)", rs.RoleOut,
           rs.RoleRequest, (400, 401, 403, 408, 409, 413, 422, 503), bearer=True),

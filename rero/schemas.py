@@ -61,9 +61,32 @@ class ResetRequest(_Body):
     )
 
 
+def _word(pattern: str) -> validate.Validator:
+    """1-32 characters of ``pattern``'s class; ``$`` alone would let a final newline in."""
+    return validate.And(
+        validate.Length(min=1, max=32),
+        validate.Regexp(pattern, error="Not a valid value."),
+        validate.Regexp(r"^[^\n]*$", error="Not a valid value."),
+    )
+
+
 class AuditQuery(_Body):
+    """A page of the audit trail (``limit``, ``before``), filtered by student, resource,
+    action and dates ``from``..``to`` (each optional)."""
+
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     before = fields.Integer(load_default=None, validate=validate.Range(1, MAX_ID))
+    srn = Text(load_default=None, validate=validate.Length(min=1, max=64))
+    resource = Text(load_default=None, validate=_word(r"^[a-z0-9-]+$"))
+    action = Text(load_default=None, validate=_word(r"^[a-z_]+$"))
+    first = fields.Date(data_key="from", load_default=None)
+    last = fields.Date(data_key="to", load_default=None)
+
+
+class AuditExportQuery(AuditQuery):
+    """The same filters for a CSV export: up to 100,000 events at once."""
+
+    limit = fields.Integer(load_default=10_000, validate=validate.Range(1, 100_000))
 
 
 class TokenMessage(_Body):
@@ -77,6 +100,7 @@ SLOT: Final = SlotRequest()
 SLOT_ONLY: Final = SlotOnly()
 RESET: Final = ResetRequest()
 AUDIT: Final = AuditQuery()
+AUDIT_EXPORT: Final = AuditExportQuery()
 TOKEN: Final = TokenMessage()
 
 

@@ -129,9 +129,3 @@ class SlotService:
             CancelMany(admin.srn, "reset", now, now, resource=self.resource.id)
         )
         return 0 if write is None else len(write.bookings)
-
-    async def audit(
-        self, identity: Identity, limit: int, before: int | None
-    ) -> list[dict[str, object]]:
-        await self._identity.require_staff(identity)
-        return await self._store.events(limit, before)

@@ -8,7 +8,7 @@ from rero import schemas
 from rero.calendar import clock_text
 from rero.identity import Token
 from rero.keys import IDENTITY, SERVICE
-from rero.request_info import credentials, identify, parse, query, require_bearer
+from rero.request_info import credentials, identify, parse, require_bearer
 
 
 async def get_slots(request: web.Request) -> web.Response:
@@ -89,11 +89,3 @@ async def admin_reset(request: web.Request) -> web.Response:
     return web.json_response(
         {"success": True, "message": f"Released {released} bookings", "released": released}
     )
-
-
-async def admin_audit(request: web.Request) -> web.Response:
-    token = require_bearer(request)
-    asked = query(request, schemas.AUDIT)
-    events = await request.app[SERVICE].audit(token, asked["limit"], asked["before"])
-    next_before = events[-1]["id"] if len(events) == asked["limit"] else None
-    return web.json_response({"events": events, "next_before": next_before})

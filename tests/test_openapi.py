@@ -42,7 +42,7 @@ async def test_every_route_is_documented(client: Any) -> None:
     }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
-    assert len(routes) == 44
+    assert len(routes) == 47
 
 
 async def test_bodies_and_errors_are_documented(client: Any) -> None:
@@ -60,7 +60,15 @@ async def test_bodies_and_errors_are_documented(client: Any) -> None:
     assert set(board["properties"]) == {"slots", "available_slots", "booked_slots"}
     assert doc["paths"]["/auth/logout"]["post"]["responses"]["204"]
     audit = doc["paths"]["/admin/audit"]["get"]
-    assert {p["name"] for p in audit["parameters"]} == {"limit", "before"}
+    assert {p["name"] for p in audit["parameters"]} == {
+        "limit",
+        "before",
+        "srn",
+        "resource",
+        "action",
+        "from",
+        "to",
+    }
 
 
 async def test_docs_page_loads_its_assets_locally(client: Any) -> None:

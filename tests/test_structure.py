@@ -20,6 +20,7 @@ TRANSPORTS = (
     "rero.hour_views",
     "rero.lab_views",
     "rero.role_views",
+    "rero.admin_views",
 )
 
 
@@ -123,6 +124,7 @@ def test_the_rules_do_not_import_the_web() -> None:
         "rero.scheduler",
         "rero.roles",
         "rero.throttle",
+        "rero.admin",
     )
     for name in rules:
         tree = ast.parse(MODULES[name].read_text())

@@ -1,0 +1,55 @@
+"""HTTP transport for the staff's reads: the audit trail (JSON and CSV, filtered) and a
+student's record. Parse, call the service, render."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from aiohttp import web
+
+from rero import schemas
+from rero.admin import AUDIT_KEYS, AuditAsk
+from rero.keys import ADMIN, HOUR
+from rero.request_info import query, require_bearer
+
+
+async def _audit(request: web.Request, schema: Any) -> tuple[list[dict[str, Any]], int]:
+    token = require_bearer(request)
+    asked = query(request, schema)
+    ask = AuditAsk(asked["srn"], asked["resource"], asked["action"], asked["first"],
+                   asked["last"])  # fmt: skip
+    found = await request.app[ADMIN].audit(token, ask, asked["limit"], asked["before"])
+    return found, int(asked["limit"])
+
+
+async def audit(request: web.Request) -> web.Response:
+    """``GET /admin/audit``: a page, and the ``before`` of the next one (if any)."""
+    found, limit = await _audit(request, schemas.AUDIT)
+    next_before = found[-1]["id"] if len(found) == limit else None
+    return web.json_response({"events": found, "next_before": next_before})
+
+
+async def audit_csv(request: web.Request) -> web.Response:
+    """``GET /admin/audit.csv``: the same events as CSV, one row each, newest first."""
+    found, _ = await _audit(request, schemas.AUDIT_EXPORT)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=AUDIT_KEYS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(found)
+    return web.Response(
+        text=out.getvalue(), content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="rero-audit.csv"'},
+    )  # fmt: skip
+
+
+async def student(request: web.Request) -> web.Response:
+    body = await request.app[ADMIN].student(require_bearer(request), request.match_info["srn"])
+    return web.json_response(body)
+
+
+async def lift_suspension(request: web.Request) -> web.Response:
+    srn = request.match_info["srn"]
+    await request.app[HOUR].lift_suspension(require_bearer(request), srn)
+    return web.json_response({"srn": srn, "suspended_until": None})

@@ -1,0 +1,148 @@
+"""What the staff read: the audit trail filtered (JSON and CSV) and a student's record,
+with the role checks, on both stores."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+
+from rero.keys import HOUR
+from rero.storage.queries import EVENT_KEYS
+from tests.helpers import (
+    ALICE,
+    ALICE_SRN,
+    ARM,
+    BOB,
+    BOB_SRN,
+    CAGE,
+    CAROL,
+    CAROL_LOGIN,
+    TODAY,
+    TOMORROW,
+    Clock,
+    bearer,
+    login,
+    new_database,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def lab(request: pytest.FixtureRequest, make: Any, settings: Any) -> Any:
+    """Alice is an admin, Carol an assistant, Bob a student; two no-shows suspend."""
+    store: dict[str, str] = {}
+    if request.param == "postgresql":
+        pytest.importorskip("asyncpg")
+        store["database_url"] = await new_database(request.getfixturevalue("pg_cluster").url)
+    return await make(
+        **store, resources=(ARM, CAGE), admins=(ALICE_SRN,), assistants=(CAROL.srn,),
+        fake_users=(*settings.fake_users, CAROL), no_show_limit=2, session_minutes=3000.0,
+    )  # fmt: skip
+
+
+async def book(lab: Any, token: str, resource: str, day: str, slot_id: int) -> int:
+    body = {"resource": resource, "date": day, "slot_id": slot_id}
+    resp = await lab.post("/bookings", json=body, headers=bearer(token))
+    assert resp.status == 201, await resp.text()
+    return int((await resp.json())["booking"]["id"])
+
+
+async def get(lab: Any, path: str, token: str) -> tuple[int, Any]:
+    resp = await lab.get(path, headers=bearer(token))
+    body = await (resp.text() if resp.content_type == "text/csv" else resp.json())
+    return resp.status, body
+
+
+async def test_the_audit_trail_filtered(lab: Any, clock: Clock) -> None:
+    alice, bob, carol = (
+        await login(lab, ALICE),
+        await login(lab, BOB),
+        await login(lab, CAROL_LOGIN),
+    )
+    await book(lab, alice, "arm-1", TOMORROW, 10)
+    cage = await book(lab, bob, "cage", TOMORROW, 18)
+    await lab.delete(f"/bookings/{cage}", headers=bearer(bob))
+    clock.advance(days=1)  # the next day in the lab's zone
+    await book(lab, bob, "arm-1", "2026-11-26", 9)
+
+    def seen(body: Any) -> list[tuple[str, str, str]]:
+        return [(e["action"], e["holder_srn"], e["resource"]) for e in body["events"]]
+
+    status, body = await get(lab, f"/admin/audit?srn={BOB_SRN}", carol)
+    assert (status, seen(body)) == (200, [
+        ("booked", BOB_SRN, "arm-1"), ("cancelled", BOB_SRN, "cage"), ("booked", BOB_SRN, "cage"),
+    ])  # fmt: skip
+    assert seen((await get(lab, "/admin/audit?resource=cage", carol))[1]) == [
+        ("cancelled", BOB_SRN, "cage"), ("booked", BOB_SRN, "cage"),
+    ]  # fmt: skip
+    assert seen((await get(lab, "/admin/audit?action=cancelled", carol))[1]) == [
+        ("cancelled", BOB_SRN, "cage"),
+    ]  # fmt: skip
+    # Dates are the lab's: the first three events were on the 24th, the last on the 25th.
+    assert len((await get(lab, f"/admin/audit?from={TODAY}&to={TODAY}", carol))[1]["events"]) == 3
+    assert seen((await get(lab, f"/admin/audit?from={TOMORROW}", carol))[1]) == [
+        ("booked", BOB_SRN, "arm-1"),
+    ]  # fmt: skip
+    status, page = await get(lab, f"/admin/audit?srn={BOB_SRN}&limit=2", alice)
+    assert (status, len(page["events"])) == (200, 2)
+    status, rest = await get(lab, f"/admin/audit?srn={BOB_SRN}&before={page['next_before']}", alice)
+    assert (seen(rest), rest["next_before"]) == ([("booked", BOB_SRN, "cage")], None)
+    for bad in ("limit=0", "from=soon", "resource=Not%20one", "action=Booked"):
+        assert (await get(lab, f"/admin/audit?{bad}", alice))[0] == 422, bad
+    assert await get(lab, "/admin/audit", bob) == (403, {"detail": "Staff access required"})
+
+
+async def test_the_audit_trail_as_csv(lab: Any) -> None:
+    alice, bob = await login(lab, ALICE), await login(lab, BOB)
+    await book(lab, alice, "arm-1", TOMORROW, 10)
+    await book(lab, bob, "cage", TOMORROW, 18)
+    resp = await lab.get(f"/admin/audit.csv?srn={BOB_SRN}", headers=bearer(alice))
+    assert (resp.status, resp.content_type, resp.charset) == (200, "text/csv", "utf-8")
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="rero-audit.csv"'
+    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    _, events = await get(lab, f"/admin/audit?srn={BOB_SRN}", alice)
+    assert rows == [{k: "" if e[k] is None else str(e[k]) for k in EVENT_KEYS}
+                    for e in events["events"]]  # fmt: skip
+    assert (await resp.text()).splitlines()[0] == ",".join(EVENT_KEYS)
+    assert (await get(lab, "/admin/audit.csv", bob))[0] == 403
+
+
+async def test_a_students_record(lab: Any, clock: Clock) -> None:
+    alice, bob, carol = (
+        await login(lab, ALICE),
+        await login(lab, BOB),
+        await login(lab, CAROL_LOGIN),
+    )
+    missed = [await book(lab, bob, "arm-1", TODAY, slot) for slot in (9, 10)]
+    taken = await book(lab, alice, "cage", TOMORROW, 18)
+    resp = await lab.post("/waitlist", json={"resource": "cage", "date": TOMORROW, "slot_id": 18},
+                          headers=bearer(bob))  # fmt: skip
+    assert resp.status == 201
+    clock.advance(hours=2)  # 10:30: both of Bob's hours were missed
+    await lab.app[HOUR].sweep()
+    status, record = await get(lab, f"/admin/students/{BOB_SRN}", carol)
+    assert status == 200
+    assert [(b["id"], b["status"]) for b in record["bookings"]] == [
+        (missed[1], "no_show"), (missed[0], "no_show"),
+    ]  # fmt: skip
+    assert {k: v for k, v in record.items() if k not in ("bookings", "waitlist")} == {
+        "srn": BOB_SRN, "role": "student", "role_source": "default", "no_shows": 2,
+        "suspended_until": "2026-12-01T10:30:00+05:30",
+    }  # fmt: skip
+    assert [(e["slot_id"], e["position"]) for e in record["waitlist"]] == [(18, 1)]
+    assert taken > 0
+    # An assistant may look; only an admin lifts the suspension.
+    refused = await lab.delete(f"/admin/students/{BOB_SRN}/suspension", headers=bearer(carol))
+    assert (refused.status, await refused.json()) == (403, {"detail": "Admin access required"})
+    lifted = await lab.delete(f"/admin/students/{BOB_SRN}/suspension", headers=bearer(alice))
+    assert (lifted.status, await lifted.json()) == (200, {"srn": BOB_SRN, "suspended_until": None})
+    assert (await get(lab, f"/admin/students/{BOB_SRN}", carol))[1]["suspended_until"] is None
+    _, admin = await get(lab, f"/admin/students/{ALICE_SRN}", carol)
+    assert (admin["role"], admin["role_source"], admin["bookings"][0]["id"]) == (
+        "admin", "config", taken,
+    )  # fmt: skip
+    assert await get(lab, f"/admin/students/{ALICE_SRN}", bob) == (
+        403, {"detail": "Staff access required"},
+    )  # fmt: skip
