@@ -15,7 +15,7 @@ from rero.hour import HourService
 from rero.identity import Identity, IdentityService
 from rero.settings import Settings
 from rero.storage import Programs
-from rero.storage.audit import AuditFilter, events, record
+from rero.storage.audit import AuditFilter, events, lines_of_day, record
 from rero.storage.queries import EVENT_KEYS
 
 #: The columns of an audit event, in order (the CSV export's header).
@@ -85,3 +85,22 @@ class AdminService:
             "suspended_until": None if until is None else iso(datetime.fromisoformat(until), zone),
             "waitlist": [self._hour.entry_json(e) for e in await self._hour.waitlist_of(srn)],
         }
+
+    async def board(self, identity: Identity, resource_id: str, day: date | None) -> dict[str, Any]:
+        """A resource's date as the staff see it: each slot with its booking or hold (who,
+        status, check-in) and who waits for it, in order."""
+        await self._identity.require_staff(identity)
+        board = await self._bookings.board(resource_id, day)
+        lines = await self._store.perform(lines_of_day(board.resource.id, board.date.isoformat()))
+        data = board.data
+        for cell, shown in zip(board.cells, data["slots"], strict=True):
+            holder = cell.holder
+            shown["booking"] = None if holder is None else {
+                "id": holder.id, "srn": holder.srn, "name": holder.name, "status": holder.status,
+                "checked_in_at": holder.checked_in_at,
+            }  # fmt: skip
+            line = enumerate(lines.get(cell.id, []), 1)
+            shown["waitlist"] = [
+                {"srn": srn, "name": name, "position": n} for n, (srn, name) in line
+            ]
+        return data

@@ -53,3 +53,10 @@ async def lift_suspension(request: web.Request) -> web.Response:
     srn = request.match_info["srn"]
     await request.app[HOUR].lift_suspension(require_bearer(request), srn)
     return web.json_response({"srn": srn, "suspended_until": None})
+
+
+async def board(request: web.Request) -> web.Response:
+    """``GET /admin/bookings?resource=&date=``: the board with who, check-in, waitlist."""
+    asked = query(request, schemas.ADMIN_BOARD)
+    body = await request.app[ADMIN].board(require_bearer(request), asked["resource"], asked["date"])
+    return web.json_response(body, headers={"Cache-Control": "no-store"})

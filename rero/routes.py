@@ -166,6 +166,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/audit.csv", admin_views.audit_csv,
           "Staff: the audit trail as CSV, with the same filters (up to 100,000 events)",
           errors=(401, 403, 422), bearer=True, query=schemas.AuditExportQuery, text="text/csv"),
+    Route("GET", "/admin/bookings", admin_views.board,
+          "Staff: a resource's date with each slot's booking (who, status, check-in) and"
+          " waitlist", errors=(401, 403, 404, 422, 503), bearer=True,
+          query=schemas.AdminBoardQuery),
     Route("GET", "/admin/students/{srn}", admin_views.student,
           "Staff: a student's record: role, bookings, no-shows, suspension, waitlist",
           rs.StudentRecord, errors=(401, 403, 503), bearer=True),

@@ -83,6 +83,13 @@ class AuditQuery(_Body):
     last = fields.Date(data_key="to", load_default=None)
 
 
+class AdminBoardQuery(_Body):
+    """``?resource=&date=``: a resource's date (default: its today)."""
+
+    resource = Text(required=True, validate=_word(r"^[a-z0-9-]+$"))
+    date = fields.Date(load_default=None)
+
+
 class AuditExportQuery(AuditQuery):
     """The same filters for a CSV export: up to 100,000 events at once."""
 
@@ -101,6 +108,7 @@ SLOT_ONLY: Final = SlotOnly()
 RESET: Final = ResetRequest()
 AUDIT: Final = AuditQuery()
 AUDIT_EXPORT: Final = AuditExportQuery()
+ADMIN_BOARD: Final = AdminBoardQuery()
 TOKEN: Final = TokenMessage()
 
 

@@ -146,3 +146,29 @@ async def test_a_students_record(lab: Any, clock: Clock) -> None:
     assert await get(lab, f"/admin/students/{ALICE_SRN}", bob) == (
         403, {"detail": "Staff access required"},
     )  # fmt: skip
+
+
+async def test_a_board_as_the_staff_see_it(lab: Any, clock: Clock) -> None:
+    alice, bob = await login(lab, ALICE), await login(lab, BOB)
+    carol = await login(lab, CAROL_LOGIN)
+    held = await book(lab, alice, "arm-1", TODAY, 9)
+    resp = await lab.post("/waitlist", json={"resource": "arm-1", "date": TODAY, "slot_id": 9},
+                          headers=bearer(bob))  # fmt: skip
+    assert resp.status == 201
+    clock.advance(minutes=32)  # 09:02
+    resp = await lab.post(f"/bookings/{held}/check-in", headers=bearer(alice))
+    assert resp.status == 200
+    status, board = await get(lab, f"/admin/bookings?resource=arm-1&date={TODAY}", carol)
+    assert status == 200
+    nine = next(s for s in board["slots"] if s["id"] == 9)
+    assert nine["booking"] == {
+        "id": held, "srn": ALICE_SRN, "name": "Alice Rao", "status": "booked",
+        "checked_in_at": "2026-11-24T03:32:00+00:00",
+    }  # fmt: skip
+    assert nine["waitlist"] == [{"srn": BOB_SRN, "name": "Bob Iyer", "position": 1}]
+    assert next(s for s in board["slots"] if s["id"] == 10)["booking"] is None
+    assert (await get(lab, "/admin/bookings?resource=nope", carol))[0] == 404
+    assert (await get(lab, "/admin/bookings", carol))[0] == 422
+    assert await get(lab, "/admin/bookings?resource=arm-1", bob) == (
+        403, {"detail": "Staff access required"},
+    )  # fmt: skip

@@ -1,6 +1,6 @@
-"""The audit trail's reads, once for both stores (run with ``Storage.perform``): events
-filtered by student, resource, action and dates, newest first, a page at a time; and a
-student's record for the staff (bookings, no-shows, suspension)."""
+"""The staff's reads, once for both stores (run with ``Storage.perform``): audit events
+filtered by student, resource, action and dates, newest first, a page at a time; a
+student's record (bookings, no-shows, suspension); who waits for each slot of a date."""
 
 from __future__ import annotations
 
@@ -75,3 +75,20 @@ def record(srn: str, since: str, at: str, limit: int) -> Generator[Query, Rows, 
     )
     suspended = None if not until or until[0][0] is None else str(until[0][0])
     return Record([booking(r) for r in rows], int(missed), suspended)
+
+
+#: Who waits for each slot: slot id → (srn, name) in order.
+Lines = dict[int, list[tuple[str, str]]]
+
+
+def lines_of_day(resource: str, day: str) -> Generator[Query, Rows, Lines]:
+    """Who waits for each slot of a resource's date, in order: slot id → (srn, name)."""
+    rows = yield (
+        "SELECT slot_id, srn, name FROM waitlist WHERE resource = :resource AND date = :date"
+        " AND status = 'waiting' ORDER BY slot_id, id",
+        {"resource": resource, "date": day},
+    )
+    found: Lines = {}
+    for slot_id, srn, name in rows:
+        found.setdefault(int(slot_id), []).append((str(srn), str(name)))
+    return found
