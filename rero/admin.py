@@ -11,12 +11,15 @@ from typing import Any, Final
 from rero.bookings import BookingService
 from rero.calendar import iso, local, utc
 from rero.clock import Clock, stamp
+from rero.errors import RequestInvalid
 from rero.hour import HourService
 from rero.identity import Identity, IdentityService
 from rero.settings import Settings
 from rero.storage import Programs
+from rero.storage.analytics import counts
 from rero.storage.audit import AuditFilter, events, lines_of_day, record
 from rero.storage.queries import EVENT_KEYS
+from rero.usage import ANALYTICS_DAYS, MAX_ANALYTICS_DAYS, shape
 
 #: The columns of an audit event, in order (the CSV export's header).
 AUDIT_KEYS: Final = EVENT_KEYS
@@ -104,3 +107,21 @@ class AdminService:
                 {"srn": srn, "name": name, "position": n} for n, (srn, name) in line
             ]
         return data
+
+    async def analytics(
+        self, identity: Identity, first: date | None, last: date | None, resource: str | None
+    ) -> dict[str, Any]:
+        """Usage over dates ``first``..``last`` (default: the last 30 days), one resource
+        or all; the database counts, this shapes (docs/analytics.md)."""
+        await self._identity.require_staff(identity)
+        lab = self._bookings.lab
+        chosen = [self._bookings.resource(resource)] if resource else list(lab.resources.values())
+        last = last or lab.default.today(self._clock())
+        first = first or last - timedelta(days=ANALYTICS_DAYS - 1)
+        if first > last:
+            raise RequestInvalid({"from": ["Must not be after to."]})
+        if (last - first).days >= MAX_ANALYTICS_DAYS:
+            raise RequestInvalid({"to": [f"At most {MAX_ANALYTICS_DAYS} days at once."]})
+        ids = None if resource is None else [chosen[0].id]
+        got = await self._store.perform(counts(first.isoformat(), last.isoformat(), ids))
+        return shape(got, chosen, first, last)

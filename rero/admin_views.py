@@ -60,3 +60,11 @@ async def board(request: web.Request) -> web.Response:
     asked = query(request, schemas.ADMIN_BOARD)
     body = await request.app[ADMIN].board(require_bearer(request), asked["resource"], asked["date"])
     return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def analytics(request: web.Request) -> web.Response:
+    asked = query(request, schemas.ANALYTICS)
+    body = await request.app[ADMIN].analytics(
+        require_bearer(request), asked["first"], asked["last"], asked["resource"]
+    )
+    return web.json_response(body, headers={"Cache-Control": "no-store"})

@@ -155,6 +155,10 @@ def local(zone: ZoneInfo, day: date, minutes: int) -> datetime:
     return instant
 
 
+def _noon(midnight: datetime) -> timedelta | None:
+    return (midnight + timedelta(hours=12)).utcoffset()
+
+
 def _exists(zone: ZoneInfo, naive: datetime) -> datetime | None:
     instant = naive.replace(tzinfo=zone).astimezone(timezone.utc)
     return instant if instant.astimezone(zone).replace(tzinfo=None) == naive else None
@@ -165,6 +169,12 @@ def _slots_on(resource: Resource, day: date) -> tuple[Slot, ...]:
     midnight = datetime.combine(day, time(0))
     slots = []
     step = timedelta(minutes=resource.slot_minutes)
+    zone = resource.zone
+    first = midnight.replace(tzinfo=zone)
+    if first.utcoffset() == (first + timedelta(days=1)).utcoffset() == _noon(first):
+        # No change of offset that day (nearly every day): every wall time exists once.
+        starts = [(slot_id, first + slot_id * step) for slot_id in resource.slot_ids]
+        return tuple(Slot(slot_id, start, start + step) for slot_id, start in starts)
     for slot_id in resource.slot_ids:
         naive = midnight + slot_id * step
         start = _exists(resource.zone, naive)

@@ -170,6 +170,10 @@ ROUTES: tuple[Route, ...] = (
           "Staff: a resource's date with each slot's booking (who, status, check-in) and"
           " waitlist", errors=(401, 403, 404, 422, 503), bearer=True,
           query=schemas.AdminBoardQuery),
+    Route("GET", "/admin/analytics", admin_views.analytics,
+          "Staff: usage over dates (default: the last 30 days): utilization by weekday and"
+          " hour, cancellations, no-shows, students, fill times, waitlist conversion",
+          errors=(401, 403, 404, 422, 503), bearer=True, query=schemas.AnalyticsQuery),
     Route("GET", "/admin/students/{srn}", admin_views.student,
           "Staff: a student's record: role, bookings, no-shows, suspension, waitlist",
           rs.StudentRecord, errors=(401, 403, 503), bearer=True),

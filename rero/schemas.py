@@ -90,6 +90,14 @@ class AdminBoardQuery(_Body):
     date = fields.Date(load_default=None)
 
 
+class AnalyticsQuery(_Body):
+    """``?from=&to=&resource=``: dates (default: the last 30 days), one resource or all."""
+
+    first = fields.Date(data_key="from", load_default=None)
+    last = fields.Date(data_key="to", load_default=None)
+    resource = Text(load_default=None, validate=_word(r"^[a-z0-9-]+$"))
+
+
 class AuditExportQuery(AuditQuery):
     """The same filters for a CSV export: up to 100,000 events at once."""
 
@@ -109,6 +117,7 @@ RESET: Final = ResetRequest()
 AUDIT: Final = AuditQuery()
 AUDIT_EXPORT: Final = AuditExportQuery()
 ADMIN_BOARD: Final = AdminBoardQuery()
+ANALYTICS: Final = AnalyticsQuery()
 TOKEN: Final = TokenMessage()
 
 
