@@ -12,7 +12,7 @@ from aiohttp import web
 from rero import schemas
 from rero.admin import AUDIT_KEYS, AuditAsk
 from rero.keys import ADMIN, HOUR
-from rero.request_info import query, require_bearer
+from rero.request_info import query, require_bearer, srn
 
 
 async def _audit(request: web.Request, schema: Any) -> tuple[list[dict[str, Any]], int]:
@@ -45,14 +45,14 @@ async def audit_csv(request: web.Request) -> web.Response:
 
 
 async def student(request: web.Request) -> web.Response:
-    body = await request.app[ADMIN].student(require_bearer(request), request.match_info["srn"])
+    body = await request.app[ADMIN].student(require_bearer(request), srn(request))
     return web.json_response(body)
 
 
 async def lift_suspension(request: web.Request) -> web.Response:
-    srn = request.match_info["srn"]
-    await request.app[HOUR].lift_suspension(require_bearer(request), srn)
-    return web.json_response({"srn": srn, "suspended_until": None})
+    student = srn(request)
+    await request.app[HOUR].lift_suspension(require_bearer(request), student)
+    return web.json_response({"srn": student, "suspended_until": None})
 
 
 async def board(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from rero import hour_schemas as schemas
 from rero.keys import CALENDAR, HOUR
-from rero.request_info import identify, number, query, require_bearer
+from rero.request_info import identify, number, query, require_bearer, srn
 
 
 async def create_hold(request: web.Request) -> web.Response:
@@ -63,6 +63,6 @@ async def suspension(request: web.Request) -> web.Response:
 
 
 async def lift_suspension(request: web.Request) -> web.Response:
-    srn = request.match_info["srn"]
-    await request.app[HOUR].lift_suspension(require_bearer(request), srn)
-    return web.json_response({"srn": srn, "suspended_until": None})
+    student = srn(request)
+    await request.app[HOUR].lift_suspension(require_bearer(request), student)
+    return web.json_response({"srn": student, "suspended_until": None})

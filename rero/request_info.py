@@ -94,6 +94,14 @@ def number(request: web.Request, name: str) -> int:
     return value
 
 
+def srn(request: web.Request) -> str:
+    """A path's SRN: 1-64 printable characters, else 422 (it is stored and logged)."""
+    value = request.match_info["srn"]
+    if not 1 <= len(value) <= 64 or not value.isprintable():
+        raise RequestInvalid({"srn": ["Not a valid SRN."]})
+    return value
+
+
 def query(request: web.Request, schema: Schema) -> dict[str, Any]:
     """A validated query string: 422 with the field errors."""
     try:

@@ -6,15 +6,15 @@ from aiohttp import web
 
 from rero import role_schemas as schemas
 from rero.keys import IDENTITY
-from rero.request_info import parse, require_bearer
+from rero.request_info import parse, require_bearer, srn
 
 
 async def set_role(request: web.Request) -> web.Response:
     token = require_bearer(request)
-    srn = request.match_info["srn"]
+    student = srn(request)
     role = (await parse(request, schemas.ROLE))["role"]
-    await request.app[IDENTITY].set_role(token, srn, role)
-    return web.json_response({"srn": srn, "role": role, "source": "runtime"})
+    await request.app[IDENTITY].set_role(token, student, role)
+    return web.json_response({"srn": student, "role": role, "source": "runtime"})
 
 
 async def list_roles(request: web.Request) -> web.Response:

@@ -146,3 +146,12 @@ async def test_a_role_outlives_a_restart_and_reaches_other_hosts(
     await eventually(bob_is_admin, 5, what="the other app learning the role")
     three = await aiohttp_client(create_app(changed, clock=clock, timer=clock.timer))
     assert (await call(three, "GET", "/admin/roles", await login(three, BOB)))[0] == 200
+
+
+async def test_an_srn_in_a_path_is_checked(lab: Any) -> None:
+    admin = await login(lab, ALICE)
+    for path in ("/admin/roles/" + "S" * 65, "/admin/roles/S%01"):
+        status, body = await call(lab, "PUT", path, admin, {"role": "assistant"})
+        assert (status, body["errors"]) == (422, {"srn": ["Not a valid SRN."]}), path
+    assert (await call(lab, "GET", "/admin/students/%7F", admin))[0] == 422
+    assert (await call(lab, "DELETE", "/admin/suspensions/" + "x" * 65, admin))[0] == 422
