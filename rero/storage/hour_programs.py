@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from rero.storage import (
     BookingRow,
@@ -38,8 +38,6 @@ from rero.storage.rows import (
     promote,
     within_limits,
 )
-
-_ONE: Final = "id = :id"
 
 
 def _why(found: list[Any], srn: str | None) -> Refusal:
