@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from rero import schemas
+from rero import role_schemas, schemas
 from rero.admin import AUDIT_KEYS, AuditAsk
-from rero.keys import ADMIN, HOUR
-from rero.request_info import query, require_bearer, srn
+from rero.keys import ADMIN, CALENDAR, HOUR, STAFF
+from rero.request_info import number, parse, query, require_bearer, srn
 
 
 async def _audit(request: web.Request, schema: Any) -> tuple[list[dict[str, Any]], int]:
@@ -68,3 +68,11 @@ async def analytics(request: web.Request) -> web.Response:
         require_bearer(request), asked["first"], asked["last"], asked["resource"]
     )
     return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """``POST /admin/bookings/{booking_id}/cancel``: staff cancel with a reason."""
+    token = require_bearer(request)
+    reason = (await parse(request, role_schemas.STAFF_CANCEL))["reason"]
+    gone = await request.app[STAFF].cancel(token, number(request, "booking_id"), reason)
+    return web.json_response({"success": True, "booking": request.app[CALENDAR].as_json(gone)})

@@ -237,11 +237,11 @@ class BookingService:
 
     # ---- cancelling ----------------------------------------------------------------------
 
-    async def cancel(self, identity: Identity, booking_id: int) -> BookingRow:
+    async def cancel(self, identity: Identity, booking_id: int, why: str = "") -> BookingRow:
         with self._outcomes.counted("cancel"):
             user = await self._identity.authenticate(identity)
-            admin = self._identity.is_staff(user)
-            write = await self._commit.write(self.cancel_change(user, admin, booking_id))
+            change = self.cancel_change(user, self._identity.is_staff(user), booking_id, why=why)
+            write = await self._commit.write(change)
             assert write is not None
             if write.changed:
                 return write.bookings[0]
@@ -276,13 +276,13 @@ class BookingService:
 
     def cancel_change(
         self, user: User, admin: bool, booking_id: int | None = None,
-        slot: tuple[str, str] | None = None,
+        slot: tuple[str, str] | None = None, why: str = "",
     ) -> Cancel:  # fmt: skip
-        """Cancel by id or (resource, start): the caller's own, or (an admin) anyone's; the
-        freed slot is offered to its waitlist."""
+        """Cancel by id or (resource, start): the caller's own, or (staff) anyone's, ``why``
+        (audited, told to the student); the freed slot is offered to its waitlist."""
         now = stamp(self._clock)
         return Cancel(booking_id, slot, None if admin else user.srn, user.srn, "cancelled", now,
-                      now, others="admin_cancelled", offer_until=self.offer_until())  # fmt: skip
+                      now, why or None, "admin_cancelled", self.offer_until())  # fmt: skip
 
     async def mine(
         self, identity: Identity, first: date | None, last: date | None

@@ -10,11 +10,17 @@ from marshmallow import Schema, fields, validate
 from rero.calendar_schemas import BookingOut
 from rero.hour_schemas import EntryOut
 from rero.roles import ROLES
-from rero.schemas import _Body
+from rero.schemas import Text, _Body
 
 
 class RoleRequest(_Body):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class StaffCancelRequest(_Body):
+    """``{reason}``: said to the student and kept in the audit trail."""
+
+    reason = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
 class RoleOut(Schema):
@@ -42,3 +48,4 @@ class StudentRecord(Schema):
 
 
 ROLE: Final = RoleRequest()
+STAFF_CANCEL: Final = StaffCancelRequest()

@@ -170,6 +170,10 @@ ROUTES: tuple[Route, ...] = (
           "Staff: a resource's date with each slot's booking (who, status, check-in) and"
           " waitlist", errors=(401, 403, 404, 422, 503), bearer=True,
           query=schemas.AdminBoardQuery),
+    Route("POST", r"/admin/bookings/{booking_id:\d+}/cancel", admin_views.cancel,
+          "Staff: cancel anyone's booking with a reason (audited; the student is told)",
+          cs.BookingMade, rs.StaffCancelRequest,
+          (400, 401, 403, 404, 408, 409, 413, 422, 503), bearer=True),
     Route("GET", "/admin/analytics", admin_views.analytics,
           "Staff: usage over dates (default: the last 30 days): utilization by weekday and"
           " hour, cancellations, no-shows, students, fill times, waitlist conversion",

@@ -126,6 +126,12 @@ class StaffService:
         assert write is not None
         return [b for b in write.bookings if b.status == "cancelled"]  # not the offers
 
+    async def cancel(self, identity: Identity, booking_id: int, reason: str) -> BookingRow:
+        """Staff: cancel anyone's booking with a reason, audited as ``admin_cancelled`` and
+        told to the student (the ``cancelled`` outbox event carries it)."""
+        staff = await self._identity.require_staff(identity)
+        return await self._bookings.cancel(staff, booking_id, reason)
+
     # ---- blackouts -----------------------------------------------------------------------
 
     async def add_blackout(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-from rero.keys import HOUR
+from rero.keys import HOUR, STORAGE
 from rero.storage.queries import EVENT_KEYS
 from tests.helpers import (
     ALICE,
@@ -171,4 +173,81 @@ async def test_a_board_as_the_staff_see_it(lab: Any, clock: Clock) -> None:
     assert (await get(lab, "/admin/bookings", carol))[0] == 422
     assert await get(lab, "/admin/bookings?resource=arm-1", bob) == (
         403, {"detail": "Staff access required"},
+    )  # fmt: skip
+
+
+def outbox_payloads() -> Generator[Any, Any, list[dict[str, Any]]]:
+    rows = yield ("SELECT payload FROM outbox ORDER BY id", {})
+    return [json.loads(p) for (p,) in rows]
+
+
+async def staff_cancel(lab: Any, token: str | None, booking: int, body: Any) -> tuple[int, Any]:
+    """``POST /admin/bookings/{booking}/cancel`` with ``body`` (a string: sent as is)."""
+    sent = {"data": body} if isinstance(body, str) else {"json": body}
+    headers = {} if token is None else bearer(token)
+    resp = await lab.post(f"/admin/bookings/{booking}/cancel", headers=headers, **sent)
+    return resp.status, await resp.json()
+
+
+async def test_staff_cancel_a_booking_with_a_reason(lab: Any, clock: Clock) -> None:
+    alice, bob = await login(lab, ALICE), await login(lab, BOB)
+    carol = await login(lab, CAROL_LOGIN)
+    taken = await book(lab, bob, "arm-1", TOMORROW, 10)
+    waits = await lab.post("/waitlist", json={"resource": "arm-1", "date": TOMORROW,
+                           "slot_id": 10}, headers=bearer(alice))  # fmt: skip
+    assert waits.status == 201
+    reason = {"reason": "The arm is being serviced"}
+    # A student may not, not even for their own booking; the booking stays.
+    assert await staff_cancel(lab, bob, taken, reason) == (
+        403, {"detail": "Staff access required"},
+    )  # fmt: skip
+    assert (await staff_cancel(lab, None, taken, reason))[0] == 401
+    # Bad bodies, whoever sends them.
+    for bad, why in (
+        ({}, {"reason": ["Missing data for required field."]}),
+        ({"reason": ""}, {"reason": ["Length must be between 1 and 200."]}),
+        ({"reason": "x" * 201}, {"reason": ["Length must be between 1 and 200."]}),
+        ({"reason": 7}, {"reason": ["Not a valid string."]}),
+    ):
+        status, body = await staff_cancel(lab, carol, taken, bad)
+        assert (status, body["detail"], body["errors"]) == (
+            422, "Request validation failed", why,
+        ), bad  # fmt: skip
+    assert await staff_cancel(lab, carol, taken, "{") == (
+        400, {"detail": "Request body must be valid JSON"},
+    )  # fmt: skip
+
+    # An assistant cancels Bob's booking.
+    status, body = await staff_cancel(lab, carol, taken, reason)
+    assert (status, body) == (200, {"success": True, "booking": {
+        "id": taken, "resource": "arm-1", "date": TOMORROW, "slot_id": 10,
+        "start": f"{TOMORROW}T10:00:00+05:30", "end": f"{TOMORROW}T11:00:00+05:30",
+        "srn": BOB_SRN, "status": "cancelled", "created_at": "2026-11-24T03:00:00+00:00",
+        "series_id": None, "checked_in_at": None,
+    }})  # fmt: skip
+    _, trail = await get(lab, "/admin/audit?action=admin_cancelled", alice)
+    keys = ("holder_srn", "actor_srn", "booking_id", "reason")
+    seen = [tuple(e[k] for k in keys) for e in trail["events"]]
+    assert seen == [(BOB_SRN, CAROL.srn, taken, reason["reason"])]
+    cancelled = [p for p in await lab.app[STORAGE].perform(outbox_payloads())
+                 if p["type"] == "cancelled"]  # fmt: skip
+    assert [(p["booking_id"], p["srn"], p["reason"]) for p in cancelled] == [
+        (taken, BOB_SRN, reason["reason"]),
+    ]  # fmt: skip
+    # The freed slot is offered to the first in line, as on any cancel.
+    _, board = await get(lab, f"/admin/bookings?resource=arm-1&date={TOMORROW}", carol)
+    ten = next(s for s in board["slots"] if s["id"] == 10)
+    assert (ten["booking"]["srn"], ten["booking"]["status"]) == (ALICE_SRN, "held")
+
+    # Once is enough; an unknown booking; one that has ended (an admin, this time).
+    assert await staff_cancel(lab, alice, taken, reason) == (
+        409, {"detail": f"Booking {taken} is already cancelled"},
+    )  # fmt: skip
+    assert await staff_cancel(lab, carol, 999999, reason) == (
+        404, {"detail": "Booking 999999 does not exist"},
+    )  # fmt: skip
+    ended = await book(lab, bob, "arm-1", TODAY, 9)
+    clock.advance(hours=2)  # 10:30: slot 9 (09:00-10:00) has ended
+    assert await staff_cancel(lab, alice, ended, reason) == (
+        400, {"detail": f"Booking {ended} has ended"},
     )  # fmt: skip
