@@ -14,6 +14,7 @@ from aiohttp import web
 
 from rero.access import AccessService
 from rero.admin import AdminService
+from rero.admin_page import setup_admin_page
 from rero.auth import AuthBackend
 from rero.auth.cache import CachedAuth
 from rero.auth.fake import FakeAuth
@@ -160,6 +161,7 @@ def create_app(
     setup_routes(app)
     setup_docs(app, json.dumps(build_spec(ROUTES)))
     setup_board_page(app)
+    setup_admin_page(app)
     setup_response_headers(app, settings.cors_origins, settings.workers)
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)

@@ -1,0 +1,197 @@
+"""The staff console (/admin) in Chromium (issue 17): an assistant closes a morning and
+the student's board shows it, cancels a booking with a reason and exports the audit
+trail; an admin lifts a suspension and sets a role; a student is told the API's 403.
+
+Run as test_browser_hour.py is (the app in this process on a flowing clock, each page's
+clock installed at the server's instant), with the same skips. Every page is watched
+for console errors, CSP refusals among them. Screenshots go to ``RERO_SCREENSHOTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from rero.keys import HOUR
+from rero.settings import Settings
+from rero.storage.queries import EVENT_KEYS
+from tests.helpers import CHROMIUM, bearer, users
+
+REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
+
+pytestmark = pytest.mark.browser
+
+if not REQUIRED and not Path(CHROMIUM).exists():
+    pytest.skip("no Chromium here (CI installs it)", allow_module_level=True)
+if not REQUIRED:
+    pytest.importorskip("playwright")
+
+from playwright.async_api import Browser, Locator, Page, expect  # noqa: E402
+
+from tests.test_browser_hour import USERS, ZONE, Lab, button, running, slot, state  # noqa: E402
+
+STUDENT, ASSISTANT, ADMIN = 0, 1, 2
+SRNS = [u.srn for u in users(3)]
+MAINTENANCE = "Robot maintenance"
+REFUSED = "403 (Forbidden)"
+
+
+def staffed(settings: Settings, **changes: object) -> Settings:
+    """User 1 an assistant, user 2 an admin, user 0 a student."""
+    return replace(settings, assistants=(SRNS[ASSISTANT],), admins=(SRNS[ADMIN],), **changes)
+
+
+async def console(lab: Lab, who: int, errors: list[str]) -> Page:
+    """The console, signed in as fake user ``who``; console errors go to ``errors``."""
+    context = await lab.browser.new_context(
+        timezone_id=ZONE, viewport={"width": 1200, "height": 900}
+    )
+    await context.clock.install(time=lab.clock())
+    page = await context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    lab.pages.append(page)
+    await page.goto(lab.url + "/admin")
+    username, password = USERS[who]
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#who")).to_have_text(f"User {who}")
+    return page
+
+
+def row(page: Page, slot_id: int) -> Locator:
+    return page.locator(f'#board-table tr[data-slot="{slot_id}"]')
+
+
+async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
+    browser: Browser, settings: Settings, shots: Path
+) -> None:
+    errors: list[str] = []
+    async with running(browser, staffed(settings)) as lab:
+        student = await lab.student(STUDENT)
+        for booked in (10, 14):
+            await button(student, booked, "Book").click()
+            await expect(slot(student, booked)).to_have_attribute("data-state", "mine")
+        staff = await console(lab, ASSISTANT, errors)
+        await expect(staff.locator("#role")).to_have_text("assistant")
+        await expect(row(staff, 10)).to_contain_text("User 0 (SRN0000)")
+        await expect(row(staff, 10)).to_contain_text("Not yet")
+        await expect(staff.locator("#chart-utilization canvas")).to_have_count(1)
+        await expect(staff.locator("#table-counts tbody tr")).to_have_count(2)
+
+        # Close the morning, 09:00-12:00 in the lab's zone: slot 10's booking goes.
+        closing = staff.locator("#blackout-form")
+        await closing.get_by_label("From").fill("09:00")
+        await closing.get_by_label("Until").fill("12:00")
+        await closing.get_by_label("Reason").fill(MAINTENANCE)
+        await closing.get_by_role("button", name="Close").click()
+        await expect(staff.locator("#message")).to_contain_text(
+            f"09:00\u201312:00: {MAINTENANCE}. Cancelled 1 booking."
+        )
+        await expect(staff.locator("#blackout-list li")).to_contain_text(MAINTENANCE)
+        await expect(staff.locator("#month button.closed")).to_contain_text("1 closed")
+        await expect(row(staff, 10)).to_contain_text(f"Closed: {MAINTENANCE}")
+        await expect(slot(student, 10)).to_have_attribute("data-state", "closed", timeout=2000)
+        await expect(state(student, 10)).to_have_text(f"Closed: {MAINTENANCE}")
+        await staff.screenshot(path=shots / "console.png", full_page=True)
+
+        # Cancel the afternoon's booking with a reason; the student's slot is free again.
+        await row(staff, 14).get_by_role("button", name="Cancel").click()
+        await staff.get_by_label("Reason (told to the student)").fill("Lab closes early")
+        await staff.get_by_role("button", name="Cancel booking").click()
+        await expect(staff.locator("#message")).to_have_text(
+            "Cancelled SRN0000's booking 14:00\u201315:00: Lab closes early"
+        )
+        await expect(slot(student, 14)).to_have_attribute("data-state", "free", timeout=2000)
+        await expect(student.locator("#mine")).to_have_text("None yet.")
+
+        # The audit trail, filtered by action, and its CSV export.
+        await staff.get_by_label("Action").fill("admin_cancelled")
+        await staff.get_by_role("button", name="Search").click()
+        events = staff.locator("#audit-table tbody tr")
+        await expect(events).to_have_count(1)
+        await expect(events).to_contain_text("Lab closes early")
+        async with staff.expect_download() as waiting:
+            await staff.get_by_role("button", name="Export CSV").click()
+        download = await waiting.value
+        assert download.suggested_filename == "rero-audit.csv"
+        saved = await download.path()
+        lines = await asyncio.to_thread(lambda: saved.read_text().splitlines())
+        assert lines[0] == ",".join(EVENT_KEYS)
+        assert [line.split(",")[4] for line in lines[1:]] == ["admin_cancelled"]
+
+        # Lift the blackout: the student may book slot 10 again.
+        lift = staff.locator("#blackout-list").get_by_role("button", name=re.compile("^Lift"))
+        await lift.click()
+        await expect(staff.locator("#blackout-list")).to_have_text("None this month.")
+        await expect(slot(student, 10)).to_have_attribute("data-state", "free", timeout=2000)
+    assert errors == []
+
+
+async def test_an_admin_lifts_a_suspension_and_sets_a_role(
+    browser: Browser, settings: Settings
+) -> None:
+    errors: list[str] = []
+    apps: list[web.Application] = []
+    configured = staffed(settings, no_show_limit=1, no_show_minutes=10)
+    async with running(browser, configured, routes=lambda app, _: apps.append(app)) as lab:
+        async with aiohttp.ClientSession(lab.url) as http:
+            login = {"username": USERS[STUDENT][0], "password": USERS[STUDENT][1]}
+            token = (await (await http.post("/auth/login", json=login)).json())["token"]
+            booking = {"resource": "lab", "date": "2026-11-24", "slot_id": 8}
+            made = await http.post("/bookings", headers=bearer(token), json=booking)
+            assert made.status == 201, await made.text()
+        lab.clock.advance(15 * 60)  # 08:45: the booking of 08:00-09:00 is a no-show
+        await apps[0][HOUR].sweep()
+
+        assistant = await console(lab, ASSISTANT, errors)
+        await assistant.get_by_label("SRN", exact=True).fill(SRNS[STUDENT])
+        await assistant.get_by_role("button", name="Look up").click()
+        await expect(assistant.locator("#student-suspension")).to_contain_text("Suspended until")
+        await expect(assistant.locator("#lift-suspension")).to_be_hidden()  # admins only
+        await expect(assistant.locator("#role-form")).to_be_hidden()
+
+        admin = await console(lab, ADMIN, errors)
+        await expect(admin.locator("#role")).to_have_text("admin")
+        await admin.get_by_label("SRN", exact=True).fill(SRNS[STUDENT])
+        await admin.get_by_label("SRN", exact=True).press("Enter")
+        await expect(admin.locator("#student-no-shows")).to_have_text("1")
+        await expect(admin.locator("#student-bookings tbody tr")).to_contain_text("no-show")
+        await admin.get_by_role("button", name="Lift suspension").click()
+        await expect(admin.locator("#message")).to_have_text("Lifted the suspension of SRN0000.")
+        await expect(admin.locator("#student-suspension")).to_have_text("Not suspended")
+        await expect(admin.locator("#lift-suspension")).to_be_hidden()
+
+        await admin.get_by_label("Set role").select_option("assistant")
+        await admin.get_by_role("button", name="Save role").click()
+        await expect(admin.locator("#message")).to_have_text("SRN0000 is now an assistant.")
+        await expect(admin.locator("#student-role")).to_have_text("assistant (set by an admin)")
+    assert errors == []
+
+
+async def test_a_student_is_told_staff_access_is_required(
+    browser: Browser, settings: Settings, shots: Path
+) -> None:
+    errors: list[str] = []
+    async with running(browser, staffed(settings)) as lab:
+        page = await console(lab, STUDENT, errors)
+        await expect(page.locator("#denied")).to_be_visible()
+        await expect(page.locator("#denied-title")).to_have_text("Staff access required")
+        await expect(page.locator("#denied-text")).to_contain_text("403")
+        await expect(page.locator("#console")).to_be_hidden()
+        await expect(page.locator("#role")).to_have_text("student")
+        await page.screenshot(path=shots / "console-denied.png")
+        # Signing out brings the form back.
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page.get_by_label("Username")).to_be_visible()
+        await expect(page.locator("#denied")).to_be_hidden()
+    # The browser logs the API's refusal; nothing else went wrong (no CSP refusal either).
+    assert errors == [f"Failed to load resource: the server responded with a status of {REFUSED}"]
