@@ -48,10 +48,10 @@ def staffed(settings: Settings, **changes: object) -> Settings:
     return replace(settings, assistants=(SRNS[ASSISTANT],), admins=(SRNS[ADMIN],), **changes)
 
 
-async def console(lab: Lab, who: int, errors: list[str]) -> Page:
+async def console(lab: Lab, who: int, errors: list[str], width: int = 1200) -> Page:
     """The console, signed in as fake user ``who``; console errors go to ``errors``."""
     context = await lab.browser.new_context(
-        timezone_id=ZONE, viewport={"width": 1200, "height": 900}
+        timezone_id=ZONE, viewport={"width": width, "height": 900}
     )
     await context.clock.install(time=lab.clock())
     page = await context.new_page()
@@ -83,7 +83,9 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         staff = await console(lab, ASSISTANT, errors)
         await expect(staff.locator("#role")).to_have_text("assistant")
         await expect(row(staff, 10)).to_contain_text("User 0 (SRN0000)")
-        await expect(row(staff, 10)).to_contain_text("Not yet")
+        await expect(row(staff, 10).locator("td")).to_have_text(
+            ["10:00\u201311:00", "Booked", "User 0 (SRN0000)", "Not yet", "\u2014", "Cancel"]
+        )
         await expect(staff.locator("#chart-utilization canvas")).to_have_count(1)
         await expect(staff.locator("#table-counts tbody tr")).to_have_count(2)
 
@@ -101,12 +103,18 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         await expect(row(staff, 10)).to_contain_text(f"Closed: {MAINTENANCE}")
         await expect(slot(student, 10)).to_have_attribute("data-state", "closed", timeout=2000)
         await expect(state(student, 10)).to_have_text(f"Closed: {MAINTENANCE}")
-        await staff.screenshot(path=shots / "console.png", full_page=True)
+        await staff.evaluate("window.scrollTo(0, 0)")
+        await staff.screenshot(path=shots / "console.png")
 
         # Cancel the afternoon's booking with a reason; the student's slot is free again.
         await row(staff, 14).get_by_role("button", name="Cancel").click()
-        await staff.get_by_label("Reason (told to the student)").fill("Lab closes early")
-        await staff.get_by_role("button", name="Cancel booking").click()
+        reason = staff.get_by_label("Reason (told to the student)")
+        await expect(reason).to_be_focused()  # the dialog is keyboard-first: type, Enter
+        await reason.press("Escape")  # Escape keeps the booking
+        await expect(staff.locator("#cancel-dialog")).to_be_hidden()
+        await row(staff, 14).get_by_role("button", name="Cancel").press("Enter")
+        await reason.fill("Lab closes early")
+        await staff.get_by_role("button", name="Cancel booking").press("Enter")
         await expect(staff.locator("#message")).to_have_text(
             "Cancelled SRN0000's booking 14:00\u201315:00: Lab closes early"
         )
@@ -137,7 +145,7 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
 
 
 async def test_an_admin_lifts_a_suspension_and_sets_a_role(
-    browser: Browser, settings: Settings
+    browser: Browser, settings: Settings, shots: Path
 ) -> None:
     errors: list[str] = []
     apps: list[web.Application] = []
@@ -159,7 +167,7 @@ async def test_an_admin_lifts_a_suspension_and_sets_a_role(
         await expect(assistant.locator("#lift-suspension")).to_be_hidden()  # admins only
         await expect(assistant.locator("#role-form")).to_be_hidden()
 
-        admin = await console(lab, ADMIN, errors)
+        admin = await console(lab, ADMIN, errors, width=390)  # on a phone
         await expect(admin.locator("#role")).to_have_text("admin")
         await admin.get_by_label("SRN", exact=True).fill(SRNS[STUDENT])
         await admin.get_by_label("SRN", exact=True).press("Enter")
@@ -174,6 +182,9 @@ async def test_an_admin_lifts_a_suspension_and_sets_a_role(
         await admin.get_by_role("button", name="Save role").click()
         await expect(admin.locator("#message")).to_have_text("SRN0000 is now an assistant.")
         await expect(admin.locator("#student-role")).to_have_text("assistant (set by an admin)")
+        await admin.screenshot(path=shots / "console-phone.png", full_page=True)
+        # Nothing is wider than the phone's screen: wide tables scroll inside their box.
+        assert await admin.evaluate("document.documentElement.scrollWidth") == 390
     assert errors == []
 
 

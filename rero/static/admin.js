@@ -8,6 +8,8 @@
 const SESSION_KEY = `rero.session:${location.origin}`;
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const COLOURS = ["#0b4f9c", "#0b6e4f", "#a61b1b", "#6b4e00", "#5b2a86", "#c2410c", "#3f4753"];
+const STATUS = { booked: "Booked", held: "Held", completed: "Completed", no_show: "No-show",
+  cancelled: "Cancelled" };
 const FRIENDLY = [
   [/^Authentication failed/, "Wrong username or password."],
   [/^Invalid or expired session/, "Your session has ended. Please sign in again."],
@@ -263,8 +265,7 @@ async function loadBoard() {
 
 function slotState(slot) {
   if (slot.state === "closed") return `Closed: ${slot.reason}`;
-  if (slot.booking && slot.booking.status === "held") return "Held";
-  if (slot.booking) return `Booked (${slot.booking.status})`;
+  if (slot.booking) return STATUS[slot.booking.status] || slot.booking.status;
   return slot.state === "free" ? "Free" : slot.state;
 }
 
