@@ -59,7 +59,10 @@ async def test_no_inline_script_or_style_and_nothing_from_elsewhere(client: Any)
     tags.feed(await (await client.get("/admin")).text())
     scripts = [a["src"] for t, a in tags.tags if t == "script"]
     sheets = [a["href"] for t, a in tags.tags if t == "link" and a.get("rel") == "stylesheet"]
-    assert scripts == ["/admin/static/vendor/uPlot.iife.min.js", "/admin/static/admin.js"]
+    assert scripts == [
+        "/admin/static/vendor/uPlot.iife.min.js", "/admin/static/session.js",
+        "/admin/static/admin.js",
+    ]  # fmt: skip
     assert sheets == ["/admin/static/vendor/uPlot.min.css", "/admin/static/admin.css"]
     assert tags.inline == []
     assert not [t for t, _ in tags.tags if t == "style"]
@@ -74,6 +77,7 @@ async def test_no_inline_script_or_style_and_nothing_from_elsewhere(client: Any)
 async def test_the_static_files_are_served(client: Any) -> None:
     for path, kind in (
         ("admin.js", "application/javascript"),
+        ("session.js", "application/javascript"),
         ("admin.css", "text/css"),
         ("vendor/uPlot.iife.min.js", "application/javascript"),
         ("vendor/uPlot.min.css", "text/css"),

@@ -114,6 +114,7 @@ def test_the_wheel_ships_py_typed_the_board_and_the_license(wheel: zipfile.ZipFi
     names = set(wheel.namelist())
     assert {"rero/py.typed", "rero/static/board.js"} <= names
     console = {f"rero/static/admin.{ext}" for ext in ("html", "js", "css")}
+    console.add("rero/static/session.js")
     vendored = {f"rero/static/vendor/uPlot.{n}" for n in ("iife.min.js", "min.css", "LICENSE")}
     assert console | vendored <= names, sorted(names)
     licenses = [n for n in names if n.startswith("rero-9.8.7.dist-info/") and "LICENSE" in n]

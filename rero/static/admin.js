@@ -16,7 +16,7 @@ const FRIENDLY = [
 ];
 
 const $ = (id) => document.getElementById(id);
-let session = loadSession();
+let session = loadSession(SESSION_KEY);
 let role = null; // the signed-in staff member's role: "assistant" or "admin"
 let resources = []; // GET /resources
 let shownBoard = null; // the board shown: GET /admin/bookings's answer
@@ -140,15 +140,6 @@ function download(blob, name) {
 const csvCell = (text) => (/[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text);
 
 // ---- the session -----------------------------------------------------------------------
-
-function loadSession() {
-  try {
-    const saved = JSON.parse(localStorage.getItem(SESSION_KEY));
-    if (saved && saved.token && new Date(saved.expires_at) > new Date()) return saved;
-  } catch (e) { /* unreadable: treated as signed out */ }
-  localStorage.removeItem(SESSION_KEY);
-  return null;
-}
 
 function setSession(value) {
   session = value;

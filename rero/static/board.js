@@ -38,7 +38,7 @@ const SESSION_KEY = SESSION_PREFIX + base.origin;
 let socket = null;
 let retries = 0;
 let opened = false; // the socket was open once: a later open is a reconnection
-let session = loadSession();
+let session = loadSession(SESSION_KEY);
 let signingIn = false;
 let resources = []; // GET /resources, each with its booking window
 let shown = null; // {resource, date}: what the page shows, kept in the URL's #fragment
@@ -115,15 +115,6 @@ function opensText(instant, zone) {
 }
 
 // ---- account ---------------------------------------------------------------------------
-
-function loadSession() {
-  try {
-    const saved = JSON.parse(localStorage.getItem(SESSION_KEY));
-    if (saved && saved.token && new Date(saved.expires_at) > new Date()) return saved;
-  } catch (e) { /* unreadable: treated as signed out */ }
-  localStorage.removeItem(SESSION_KEY);
-  return null;
-}
 
 function setSession(value) {
   session = value;
