@@ -130,7 +130,9 @@ class StaffService:
         """Staff: cancel anyone's booking with a reason, audited as ``admin_cancelled`` and
         told to the student (the ``cancelled`` outbox event carries it)."""
         staff = await self._identity.require_staff(identity)
-        return await self._bookings.cancel(staff, booking_id, reason)
+        gone = await self._bookings.cancel(staff, booking_id, reason)
+        log.info("booking cancelled by staff", extra={"booking": booking_id, "by": staff.srn})
+        return gone
 
     # ---- blackouts -----------------------------------------------------------------------
 

@@ -654,7 +654,8 @@ function renderUtilization(cells) {
   if (!hourList.length) table.caption.textContent += ": no open slots in these dates";
   draw("chart-utilization", {
     scales: { x: { time: false }, y: { range: [0, 100] } },
-    axes: [{ label: "Hour of day", values: (u, splits) => splits.map((h) => `${pad(h)}:00`) },
+    axes: [{ label: "Hour of day", incrs: [1, 2, 3, 4, 6],
+      values: (u, splits) => splits.map((h) => `${pad(h)}:00`) },
       { label: "Booked (%)" }],
     series: [{ label: "Hour" }, ...days.map((d) => ({
       label: WEEKDAYS[d], stroke: COLOURS[d], width: 2, spanGaps: false,
