@@ -693,6 +693,8 @@ function renderFill(found) {
   const at = (date) => Date.parse(`${date}T00:00:00Z`) / 1000;
   draw("chart-fill", {
     scales: { x: { time: true } },
+    // Dates are calendar dates, placed at midnight UTC: read them back in UTC.
+    tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     axes: [{ label: "Date" }, { label: "Minutes" }],
     series: [{ label: "Date" }, ...ids.map((id, i) => ({
       label: resourceOf(id).name, stroke: COLOURS[i % COLOURS.length], width: 0,
