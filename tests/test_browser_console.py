@@ -33,7 +33,7 @@ if not REQUIRED and not Path(CHROMIUM).exists():
 if not REQUIRED:
     pytest.importorskip("playwright")
 
-from playwright.async_api import Browser, Locator, Page, expect  # noqa: E402
+from playwright.async_api import Browser, Download, Locator, Page, expect  # noqa: E402
 
 from tests.test_browser_hour import USERS, ZONE, Lab, button, running, slot, state  # noqa: E402
 
@@ -67,6 +67,11 @@ async def console(lab: Lab, who: int, errors: list[str], width: int = 1200) -> P
     return page
 
 
+async def saved_text(download: Download) -> str:
+    saved = await download.path()
+    return await asyncio.to_thread(saved.read_text)
+
+
 def row(page: Page, slot_id: int) -> Locator:
     return page.locator(f'#board-table tr[data-slot="{slot_id}"]')
 
@@ -88,6 +93,9 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         )
         await expect(staff.locator("#chart-utilization canvas")).to_have_count(1)
         await expect(staff.locator("#table-counts tbody tr")).to_have_count(2)
+        async with staff.expect_download() as waiting:
+            await staff.get_by_role("button", name="Counts as CSV").click()
+        assert await saved_text(await waiting.value) == "What,Count\nBookings,2\nCancellations,0\n"
 
         # Close the morning, 09:00-12:00 in the lab's zone: slot 10's booking goes.
         closing = staff.locator("#blackout-form")
@@ -131,8 +139,7 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
             await staff.get_by_role("button", name="Export CSV").click()
         download = await waiting.value
         assert download.suggested_filename == "rero-audit.csv"
-        saved = await download.path()
-        lines = await asyncio.to_thread(lambda: saved.read_text().splitlines())
+        lines = (await saved_text(download)).splitlines()
         assert lines[0] == ",".join(EVENT_KEYS)
         assert [line.split(",")[4] for line in lines[1:]] == ["admin_cancelled"]
 
