@@ -58,8 +58,8 @@ def utilization(
         kinds[(rid, day.weekday(), pattern)] += 1
     offers: Counter[tuple[str, int, int]] = Counter()
     for (rid, weekday, pattern), n in kinds.items():
-        for _, hour in pattern:
-            offers[(rid, weekday, hour)] += n
+        for _, at in pattern:
+            offers[(rid, weekday, at)] += n
     taken: Counter[tuple[str, int, int]] = Counter()
     for rid, day_text, slot_id in booked:
         weekday, hours = days.get((rid, day_text), (0, {}))
