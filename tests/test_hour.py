@@ -272,7 +272,6 @@ async def test_an_offer_reaches_the_students_socket(lab: Any, tokens: Any) -> No
         await ws.close()
 
 
-
 async def test_a_socket_signed_out_is_told_no_more_offers(lab: Any, tokens: Any) -> None:
     """Alice signs her socket out while she waits: the offer is made (her waitlist says
     so) but her socket, still following the cage's board, is not told of it."""
@@ -301,6 +300,7 @@ async def test_a_socket_signed_out_is_told_no_more_offers(lab: Any, tokens: Any)
     (offer,) = await waitlist(lab, again)
     assert offer["status"] == "offered"
     await ws.close()
+
 
 # ---- release, no-shows, suspensions ------------------------------------------------------------
 
