@@ -82,7 +82,7 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
     errors: list[str] = []
     async with running(browser, staffed(settings)) as lab:
         student = await lab.student(STUDENT)
-        for booked in (10, 14):
+        for booked in (8, 10, 14):
             await button(student, booked, "Book").click()
             await expect(slot(student, booked)).to_have_attribute("data-state", "mine")
         staff = await console(lab, ASSISTANT, errors)
@@ -91,11 +91,18 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         await expect(row(staff, 10).locator("td")).to_have_text(
             ["10:00\u201311:00", "Booked", "User 0 (SRN0000)", "Not yet", "\u2014", "Cancel"]
         )
+        # Slot 8 is under way (it is 08:30): the student is at the desk and is checked in.
+        await row(staff, 8).get_by_role("button", name="Check in").click()
+        await expect(staff.locator("#message")).to_have_text(
+            "Checked SRN0000 in for 08:00\u201309:00."
+        )
+        await expect(row(staff, 8).locator("td").nth(3)).to_have_text(re.compile(r"^At 08:3\d$"))
+        await expect(row(staff, 8).get_by_role("button", name="Check in")).to_have_count(0)
         await expect(staff.locator("#chart-utilization canvas")).to_have_count(1)
         await expect(staff.locator("#table-counts tbody tr")).to_have_count(2)
         async with staff.expect_download() as waiting:
             await staff.get_by_role("button", name="Counts as CSV").click()
-        assert await saved_text(await waiting.value) == "What,Count\nBookings,2\nCancellations,0\n"
+        assert await saved_text(await waiting.value) == "What,Count\nBookings,3\nCancellations,0\n"
 
         # Close the morning, 09:00-12:00 in the lab's zone: slot 10's booking goes.
         closing = staff.locator("#blackout-form")
@@ -127,7 +134,8 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
             "Cancelled SRN0000's booking 14:00\u201315:00: Lab closes early"
         )
         await expect(slot(student, 14)).to_have_attribute("data-state", "free", timeout=2000)
-        await expect(student.locator("#mine")).to_have_text("None yet.")
+        await expect(student.locator("#mine li")).to_have_count(1)  # slot 8's, under way
+        await expect(student.locator("#mine li")).to_contain_text("08:00\u201309:00")
 
         # The audit trail, filtered by action, and its CSV export.
         await staff.get_by_label("Action").fill("admin_cancelled")

@@ -10,6 +10,7 @@ const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const COLOURS = ["#0b4f9c", "#0b6e4f", "#a61b1b", "#6b4e00", "#5b2a86", "#c2410c", "#3f4753"];
 const STATUS = { booked: "Booked", held: "Held", completed: "Completed", no_show: "No-show",
   cancelled: "Cancelled" };
+const CHECK_IN_EARLY = 5 * 60 * 1000; // the Check in button shows this long before a slot
 const FRIENDLY = [
   [/^Authentication failed/, "Wrong username or password."],
   [/^Invalid or expired session/, "Your session has ended. Please sign in again."],
@@ -269,25 +270,49 @@ function renderBoard() {
   const rows = board.slots.map((slot) => {
     const booking = slot.booking;
     const who = booking ? `${booking.name || booking.srn} (${booking.srn})` : "\u2014";
-    let checkIn = booking ? "Not yet" : "\u2014";
-    if (booking && booking.checked_in_at) checkIn = `At ${timeIn(booking.checked_in_at, board.timezone)}`;
+    let arrived = booking ? "Not yet" : "\u2014";
+    if (booking && booking.checked_in_at) arrived = `At ${timeIn(booking.checked_in_at, board.timezone)}`;
     const line = slot.waitlist.length
       ? slot.waitlist.map((w) => `${w.position}. ${w.name || w.srn} (${w.srn})`).join(", ")
       : "\u2014";
-    let action = null;
+    const actions = el("div", { className: "actions" });
     if (booking && booking.status === "booked") {
-      action = el("button", {
+      if (!booking.checked_in_at && duringHour(slot)) {
+        const come = el("button", {
+          type: "button", textContent: "Check in",
+          "aria-label": `Check in ${booking.srn} for ${span(slot)}`,
+        });
+        come.addEventListener("click", () => checkIn(slot));
+        actions.append(come);
+      }
+      const cancel = el("button", {
         type: "button", className: "secondary", textContent: "Cancel",
         "aria-label": `Cancel ${booking.srn}'s booking ${span(slot)}`,
       });
-      action.addEventListener("click", () => askCancel(slot));
+      cancel.addEventListener("click", () => askCancel(slot));
+      actions.append(cancel);
     }
     return el("tr", { "data-state": slot.state, "data-slot": slot.id },
       el("td", { textContent: span(slot) }), el("td", { textContent: slotState(slot) }),
-      el("td", { textContent: who }), el("td", { textContent: checkIn }),
-      el("td", { textContent: line }), el("td", {}, action));
+      el("td", { textContent: who }), el("td", { textContent: arrived }),
+      el("td", { textContent: line }), el("td", {}, actions));
   });
   $("board-table").tBodies[0].replaceChildren(...rows);
+}
+
+/** Whether a slot's hour is on (from a little before it starts): the desk checks in then;
+ * the server decides the exact bounds. */
+function duringHour(slot) {
+  const now = Date.now();
+  return Date.parse(slot.start) - CHECK_IN_EARLY <= now && now < Date.parse(slot.end);
+}
+
+/** A student at the lab's desk: staff check them in (the audit trail names who did). */
+async function checkIn(slot) {
+  const { ok, data } = await api("POST", `/bookings/${slot.booking.id}/check-in`);
+  if (!ok) say(detail(data));
+  else say(`Checked ${slot.booking.srn} in for ${span(slot)}.`, true);
+  await Promise.all([loadBoard(), searchAudit()]);
 }
 
 $("board-form").addEventListener("submit", (event) => {
