@@ -102,7 +102,8 @@ function inZone(instant, zone = defaultZone()) {
 
 /** An instant as the wall clock in ``zone``: "09:32". */
 const timeIn = (instant, zone) => new Intl.DateTimeFormat("en-GB",
-  { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(instant));
+  { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+  .format(new Date(instant));
 
 /** Minutes east of UTC in ``zone`` at the instant ``ms``. */
 function offsetMinutes(zone, ms) {
@@ -228,7 +229,9 @@ async function start() {
   resources = data.resources;
   for (const select of document.querySelectorAll(".resource-select")) {
     const options = resources.map((r) => el("option", { value: r.id, textContent: r.name }));
-    if (select.dataset.any) options.unshift(el("option", { value: "", textContent: select.dataset.any }));
+    if (select.dataset.any) {
+      options.unshift(el("option", { value: "", textContent: select.dataset.any }));
+    }
     select.replaceChildren(...options);
   }
   const first = resources.find((r) => r.default) || resources[0];
@@ -271,7 +274,9 @@ function renderBoard() {
     const booking = slot.booking;
     const who = booking ? `${booking.name || booking.srn} (${booking.srn})` : "\u2014";
     let arrived = booking ? "Not yet" : "\u2014";
-    if (booking && booking.checked_in_at) arrived = `At ${timeIn(booking.checked_in_at, board.timezone)}`;
+    if (booking && booking.checked_in_at) {
+      arrived = `At ${timeIn(booking.checked_in_at, board.timezone)}`;
+    }
     const line = slot.waitlist.length
       ? slot.waitlist.map((w) => `${w.position}. ${w.name || w.srn} (${w.srn})`).join(", ")
       : "\u2014";
@@ -376,7 +381,8 @@ function renderMonth(first, last) {
   $("month-title").textContent = new Intl.DateTimeFormat("en-GB",
     { month: "long", year: "numeric", timeZone: "UTC" }).format(new Date(Date.UTC(y, m - 1, 1)));
   const table = $("month");
-  table.tHead.rows[0].replaceChildren(...WEEKDAYS.map((d) => el("th", { scope: "col", textContent: d })));
+  const head = WEEKDAYS.map((d) => el("th", { scope: "col", textContent: d }));
+  table.tHead.rows[0].replaceChildren(...head);
   const byDate = {};
   for (const b of monthBlackouts) {
     for (const d of blackoutDates(b)) (byDate[d] = byDate[d] || []).push(b);
@@ -386,12 +392,14 @@ function renderMonth(first, last) {
   const cells = Array.from({ length: lead }, () => el("td"));
   for (let d = first; d <= last; d = addDays(d, 1)) {
     const found = byDate[d] || [];
-    const label = `${dayLabel(d)}: ${found.length ? `${found.length} blackout${found.length > 1 ? "s" : ""}` : "open"}`;
+    const many = found.length > 1 ? "s" : "";
+    const label = `${dayLabel(d)}: ${found.length ? `${found.length} blackout${many}` : "open"}`;
     const button = el("button", {
       type: "button", className: found.length ? "closed" : "", "aria-label": label,
       "data-date": d, "aria-current": d === today ? "date" : null,
     }, el("span", { textContent: String(Number(d.slice(8))) }),
-    found.length ? el("span", { className: "count", textContent: `${found.length} closed` }) : null);
+    found.length
+      ? el("span", { className: "count", textContent: `${found.length} closed` }) : null);
     button.addEventListener("click", () => {
       $("blackout-date").value = d;
       $("blackout-start").focus();
@@ -403,9 +411,10 @@ function renderMonth(first, last) {
   table.tBodies[0].replaceChildren(...rows);
   const items = monthBlackouts.map((b) => {
     const resource = resourceOf(b.resource);
-    const text = `${resource.name}: ${dayLabel(b.start.slice(0, 10))} ${labTime(b.start)}` +
-      ` \u2013 ${b.end.slice(0, 10) === b.start.slice(0, 10) ? "" : `${dayLabel(b.end.slice(0, 10))} `}` +
-      `${labTime(b.end)} (${resource.timezone}): ${b.reason}`;
+    const [startDay, endDay] = [b.start.slice(0, 10), b.end.slice(0, 10)];
+    const until = endDay === startDay ? "" : `${dayLabel(endDay)} `;
+    const text = `${resource.name}: ${dayLabel(startDay)} ${labTime(b.start)} \u2013 ` +
+      `${until}${labTime(b.end)} (${resource.timezone}): ${b.reason}`;
     const lift = el("button", { type: "button", className: "secondary", textContent: "Lift",
       "aria-label": `Lift the blackout of ${text}` });
     lift.addEventListener("click", () => liftBlackout(b, text));
@@ -484,7 +493,8 @@ function renderStudent() {
     el("td", { textContent: dayLabel(b.date) }), el("td", { textContent: span(b) }),
     el("td", { textContent: resourceOf(b.resource).name }),
     el("td", { textContent: b.status.replace("_", "-") }),
-    el("td", { textContent: b.checked_in_at ? inZone(b.checked_in_at, resourceOf(b.resource).timezone) : "\u2014" })));
+    el("td", { textContent: b.checked_in_at
+      ? inZone(b.checked_in_at, resourceOf(b.resource).timezone) : "\u2014" })));
   $("student-bookings").tBodies[0].replaceChildren(...(rows.length ? rows
     : [el("tr", {}, el("td", { colSpan: 5, textContent: "No bookings." }))]));
   const line = s.waitlist.map((w) => el("li", {}, el("span", {
@@ -622,9 +632,11 @@ function fillTable(table, caption, head, rows) {
   cap.textContent = caption;
   table.replaceChildren(cap,
     el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", textContent: h })))),
-    el("tbody", {}, ...rows.map((row) => el("tr", {}, ...row.map((cell, i) => (i === 0
-      ? el("th", { scope: "row", textContent: String(cell) })
-      : el("td", { className: typeof cell === "number" ? "num" : "", textContent: String(cell) })))))));
+    el("tbody", {}, ...rows.map((row) => el("tr", {}, ...row.map((cell, i) => {
+      if (i === 0) return el("th", { scope: "row", textContent: String(cell) });
+      const className = typeof cell === "number" ? "num" : "";
+      return el("td", { className, textContent: String(cell) });
+    })))));
 }
 
 function renderAnalytics(data) {
@@ -699,7 +711,10 @@ function renderCounts(data) {
   const bars = window.uPlot && window.uPlot.paths && window.uPlot.paths.bars
     ? window.uPlot.paths.bars({ size: [0.5] }) : undefined;
   draw("chart-counts", {
-    scales: { x: { time: false, range: [-0.5, 1.5] }, y: { range: (u, lo, hi) => [0, Math.max(1, hi)] } },
+    scales: {
+      x: { time: false, range: [-0.5, 1.5] },
+      y: { range: (u, lo, hi) => [0, Math.max(1, hi)] },
+    },
     axes: [{ splits: () => [0, 1], values: (u, splits) => splits.map((v) => labels[v] || "") },
       { label: "Events" }],
     series: [{ label: "What" }, { label: "Count", stroke: COLOURS[0], fill: "rgb(11 79 156 / .35)",
