@@ -264,3 +264,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def first_error(messages: Any) -> str:
+    """Flatten marshmallow's nested messages to the first sentence."""
+    while isinstance(messages, (dict, list)):
+        messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
+    return str(messages)
+
+
+#: The only place the SMTP password comes from (never a profile: it would be a file).
+SMTP_PASSWORD_ENV: Final = "RERO_SMTP_PASSWORD"  # noqa: S105 - its name, not a password
+_MAILBOX: Final = re.compile(r"[^\s@<>\"',;:]+@[^\s@<>\"',;:]+\.[^\s@<>\"',;:]+\Z")
+
+
+def valid_mail_from(value: str) -> None:
+    """Empty, or one plain address (``rero@lab.example.edu``): it goes into a header."""
+    if value and not _MAILBOX.match(value):
+        raise ValidationError("Must be an email address (rero@lab.example.edu).")
+
+
+def mail_needs(data: dict[str, Any]) -> None:
+    """With an SMTP host: a sender address, and links that reach the service."""
+    if not data.get("mail_from"):
+        raise ValidationError("is required once smtp_host is set", "mail_from")
+    if not data.get("public_url"):
+        raise ValidationError("is required once smtp_host is set: links in mail", "public_url")

@@ -29,8 +29,11 @@ from rero.setting_checks import (
     FakeUsersFileSchema,
     ResourceConfig,
     ResourceSchema,
+    first_error,
     is_loopback,
+    mail_needs,
     shown,
+    valid_mail_from,
     valid_origin,
     valid_timezone,
 )
@@ -192,6 +195,12 @@ class Settings:
     )
     board_servers: tuple[str, ...] = _setting((), fields.List(fields.String(validate=valid_origin)))
     workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
+    # Email (docs/notifications.md); the password only from the environment: RERO_SMTP_PASSWORD.
+    smtp_host: str = _setting("", fields.String(validate=validate.Regexp(r"^[^\s/:]*\Z")))
+    smtp_port: int = _setting(587, fields.Integer(strict=True, validate=validate.Range(1, 65535)))
+    smtp_starttls: bool = _setting(True, fields.Boolean())
+    smtp_username: str = _setting("", fields.String())
+    mail_from: str = _setting("", fields.String(validate=valid_mail_from))
     database_url: str = _setting(
         "",
         fields.String(
@@ -245,6 +254,8 @@ class _SettingsSchema(Schema):
             raise ValidationError(
                 f"is required once a resource has a lab ({labs[0]}): grants name it", "public_url"
             )
+        if data.get("smtp_host"):
+            mail_needs(data)
         if labs and not data.get("grant_signing_keys"):
             raise ValidationError(
                 f"is required once a resource has a lab ({labs[0]}): rero keys generate PATH",
@@ -275,13 +286,6 @@ def _describe(key: str, raw: Mapping[str, Any], sources: Mapping[str, str]) -> s
     return f"{name}={value}" + (f" (from {source})" if source else "")
 
 
-def _first_error(messages: Any) -> str:
-    """Flatten marshmallow's nested messages to the first sentence."""
-    while isinstance(messages, (dict, list)):
-        messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
-    return str(messages)
-
-
 def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Merge defaults, the profile at ``path`` (or ``$RERO_CONFIG``) and the environment."""
     env = os.environ if environ is None else environ
@@ -304,9 +308,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         key = next(iter(e.messages_dict))
         if key not in raw:
             raise SettingsError(
-                f"invalid setting {key!r}: {_first_error(e.messages_dict)}"
+                f"invalid setting {key!r}: {first_error(e.messages_dict)}"
             ) from None
-        error = _first_error(e.messages_dict[key])
+        error = first_error(e.messages_dict[key])
         raise SettingsError(f"invalid setting {_describe(key, raw, sources)}: {error}") from None
     users = data.pop("fake_users", [])
     if data.get("fake_users_file"):
@@ -315,7 +319,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             users = FakeUsersFileSchema().load(users_file)["users"]
         except ValidationError as e:
             raise SettingsError(
-                f"FAKE_USERS_FILE={data['fake_users_file']!r}: {_first_error(e.messages_dict)}"
+                f"FAKE_USERS_FILE={data['fake_users_file']!r}: {first_error(e.messages_dict)}"
             ) from None
     for key in _STRING_TUPLES & data.keys():
         data[key] = tuple(str(v) for v in data[key])
