@@ -42,7 +42,7 @@ async def test_every_route_is_documented(client: Any) -> None:
     }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
-    assert len(routes) == 49
+    assert len(routes) == 54
 
 
 async def test_bodies_and_errors_are_documented(client: Any) -> None:
