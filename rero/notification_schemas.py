@@ -7,13 +7,14 @@ from typing import Final
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from rero.lab_schemas import JsonBoolean
 from rero.schemas import _Body
 from rero.storage.notify_programs import EVENTS
 
 
 def _flag() -> fields.Boolean:
     """JSON true or false only (no "yes", no 1)."""
-    return fields.Boolean(truthy={True}, falsy={False})
+    return JsonBoolean()
 
 
 class Events(Schema):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ def _ration(before: Choice | None, now: datetime) -> None:
     if before.code_sent_at is not None:
         wait = datetime.fromisoformat(before.code_sent_at) + CODE_GAP - now
         if wait.total_seconds() > 0:
-            seconds = int(wait.total_seconds()) + 1
+            seconds = math.ceil(wait.total_seconds())
             raise TooManyCodes(
                 f"A code was mailed less than a minute ago, try again in {seconds} seconds",
                 seconds,
@@ -182,7 +183,7 @@ def _ration(before: Choice | None, now: datetime) -> None:
     if before.codes_since is not None and before.codes_sent >= CODES_PER_DAY:
         ends = datetime.fromisoformat(before.codes_since) + DAY - now
         if ends.total_seconds() > 0:
-            seconds = int(ends.total_seconds()) + 1
+            seconds = math.ceil(ends.total_seconds())
             raise TooManyCodes(
                 f"{CODES_PER_DAY} codes were mailed today, try again in {seconds} seconds",
                 seconds,
