@@ -166,11 +166,19 @@ class Mailer:
         batch = await self._store.perform(claim(self._at(), self._at(p.lease), p.batch))
         if not batch:
             return 0
-        results = await asyncio.gather(*(self._send(mail) for mail in batch))
+        # One student's messages in order (booked before cancelled), students at once.
+        queues: dict[str, list[Mail]] = {}
+        for mail in batch:
+            queues.setdefault(mail.recipient, []).append(mail)
+        done = await asyncio.gather(*(self._send_in_order(q) for q in queues.values()))
+        results = [sent for queue in done for sent in queue]
         await self._store.perform(settle(results, self._at()))
         for r in results:
             self._outcomes["mail", "sent" if r.sent else "retried" if r.retry_at else "dead"] += 1
         return len(batch)
+
+    async def _send_in_order(self, queue: list[Mail]) -> list[Sent]:
+        return [await self._send(mail) for mail in queue]
 
     async def _send(self, mail: Mail) -> Sent:
         message = self.render.notification(
