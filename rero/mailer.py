@@ -26,6 +26,7 @@ import aiosmtplib
 
 from rero.clock import Clock
 from rero.mail_render import Renderer, mask
+from rero.outbox import doubling
 from rero.outcomes import Outcomes
 from rero.storage import Programs
 from rero.storage.mail_programs import Mail, Sent, claim, counts, dispatch, purge, settle
@@ -156,9 +157,7 @@ class Mailer:
 
     def backoff(self, attempts: int) -> float:
         """Doubling from ``first_retry`` up to ``longest_retry``, a random half of it."""
-        p = self.policy
-        ceiling = min(p.longest_retry, p.first_retry * 2 ** min(attempts - 1, 30))
-        return float(ceiling / 2 + ceiling / 2 * self._jitter())
+        return doubling(self.policy.first_retry, self.policy.longest_retry, attempts, self._jitter)
 
     async def send_once(self) -> int:
         """Lease one batch of due messages, send them, record what happened."""

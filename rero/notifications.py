@@ -173,18 +173,13 @@ def _ration(before: Choice | None, now: datetime) -> None:
     if before is None:
         return
     if before.code_sent_at is not None:
-        wait = datetime.fromisoformat(before.code_sent_at) + CODE_GAP - now
-        if wait.total_seconds() > 0:
-            seconds = math.ceil(wait.total_seconds())
-            raise TooManyCodes(
-                f"A code was mailed less than a minute ago, try again in {seconds} seconds",
-                seconds,
-            )
+        _wait(before.code_sent_at, CODE_GAP, now, "A code was mailed less than a minute ago")
     if before.codes_since is not None and before.codes_sent >= CODES_PER_DAY:
-        ends = datetime.fromisoformat(before.codes_since) + DAY - now
-        if ends.total_seconds() > 0:
-            seconds = math.ceil(ends.total_seconds())
-            raise TooManyCodes(
-                f"{CODES_PER_DAY} codes were mailed today, try again in {seconds} seconds",
-                seconds,
-            )
+        _wait(before.codes_since, DAY, now, f"{CODES_PER_DAY} codes were mailed today")
+
+
+def _wait(since: str, span: timedelta, now: datetime, why: str) -> None:
+    left = (datetime.fromisoformat(since) + span - now).total_seconds()
+    if left > 0:
+        seconds = math.ceil(left)
+        raise TooManyCodes(f"{why}, try again in {seconds} seconds", seconds)
