@@ -3,35 +3,38 @@ validation and the OpenAPI document."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
-from rero.lab_schemas import JsonBoolean
 from rero.schemas import _Body
 from rero.storage.notify_programs import EVENTS
 
 
-def _flag() -> fields.Boolean:
-    """JSON true or false only (no "yes", no 1)."""
-    return JsonBoolean()
+class EventsField(fields.Field[dict[str, bool]]):
+    """``{"confirmation": true, ...}``: JSON booleans only; a missing message is on, an
+    unknown name a typo (422). Its errors are one flat list, as every field's are."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, bool]:
+        if not isinstance(value, dict):
+            raise ValidationError("Must be an object of messages and true or false.")
+        unknown = sorted(str(k) for k in value if k not in EVENTS)
+        if unknown:
+            raise ValidationError(f"Unknown message {unknown[0]!r}: one of {', '.join(EVENTS)}.")
+        wrong = next((k for k, v in value.items() if not isinstance(v, bool)), None)
+        if wrong is not None:
+            raise ValidationError(f"{wrong}: must be true or false.")
+        return dict(value)
 
 
-class Events(Schema):
-    """Which messages to get; a missing one is on. An unknown name is a typo: 422."""
-
-    class Meta:
-        unknown = RAISE
-
-    confirmation = _flag()
-    reminder = _flag()
-    cancellation = _flag()
-    waitlist = _flag()
-    no_show = _flag()
-    suspension = _flag()
-
-
-assert tuple(Events._declared_fields) == EVENTS
+_EVENTS_DOC: Final = {
+    "type": "object",
+    "properties": {e: {"type": "boolean"} for e in EVENTS},
+    "additionalProperties": False,
+    "description": "Which messages to get; a missing one is on",
+}
 
 
 class NotificationRequest(_Body):
@@ -40,7 +43,7 @@ class NotificationRequest(_Body):
         strict=True, validate=validate.Range(5, 24 * 60),
         metadata={"description": "Minutes before the start (default 60)"},
     )  # fmt: skip
-    events = fields.Nested(Events, load_default=dict)
+    events = EventsField(load_default=dict, metadata=_EVENTS_DOC)
 
 
 class VerifyRequest(_Body):

@@ -168,9 +168,27 @@ async def test_what_is_refused(lab: Any) -> None:
         ({}, "email", "Missing data for required field."),
         ({"email": ADDRESS, "reminder_minutes": 1}, "reminder_minutes", None),
         ({"email": ADDRESS, "reminder_minutes": "30"}, "reminder_minutes", None),
-        ({"email": ADDRESS, "events": {"confirmaton": False}}, "events", None),
-        ({"email": ADDRESS, "events": {"reminder": "no"}}, "events", None),
-        ({"email": ADDRESS, "events": {"reminder": 0}}, "events", None),
+        (
+            {"email": ADDRESS, "events": {"confirmaton": False}},
+            "events",
+            "Unknown message 'confirmaton': one of confirmation, reminder, cancellation,"
+            " waitlist, no_show, suspension.",
+        ),
+        (
+            {"email": ADDRESS, "events": {"reminder": "no"}},
+            "events",
+            "reminder: must be true or false.",
+        ),
+        (
+            {"email": ADDRESS, "events": {"reminder": 0}},
+            "events",
+            "reminder: must be true or false.",
+        ),
+        (
+            {"email": ADDRESS, "events": [True]},
+            "events",
+            "Must be an object of messages and true or false.",
+        ),
     ):
         status, answer = await call(lab, "PUT", "/me/notifications", bob, body)
         assert (status, list(answer["errors"])) == (422, [field]), body
