@@ -17,7 +17,7 @@ import hmac
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Final, Protocol
@@ -51,7 +51,7 @@ class Smtp:
     port: int
     starttls: bool
     username: str
-    password: str
+    password: str = field(repr=False)
     timeout: float = 30.0
     configured: bool = True
 

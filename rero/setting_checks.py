@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -252,6 +253,8 @@ def shown(key: str, value: Any) -> Any:
         return [{**user, "password": MASK} for user in value] if isinstance(value, tuple) else MASK
     if key == "database_url" and isinstance(value, str):
         return mask_url(value)
+    if "password" in key or "secret" in key:  # a typo's value too (smtp_password = ...)
+        return MASK
     return value
 
 
@@ -284,9 +287,13 @@ def valid_mail_from(value: str) -> None:
         raise ValidationError("Must be an email address (rero@lab.example.edu).")
 
 
-def mail_needs(data: dict[str, Any]) -> None:
-    """With an SMTP host: a sender address, and links that reach the service."""
-    if not data.get("mail_from"):
-        raise ValidationError("is required once smtp_host is set", "mail_from")
-    if not data.get("public_url"):
-        raise ValidationError("is required once smtp_host is set: links in mail", "public_url")
+def mail_problem(data: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """What SMTP sending lacks: a sender address and links that reach the service once
+    ``smtp_host`` is set; the password (only ever from the environment) for a username."""
+    if data.get("smtp_username") and not env.get(SMTP_PASSWORD_ENV):
+        return f"smtp_username is set: the environment variable {SMTP_PASSWORD_ENV} must be too"
+    if data.get("smtp_host") and not data.get("mail_from"):
+        return "smtp_host is set: mail_from (the sender's address) is required"
+    if data.get("smtp_host") and not data.get("public_url"):
+        return "smtp_host is set: public_url (where the links in mail point) is required"
+    return None

@@ -31,7 +31,7 @@ from rero.setting_checks import (
     ResourceSchema,
     first_error,
     is_loopback,
-    mail_needs,
+    mail_problem,
     shown,
     valid_mail_from,
     valid_origin,
@@ -195,7 +195,6 @@ class Settings:
     )
     board_servers: tuple[str, ...] = _setting((), fields.List(fields.String(validate=valid_origin)))
     workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
-    # Email (docs/notifications.md); the password only from the environment: RERO_SMTP_PASSWORD.
     smtp_host: str = _setting("", fields.String(validate=validate.Regexp(r"^[^\s/:]*\Z")))
     smtp_port: int = _setting(587, fields.Integer(strict=True, validate=validate.Range(1, 65535)))
     smtp_starttls: bool = _setting(True, fields.Boolean())
@@ -254,8 +253,6 @@ class _SettingsSchema(Schema):
             raise ValidationError(
                 f"is required once a resource has a lab ({labs[0]}): grants name it", "public_url"
             )
-        if data.get("smtp_host"):
-            mail_needs(data)
         if labs and not data.get("grant_signing_keys"):
             raise ValidationError(
                 f"is required once a resource has a lab ({labs[0]}): rero keys generate PATH",
@@ -330,6 +327,8 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             raise SettingsError(
                 f"resource {resource.id!r}: its webhook secret variable {secret} is not set"
             )
+    if problem := mail_problem(data, env):
+        raise SettingsError(problem)
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.database_url and importlib.util.find_spec("asyncpg") is None:
         raise SettingsError("DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'")

@@ -6,11 +6,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.helpers import ALICE, BOB, Clock, Inbox, bearer, code_in, login, new_database
+from rero.mail_app import transport
+from rero.mailer import LogOnly, Smtp
+from rero.settings import SettingsError, load_settings
+from tests.helpers import (
+    ALICE,
+    BOB,
+    ROOT,
+    Clock,
+    Inbox,
+    bearer,
+    code_in,
+    login,
+    new_database,
+)
 from tests.helpers import smtp_server as running_smtp_server
 
 ADDRESS = "bob@students.example.edu"
@@ -269,3 +283,45 @@ async def test_the_unsubscribe_link(lab: Any, inbox: Inbox) -> None:
         assert (resp.status, await resp.json()) == (404, {"detail": "No such unsubscribe link"})
     resp = await lab.post("/notifications/unsubscribe")
     assert resp.status == 422
+
+
+@pytest.mark.parametrize(
+    ("profile", "environ", "error"),
+    [
+        ('smtp_host = "mail.example.edu"\npublic_url = "https://rero.example.edu"', {},
+         "smtp_host is set: mail_from (the sender's address) is required"),
+        ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"', {},
+         "smtp_host is set: public_url (where the links in mail point) is required"),
+        ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"\n'
+         'public_url = "https://rero.example.edu"\nsmtp_username = "rero"', {},
+         "smtp_username is set: the environment variable RERO_SMTP_PASSWORD must be too"),
+        ('mail_from = "rero at example.edu"', {},
+         "invalid setting mail_from='rero at example.edu' (from PROFILE): Must be an email"
+         " address (rero@lab.example.edu)."),
+        ('smtp_host = "smtp://mail.example.edu"', {}, "invalid setting smtp_host="),
+        ('smtp_password = "hunter2"', {},  # never echoed: only the environment has it
+         "invalid setting smtp_password='***' (from PROFILE): Unknown field."),
+    ],
+)  # fmt: skip
+def test_smtp_settings_that_stop_the_start(
+    tmp_path: Any, profile: str, environ: dict[str, str], error: str
+) -> None:
+    path = tmp_path / "profile.toml"
+    path.write_text(profile + "\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(str(path), environ)
+    assert str(caught.value).startswith(error.replace("PROFILE", str(path)))
+
+
+def test_smtp_settings_that_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RERO_SMTP_PASSWORD", "s3cret")
+    settings = load_settings(str(ROOT / "config" / "test.toml"), {"RERO_SMTP_PASSWORD": "s3cret"})
+    assert (settings.smtp_host, settings.smtp_port, settings.smtp_starttls) == ("", 587, True)
+    assert isinstance(transport(settings), LogOnly)
+    smtp = transport(
+        replace(settings, smtp_host="mail.example.edu", smtp_username="rero",
+                mail_from="rero@example.edu", public_url="https://rero.example.edu")
+    )  # fmt: skip
+    assert isinstance(smtp, Smtp)
+    assert (smtp.username, smtp.password, smtp.configured) == ("rero", "s3cret", True)
+    assert "s3cret" not in repr(smtp)
