@@ -14,10 +14,18 @@ from rero.keys import NOTIFY
 from rero.request_info import parse, query, require_bearer
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
+#: The unsubscribe pages: no script, no style, nothing from elsewhere, never framed; the
+#: one form posts back here.
+PAGE_HEADERS: Final = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; form-action 'self';"
+    " frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+}
 _PAGE: Final = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport"
 content="width=device-width, initial-scale=1"><title>rero notifications</title></head>
-<body style="font-family: sans-serif; max-width: 36em; margin: 2em auto">{}</body></html>"""
+<body>{}</body></html>"""
 
 
 async def mine(request: web.Request) -> web.Response:
@@ -43,7 +51,7 @@ async def verify(request: web.Request) -> web.Response:
 
 def _page(body: str) -> web.Response:
     return web.Response(
-        text=_PAGE.format(body), content_type="text/html", charset="utf-8", headers=NO_STORE
+        text=_PAGE.format(body), content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
     )
 
 

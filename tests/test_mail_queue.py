@@ -1,7 +1,8 @@
 """The mail queue on both stores, below HTTP: a crash between the commit and the send
 (before the dispatcher saw the event, or after a sender leased its message) still
 delivers, once; what is no longer wanted at send time is not sent; the dispatcher waits
-a little at a gap in the outbox's ids; the labs' followers never see a student's events."""
+a little at a gap in the outbox's ids; the labs' followers never see a student's events;
+what a message says is escaped in its HTML part."""
 
 from __future__ import annotations
 
@@ -21,10 +22,20 @@ from rero.outcomes import Outcomes
 from rero.resources import build_lab
 from rero.settings import Settings
 from rero.storage import Storage
-from rero.storage.mail_programs import Dispatched, claim, dispatch
+from rero.storage.mail_programs import Dispatched, Mail, claim, dispatch
 from rero.storage.notify_programs import unsubscribe
 from rero.storage.sqlite import open_sqlite
-from tests.helpers import UPGRADE, Clock, Inbox, book, cancel, new_database, one, smtp_server
+from tests.helpers import (
+    UPGRADE,
+    Clock,
+    Inbox,
+    book,
+    cancel,
+    new_database,
+    one,
+    smtp_server,
+    text_of,
+)
 
 ADDRESS = "pes1@students.example.edu"
 START = datetime(2030, 1, 7, 0, 0, tzinfo=timezone.utc)
@@ -197,3 +208,22 @@ async def test_the_labs_never_see_a_students_events(store: Storage) -> None:
     await one(store, cancel(5, "PES1", "PES1", NOW))
     assert await follower.poll_once() == 2  # both passed, one handed on
     assert [json.loads(p)["type"] for p in sub.pending] == ["cancelled"]
+
+
+def test_the_html_part_escapes_what_it_says(settings: Settings) -> None:
+    render = Renderer(build_lab(settings), "https://rero.example.edu", "", _ics)
+    context = {
+        "id": "e1", "resource": "lab", "booking_id": 1, "name": "<b>Bob</b>",
+        "date": "2030-01-07", "slot_id": 5, "start": "2030-01-07T05:00:00+00:00",
+        "end": "2030-01-07T06:00:00+00:00", "at": NOW, "why": "a <script> & more",
+    }  # fmt: skip
+    mail = Mail(1, "e1", "cancellation", "PES1", ADDRESS, context, 1)
+    message = render.notification(mail, "token", START)
+    html = message.get_body(("html",))
+    assert html is not None
+    page = html.get_content()  # type: ignore[attr-defined]
+    assert "Hello &lt;b&gt;Bob&lt;/b&gt;," in page
+    assert "Reason: a &lt;script&gt; &amp; more." in page
+    assert "<script>" not in page
+    assert "Reason: a <script> & more." in text_of(message)
+    assert message["From"] == "rero@localhost"
