@@ -205,7 +205,7 @@ ROUTES: tuple[Route, ...] = (
           errors=(422,), query=ns.UnsubscribeQuery, text="text/html"),
     Route("POST", "/notifications/unsubscribe", notification_views.unsubscribe,
           "Turn every notification off for the link's address (one-click, RFC 8058)",
-          errors=(404, 422, 503), query=ns.UnsubscribeQuery, text="text/html"),
+          errors=(404, 408, 413, 422, 503), query=ns.UnsubscribeQuery, text="text/html"),
 )  # fmt: skip
 
 
