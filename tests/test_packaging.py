@@ -113,6 +113,7 @@ def test_the_wheel_takes_its_version_from_the_package(wheel: zipfile.ZipFile) ->
 def test_the_wheel_ships_py_typed_the_board_and_the_license(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     assert {"rero/py.typed", "rero/static/board.js"} <= names
+    assert {"rero/mail_templates/message.txt", "rero/mail_templates/message.html"} <= names
     licenses = [n for n in names if n.startswith("rero-9.8.7.dist-info/") and "LICENSE" in n]
     assert licenses, sorted(names)
     assert wheel.read(licenses[0]) == (ROOT / "LICENSE").read_bytes()
