@@ -102,6 +102,12 @@ def unsubscribe_token(key: str, srn: str, email: str) -> str:
     return mac.hexdigest().translate(str.maketrans("0123456789abcdef", "abcdefghijklmnop"))
 
 
+def _said(error: Exception, to: str) -> str:
+    """What went wrong, for the log and the queue: the server's answer often names the
+    recipient, which is masked there as everywhere."""
+    return f"{type(error).__name__}: {error}".replace(to, mask(to))[:300]
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -187,7 +193,7 @@ class Mailer:
             await self.transport.send(message)
             return Sent(mail.id, True)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
-            error = f"{type(e).__name__}: {e}"[:300]
+            error = _said(e, mail.recipient)
         details = {"kind": mail.kind, "event": mail.event_id, "to": mask(mail.recipient)}
         if mail.attempts >= self.policy.max_attempts:
             log.warning("mail gave up", extra={**details, "error": error})
@@ -202,7 +208,9 @@ class Mailer:
         try:
             await self.transport.send(message)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
-            log.warning("verification code not mailed", extra={"to": mask(to), "error": str(e)})
+            log.warning(
+                "verification code not mailed", extra={"to": mask(to), "error": _said(e, to)}
+            )
             return False
         return True
 

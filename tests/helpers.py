@@ -814,7 +814,7 @@ class Inbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refusing:
             self.refused += 1
-            return "451 4.3.0 Try again later"
+            return f"451 4.3.0 Mailbox {envelope.rcpt_tos[0]} busy, try again later"
         parsed = message_from_bytes(envelope.content, policy=email_policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append((tuple(envelope.rcpt_tos), parsed))
