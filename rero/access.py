@@ -65,9 +65,11 @@ class AccessService:
         return self._signer.jwks()
 
     async def check_in(self, identity: Identity, booking_id: int) -> BookingRow:
-        """Check the caller in to their booking; again is no error (the same booking)."""
+        """Check the caller in to their booking, or staff anyone at the lab's desk; again
+        is no error (the same booking)."""
         user = await self._identity.authenticate(identity)
-        return await self._check_in(user, booking_id, lab_only=False)
+        staff = self._identity.is_staff(user)
+        return await self._check_in(user, booking_id, lab_only=False, anyone=staff)
 
     async def access(self, identity: Identity, booking_id: int) -> Access:
         """A grant for the caller's booking of a resource with a lab, checking them in."""
@@ -89,13 +91,15 @@ class AccessService:
         launch = lab.launch_url.split("#", 1)[0]
         return Access(grant, f"{launch}#grant={grant}", iso(end, self._zone(row.resource)))
 
-    async def _check_in(self, user: User, booking_id: int, *, lab_only: bool) -> BookingRow:
+    async def _check_in(
+        self, user: User, booking_id: int, *, lab_only: bool, anyone: bool = False
+    ) -> BookingRow:
         """Check in; the store reads the booking and decides in the commit's transaction
         (a read before it would queue behind every commit in a rush)."""
         now = self._calendar.now()
         early = self._calendar.lab.early
-        change = CheckIn(booking_id, user.srn, None, user.srn, utc(now), early,
-                         None if lab_only else 0)  # fmt: skip
+        change = CheckIn(booking_id, None if anyone else user.srn, None, user.srn, utc(now),
+                         early, None if lab_only else 0)  # fmt: skip
         write = await self._commit.write(change)
         assert write is not None  # no skip was given
         if write.changed:

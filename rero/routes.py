@@ -137,7 +137,7 @@ ROUTES: tuple[Route, ...] = (
           "The owner's signed grant for the booking's lab, during its hour (checks them in)",
           acs.AccessGrant, errors=(401, 404, 409, 503), bearer=True),
     Route("POST", r"/bookings/{booking_id:\d+}/check-in", access_views.check_in,
-          "Check in to one's booking, during its hour", acs.CheckedIn,
+          "Check in to one's booking (staff: anyone's), during its hour", acs.CheckedIn,
           errors=(401, 404, 409, 503), bearer=True),
     # ---- calendar feeds ----
     Route("POST", "/me/calendar-feed", feed_views.open_mine,

@@ -47,17 +47,24 @@ def utilization(
 ) -> list[dict[str, Any]]:
     """Per resource, weekday (0 Monday) and local hour: booked slots over the slots open
     then (closed days and holidays offer none; two half-hour slots make one hour)."""
-    hour_of = {
-        (rid, day, slot.id): (day.weekday(), slot.start.hour)  # starts are on the wall clock
-        for (rid, day), slots in open_.items()
-        for slot in slots
-    }
-    offers = Counter((rid, *when) for (rid, _, _), when in hour_of.items())
-    taken = Counter(
-        (rid, *when)
-        for rid, day, slot_id in booked
-        if (when := hour_of.get((rid, date.fromisoformat(day), slot_id))) is not None
-    )
+    # Nearly every day of a resource has the same slots at the same wall hours: each
+    # pattern is worked out once, and the offers are counted per (weekday, pattern).
+    patterns: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
+    days: dict[tuple[str, str], tuple[int, dict[int, int]]] = {}
+    kinds: Counter[tuple[str, int, tuple[tuple[int, int], ...]]] = Counter()
+    for (rid, day), slots in open_.items():
+        pattern = tuple((s.id, s.start.hour) for s in slots)  # starts are on the wall clock
+        days[(rid, day.isoformat())] = (day.weekday(), patterns.setdefault(pattern, dict(pattern)))
+        kinds[(rid, day.weekday(), pattern)] += 1
+    offers: Counter[tuple[str, int, int]] = Counter()
+    for (rid, weekday, pattern), n in kinds.items():
+        for _, at in pattern:
+            offers[(rid, weekday, at)] += n
+    taken: Counter[tuple[str, int, int]] = Counter()
+    for rid, day_text, slot_id in booked:
+        weekday, hours = days.get((rid, day_text), (0, {}))
+        if (hour := hours.get(slot_id)) is not None:
+            taken[(rid, weekday, hour)] += 1
     order = {r.id: n for n, r in enumerate(resources)}
     return [
         {"resource": rid, "weekday": weekday, "hour": hour,

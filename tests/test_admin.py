@@ -167,6 +167,16 @@ async def test_a_board_as_the_staff_see_it(lab: Any, clock: Clock) -> None:
     }  # fmt: skip
     assert nine["waitlist"] == [{"srn": BOB_SRN, "name": "Bob Iyer", "position": 1}]
     assert next(s for s in board["slots"] if s["id"] == 10)["booking"] is None
+    # The assistant checks Bob in at the desk: his booking, her name in the audit trail.
+    mine = await book(lab, bob, "cage", TODAY, 20)  # 10:00-10:30
+    clock.advance(minutes=58)  # 10:00
+    resp = await lab.post(f"/bookings/{mine}/check-in", headers=bearer(carol))
+    came = (await resp.json())["booking"]
+    assert (resp.status, came["srn"], came["checked_in_at"]) == (
+        200, BOB_SRN, "2026-11-24T04:30:00+00:00",
+    )  # fmt: skip
+    _, trail = await get(lab, f"/admin/audit?action=checked_in&srn={BOB_SRN}", carol)
+    assert [(e["booking_id"], e["actor_srn"]) for e in trail["events"]] == [(mine, CAROL.srn)]
     assert (await get(lab, "/admin/bookings?resource=nope", carol))[0] == 404
     assert (await get(lab, "/admin/bookings", carol))[0] == 422
     assert await get(lab, "/admin/bookings?resource=arm-1", bob) == (

@@ -272,6 +272,36 @@ async def test_an_offer_reaches_the_students_socket(lab: Any, tokens: Any) -> No
         await ws.close()
 
 
+async def test_a_socket_signed_out_is_told_no_more_offers(lab: Any, tokens: Any) -> None:
+    """Alice signs her socket out while she waits: the offer is made (her waitlist says
+    so) but her socket, still following the cage's board, is not told of it."""
+    cage = slot("cage", TOMORROW, 18)
+    _, booked = await post(lab, "/bookings", tokens["bob"], cage)
+    await post(lab, "/waitlist", tokens["alice"], cage)
+    ws = await connect(lab)
+    await ws.send_json({"type": "authenticate", "token": tokens["alice"]})
+    assert (await receive(ws))["type"] == "auth_response"
+    await ws.send_json({"type": "subscribe", "resource": "cage", "date": TOMORROW})
+    assert (await receive(ws))["type"] == "slots_update"
+    await ws.send_json({"type": "logout"})
+    assert await receive(ws) == {"type": "logout_response", "success": True}
+    await lab.delete(f"/bookings/{booked['booking']['id']}", headers=bearer(tokens["bob"]))
+    # Carol books the next slot: her board is the last message this test waits for.
+    await post(lab, "/bookings", tokens["carol"], slot("cage", TOMORROW, 19))
+    kinds = []
+    while True:
+        msg = await receive(ws)
+        kinds.append(msg["type"])
+        cells = {c["id"]: c for c in msg.get("data", {}).get("slots", [])}
+        if msg["type"] == "slots_update" and cells.get(19, {}).get("state") == "booked":
+            break
+    assert set(kinds) == {"slots_update"}
+    again = await login(lab, ALICE)
+    (offer,) = await waitlist(lab, again)
+    assert offer["status"] == "offered"
+    await ws.close()
+
+
 # ---- release, no-shows, suspensions ------------------------------------------------------------
 
 
