@@ -6,7 +6,6 @@ refuses is retried, then dead-lettered (counted in /health and /metrics)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,18 +29,11 @@ from tests.helpers import (
     eventually,
     login,
     new_database,
-    smtp_server,
     text_of,
 )
 
 ADDRESS = "bob@students.example.edu"
 WHEN = "Robot arm 1, Wed 2026-11-25"
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,7 +7,7 @@ what a message says is escaped in its HTML part."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,7 +33,6 @@ from tests.helpers import (
     cancel,
     new_database,
     one,
-    smtp_server,
     text_of,
 )
 
@@ -54,12 +53,6 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     url = await new_database(request.getfixturevalue("pg_cluster").url)
     async with open_postgres(url, UPGRADE) as storage:
         yield storage
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as server:
-        yield server
 
 
 def _verified(srn: str, reminder: int = 60) -> Any:

@@ -5,7 +5,6 @@ are rationed; the code is never logged; the unsubscribe link turns everything of
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +25,6 @@ from tests.helpers import (
     new_database,
     text_of,
 )
-from tests.helpers import smtp_server as running_smtp_server
 
 ADDRESS = "bob@students.example.edu"
 ALL_ON = dict.fromkeys(
@@ -41,12 +39,6 @@ async def store(request: pytest.FixtureRequest) -> dict[str, str]:
         return {}
     pytest.importorskip("asyncpg")
     return {"database_url": await new_database(request.getfixturevalue("pg_cluster").url)}
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with running_smtp_server() as server:
-        yield server
 
 
 def mailing(inbox: Inbox) -> dict[str, Any]:
