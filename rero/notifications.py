@@ -129,7 +129,7 @@ class NotificationService:
         if coded:
             code, hashed = made[-1]
             token = self._mailer.token(user.srn, email)
-            if not await self._mailer.send_code(email, code, token, hashed[:16]):
+            if not await self._mailer.send_code(email, code, token, secrets.token_hex(8)):
                 await self._store.perform(unsent(user.srn, hashed))
                 raise MailUnavailable("The code could not be mailed, try again later")
             log.info("verification code mailed", extra={"srn": user.srn, "to": mask(email)})

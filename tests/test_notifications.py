@@ -12,10 +12,12 @@ import pytest
 
 from rero.mail_app import transport
 from rero.mailer import LogOnly, Smtp
+from rero.notifications import code_hash
 from rero.settings import SettingsError, load_settings
 from tests.helpers import (
     ALICE,
     BOB,
+    BOB_SRN,
     ROOT,
     Clock,
     Inbox,
@@ -82,6 +84,8 @@ async def test_the_mailed_code_verifies_the_address(lab: Any, inbox: Inbox, cloc
     assert mail["From"] == "rero@lab.example.edu"
     assert mail["List-Unsubscribe"].startswith("<https://rero.example.edu/notifications/")
     code = code_in(mail)
+    # Nothing in the headers (which the log-only mode logs) comes from the code.
+    assert code_hash(BOB_SRN, ADDRESS, code)[:8] not in str(mail["Message-ID"])
     assert await call(lab, "GET", "/me/notifications", bob) == (200, settings)
     wrong = "000000" if code != "000000" else "111111"
     assert await call(lab, "POST", "/me/notifications/verify", bob, {"code": wrong}) == (
