@@ -4,6 +4,7 @@ are rationed; the code is never logged; the unsubscribe link turns everything of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from typing import Any
@@ -324,3 +325,20 @@ def test_smtp_settings_that_do(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(smtp, Smtp)
     assert (smtp.username, smtp.password, smtp.configured) == ("rero", "s3cret", True)
     assert "s3cret" not in repr(smtp)
+
+
+async def test_two_puts_at_once(lab: Any, inbox: Inbox) -> None:
+    bob = await login(lab, BOB)
+    answers = await asyncio.gather(
+        *(call(lab, "PUT", "/me/notifications", bob, {"email": ADDRESS}) for _ in range(2))
+    )
+    assert sorted(status for status, _ in answers) in ([200, 200], [200, 429])
+    status, body = await call(lab, "GET", "/me/notifications", bob)
+    assert (status, body["email"], body["verified"]) == (200, ADDRESS, False)
+    # Of the codes mailed, the one stored last works (the other is a wrong code).
+    codes = [code_in(m) for m in inbox.to(ADDRESS)]
+    assert len(codes) == sum(1 for status, _ in answers if status == 200)
+    tried = [(await call(lab, "POST", "/me/notifications/verify", bob, {"code": c}))[0]
+             for c in codes]  # fmt: skip
+    assert 200 in tried
+    assert (await call(lab, "GET", "/me/notifications", bob))[1]["verified"]

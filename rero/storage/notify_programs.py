@@ -95,7 +95,7 @@ def save(
     if before is None:
         yield (
             "INSERT INTO notification_settings (srn, email, reminder_minutes, events,"
-            " updated_at) VALUES (:srn, :email, :minutes, :events, :at)",
+            " updated_at) VALUES (:srn, :email, :minutes, :events, :at) ON CONFLICT DO NOTHING",
             params,
         )
     yield (f"UPDATE notification_settings SET {sets} WHERE srn = :srn", params)
