@@ -53,6 +53,13 @@ def setup_mail(app: web.Application, lab: Lab, clock: Clock) -> None:
             store, transport(settings), render, clock, app[METRICS].outcomes, secret
         )
         app[NOTIFY] = NotificationService(app[IDENTITY], store, mailer, clock)
+        gauge = app[METRICS].mail
+
+        def counted(found: dict[str, int]) -> None:
+            for state, n in found.items():
+                gauge.labels(state).set(n)
+
+        mailer.on_counts = counted
         task = asyncio.create_task(mailer.run_forever())
         yield
         task.cancel()

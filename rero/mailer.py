@@ -93,6 +93,8 @@ class Policy:
     page: int = 200
     keep: float = 7 * 24 * 3600.0
     purge_every: float = 3600.0
+    #: How often the queue is counted for the metrics (and by every ``/health``).
+    count_every: float = 30.0
 
 
 def unsubscribe_token(key: str, srn: str, email: str) -> str:
@@ -138,6 +140,8 @@ class Mailer:
         self._timer = timer
         self._gap_since: float | None = None
         self._wake = asyncio.Event()
+        #: Told the queue's counts (pending, dead) whenever they are read: the metrics.
+        self.on_counts: Callable[[dict[str, int]], None] = lambda _: None
 
     def poke(self) -> None:
         self._wake.set()
@@ -216,6 +220,7 @@ class Mailer:
 
     async def health(self) -> dict[str, object]:
         found = await self._store.perform(counts())
+        self.on_counts(found)
         return {"configured": self.transport.configured, **found}
 
     async def run_once(self) -> int:
@@ -226,7 +231,7 @@ class Mailer:
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        last_purge = -self.policy.purge_every
+        last_purge, last_count = -self.policy.purge_every, -self.policy.count_every
         while True:
             self._wake.clear()
             sent = 0
@@ -234,6 +239,9 @@ class Mailer:
                 if loop.time() - last_purge >= self.policy.purge_every:
                     last_purge = loop.time()
                     await self._store.perform(purge(self._at(-self.policy.keep)))
+                if loop.time() - last_count >= self.policy.count_every:
+                    last_count = loop.time()
+                    await self.health()
                 sent = await self.run_once()
             except Exception:  # a storage hiccup must not end the loop
                 log.exception("sending mail failed")

@@ -203,6 +203,8 @@ async def test_a_refusing_server_is_retried_then_dead_lettered(
     metrics = await (await lab.get("/metrics")).text()
     assert 'rero_operations_total{action="mail",outcome="dead"} 1.0' in metrics
     assert 'rero_operations_total{action="mail",outcome="retried"} 2.0' in metrics
+    assert 'rero_mail_messages{state="dead"} 1.0' in metrics  # as /health counted
+    assert 'rero_mail_messages{state="pending"} 0.0' in metrics
     # The server's answer names the recipient: the log masks it, as everywhere.
     ours = [r for r in caplog.records if r.name.startswith("rero")]
     gave_up = [r for r in ours if r.getMessage() == "mail gave up"]
