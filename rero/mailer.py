@@ -3,9 +3,10 @@ least once, through SMTP (``aiosmtplib``) or, with no ``smtp_host``, into the lo
 
 Each round first moves the dispatcher along the outbox (:func:`dispatch`), then leases a
 batch of due messages, sends each, and settles it: sent, retried later with exponential
-back-off and jitter, or dead after ``max_attempts`` (counted as ``rero_operations_total
-{action="mail", outcome="dead"}`` and in ``/health``). Receivers drop repeats by
-``Message-ID`` (or ``X-Rero-Event-Id`` and the kind).
+back-off and jitter, or dead after ``max_attempts`` (``rero_mail_messages{state="dead"}``
+and ``/health`` count them in the database, ``rero_operations_total{action="mail"}`` what
+the senders did). Receivers drop repeats by ``Message-ID`` (or ``X-Rero-Event-Id`` and
+the kind).
 """
 
 from __future__ import annotations
