@@ -21,7 +21,7 @@ from rero.mailer import Mailer, Smtp
 from rero.outcomes import Outcomes
 from rero.resources import build_lab
 from rero.settings import Settings
-from rero.storage import Storage
+from rero.storage import Cancel, Storage
 from rero.storage.mail_programs import Dispatched, Mail, claim, dispatch
 from rero.storage.notify_programs import unsubscribe
 from rero.storage.sqlite import open_sqlite
@@ -220,3 +220,22 @@ def test_the_html_part_escapes_what_it_says(settings: Settings) -> None:
     assert "<script>" not in page
     assert "Reason: a <script> & more." in text_of(message)
     assert message["From"] == "rero@localhost"
+
+
+@pytest.mark.parametrize("action", ["admin_cancelled", "staff_cancelled"])
+async def test_a_staff_cancel_with_its_reason(
+    store: Storage, inbox: Inbox, settings: Settings, action: str
+) -> None:
+    """As the console's cancel writes it (audit action admin_cancelled with a reason; any
+    other action name finds no audit row and falls back to the event's reason)."""
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    made = await one(store, book(5, "PES1", NOW))
+    gone = Cancel(made.bookings[0].id, None, None, "STAFF", action, NOW, NOW, "gripper jammed")
+    assert (await one(store, gone)).changed
+    await mailer(store, inbox, settings, clock).run_once()
+    assert subjects(inbox) == [
+        "Booked: ReRo lab, Mon 2030-01-07, 05:00-06:00 (UTC)",
+        "Cancelled: ReRo lab, Mon 2030-01-07, 05:00-06:00 (UTC)",
+    ]
+    assert "Reason: gripper jammed." in text_of(inbox.to(ADDRESS)[-1])
