@@ -215,3 +215,14 @@ async def test_a_refusing_server_is_retried_then_dead_lettered(
     inbox.refusing = False  # dead is dead: nothing more is tried
     clock.advance(hours=1)
     await subjects(lab, inbox, 1)
+
+
+async def test_a_confirmed_hold_is_a_booking_confirmed(lab: Any, inbox: Inbox) -> None:
+    bob = await subscribed(lab, inbox, events={"reminder": False})
+    target = {"resource": "arm-1", "date": TOMORROW, "slot_id": 12}
+    status, held = await call(lab, "POST", "/holds", bob, target)
+    assert status == 201, held
+    assert await subjects(lab, inbox, 1) == []  # a hold is no booking yet
+    hold_id = held["hold"]["id"]
+    assert (await call(lab, "POST", f"/holds/{hold_id}/confirm", bob))[0] == 201
+    assert await subjects(lab, inbox, 2) == [f"Booked: {WHEN}, 12:00-13:00 (Asia/Kolkata)"]
