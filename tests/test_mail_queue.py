@@ -7,6 +7,7 @@ what a message says is escaped in its HTML part."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ import pytest
 
 from rero.lab_events import LabEvents
 from rero.mail_render import Renderer
-from rero.mailer import Mailer, Smtp
+from rero.mailer import LogOnly, Mailer, Smtp
 from rero.outcomes import Outcomes
 from rero.resources import build_lab
 from rero.settings import Settings
@@ -239,3 +240,21 @@ async def test_a_staff_cancel_with_its_reason(
         "Cancelled: ReRo lab, Mon 2030-01-07, 05:00-06:00 (UTC)",
     ]
     assert "Reason: gripper jammed." in text_of(inbox.to(ADDRESS)[-1])
+
+
+async def test_without_smtp_a_notification_is_logged(
+    store: Storage, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    render = Renderer(build_lab(settings), "", "", _ics)
+    quiet = Mailer(store, LogOnly(), render, clock, Outcomes(), "key", timer=clock.timer)
+    with caplog.at_level(logging.INFO, logger="rero"):
+        await quiet.run_once()
+    (line,) = [r for r in caplog.records if r.getMessage() == "mail logged, not sent"]
+    assert line.to == "p***@students.example.edu"
+    assert line.subject == "Booked: ReRo lab, Mon 2030-01-07, 10:30-11:30 (Asia/Kolkata)"
+    assert line.message_id.endswith(".confirmation@rero>")
+    assert await store.perform(_states()) == {"confirmation": ["sent"], "reminder": ["pending"]}
+    assert await quiet.health() == {"configured": False, "pending": 1, "dead": 0}
