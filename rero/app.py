@@ -49,6 +49,7 @@ from rero.keys import (
 from rero.lab_app import setup_labs
 from rero.labs import LabService
 from rero.logs import setup_logging
+from rero.mail_app import setup_mail
 from rero.metrics import Metrics
 from rero.middlewares import MAX_BODY, error_middleware
 from rero.openapi import build_spec
@@ -166,6 +167,7 @@ def create_app(
     # After CORS, which does not cover WebSockets: the handler checks Origin itself.
     app.router.add_get("/slot-booking", slot_booking)
     setup_labs(app, clock)
+    setup_mail(app, lab, clock)
     return app
 
 

@@ -26,7 +26,7 @@ from rero.calendar import utc
 from rero.clock import Clock, stamp
 from rero.errors import NotFound
 from rero.identity import Identity, IdentityService
-from rero.storage import Programs
+from rero.storage import BookingRow, Programs
 from rero.storage.feed_programs import FeedRow, Listed, Owner, open_feed, read_feed, revoke_feed
 
 log: Final = logging.getLogger(__name__)
@@ -142,6 +142,17 @@ class FeedService:
         if found is None:
             return resource_id, "", lab.default.zone
         return found.name, found.site, found.zone
+
+    def booking_ics(self, b: BookingRow, base: str) -> bytes:
+        """One booking as an ``.ics`` of its own (a confirmation mail's attachment), the
+        same event a feed shows."""
+        host = urlsplit(base).hostname or "rero"
+        calendar: Calendar = Calendar.new(prodid=PRODID, method="PUBLISH")
+        now = self._clock()
+        calendar.add_component(self._event(Listed(b, b.created_at), base, host, now, staff=False))
+        calendar.add_missing_timezones()
+        ics: bytes = calendar.to_ical()
+        return ics
 
     def _ics(self, feed: FeedRow, listed: list[Listed], base: str) -> Calendar:
         host = urlsplit(base).hostname or "rero"

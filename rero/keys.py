@@ -16,7 +16,9 @@ from rero.hub import Hub
 from rero.identity import IdentityService
 from rero.lab_events import LabEvents
 from rero.labs import LabService
+from rero.mailer import Mailer
 from rero.metrics import Metrics
+from rero.notifications import NotificationService
 from rero.outbox import OutboxSender
 from rero.settings import Settings
 from rero.slots import SlotService
@@ -39,3 +41,5 @@ FEEDS: Final = web.AppKey("feeds", FeedService)
 LABS: Final = web.AppKey("labs", LabService)
 LAB_EVENTS: Final = web.AppKey("lab_events", LabEvents)
 OUTBOX: Final = web.AppKey("outbox", OutboxSender)
+MAILER: Final = web.AppKey("mailer", Mailer)
+NOTIFY: Final = web.AppKey("notify", NotificationService)

@@ -60,6 +60,11 @@ class Metrics:
             "rero_websocket_connections", "Open WebSockets", multiprocess_mode="livesum",
             registry=registry,
         )  # fmt: skip
+        # The mail queue as the database counts it (every worker reads the same rows).
+        self.mail = Gauge(
+            "rero_mail_messages", "Mail waiting (pending) and given up on (dead), by state",
+            ["state"], multiprocess_mode="max", registry=registry,
+        )  # fmt: skip
         self.boards, self.sent, self.dropped, self.cut_off, self.hits, self.misses = (
             Counter(name, doc, registry=registry)
             for name, doc in (

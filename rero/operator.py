@@ -14,7 +14,7 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from rero.calendar import utc
-from rero.keys import CALENDAR, HUB, METRICS, SERVICE, SETTINGS, STORAGE
+from rero.keys import CALENDAR, HUB, MAILER, METRICS, SERVICE, SETTINGS, STORAGE
 
 DOCS_ASSETS: Final = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -87,6 +87,7 @@ async def health(request: web.Request) -> web.Response:
     body["bus"] = {"kind": app[STORAGE].bus, "reachable": app[STORAGE].listening}
     try:
         body["database"] = await database_counts(app)
+        body["mail"] = await app[MAILER].health()
     except Exception as e:  # any failure to read means unhealthy, never a 500
         store["reachable"] = body["bus"]["reachable"] = False
         body.update(status="unhealthy", database={"error": type(e).__name__})

@@ -79,6 +79,13 @@ def signature(secret: bytes, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+def doubling(first: float, longest: float, attempts: int, jitter: Callable[[], float]) -> float:
+    """Seconds before a retry: doubling from ``first`` up to ``longest``, of which a random
+    half, so that retries do not come in waves (the webhooks', the mail's)."""
+    ceiling = min(longest, first * 2 ** min(attempts - 1, 30))
+    return float(ceiling / 2 + ceiling / 2 * jitter())
+
+
 class OutboxSender:
     """Delivers the outbox's events of resources with a webhook; one per process."""
 
@@ -113,9 +120,7 @@ class OutboxSender:
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: doubling from ``first_retry`` up to
         ``longest_retry``, of which a random half (so retries do not come in waves)."""
-        p = self.policy
-        ceiling = min(p.longest_retry, p.first_retry * 2 ** min(attempts - 1, 30))
-        return float(ceiling / 2 + ceiling / 2 * self._jitter())
+        return doubling(self.policy.first_retry, self.policy.longest_retry, attempts, self._jitter)
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it, record what happened; how many were claimed."""

@@ -16,6 +16,7 @@ from rero import (
     feed_views,
     hour_views,
     lab_views,
+    notification_views,
     operator,
     role_views,
     schemas,
@@ -25,6 +26,7 @@ from rero import calendar_schemas as cs
 from rero import feed_schemas as fs
 from rero import hour_schemas as hs
 from rero import lab_schemas as ls
+from rero import notification_schemas as ns
 from rero import role_schemas as rs
 
 
@@ -190,6 +192,24 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/roles", role_views.list_roles,
           "Staff: every student with a role above student, and where it comes from",
           rs.RoleList, errors=(401, 403, 503), bearer=True),
+    # ---- email notifications (docs/notifications.md) ----
+    Route("GET", "/me/notifications", notification_views.mine,
+          "The caller's email notifications: address, whether it is verified, which messages",
+          ns.NotificationSettings, errors=(401, 503), bearer=True),
+    Route("PUT", "/me/notifications", notification_views.change,
+          "Set the caller's address and messages; a new or unverified address is mailed a"
+          " code (one a minute, ten a day)", ns.NotificationChanged, ns.NotificationRequest,
+          (400, 401, 408, 413, 422, 429, 503), bearer=True),
+    Route("POST", "/me/notifications/verify", notification_views.verify,
+          "Enter the code mailed to the address (15 minutes, 5 tries); then mail is sent there",
+          ns.NotificationSettings, ns.VerifyRequest, (400, 401, 404, 408, 409, 413, 422, 503),
+          bearer=True),
+    Route("GET", "/notifications/unsubscribe", notification_views.unsubscribe_page,
+          "The unsubscribe link of every message: a page with a button (no change yet)",
+          errors=(422,), query=ns.UnsubscribeQuery, text="text/html"),
+    Route("POST", "/notifications/unsubscribe", notification_views.unsubscribe,
+          "Turn every notification off for the link's address (one-click, RFC 8058)",
+          errors=(404, 408, 413, 422, 503), query=ns.UnsubscribeQuery, text="text/html"),
 )  # fmt: skip
 
 

@@ -167,6 +167,14 @@ class Reachability(Schema):
     reachable = fields.Boolean(required=True)
 
 
+class MailHealth(Schema):
+    """Email: an SMTP host set (else logged), messages waiting, messages given up on."""
+
+    configured = fields.Boolean(required=True)
+    pending = fields.Integer(required=True)
+    dead = fields.Integer(required=True)
+
+
 class Health(Schema):
     status = fields.String(required=True, metadata={"enum": ["healthy", "unhealthy"]})
     timestamp = fields.DateTime(required=True)
@@ -177,6 +185,7 @@ class Health(Schema):
     store = fields.Nested(Reachability, required=True)
     bus = fields.Nested(Reachability, required=True)
     database = fields.Nested(DatabaseCounts, required=True)
+    mail = fields.Nested(MailHealth)
 
 
 class Stats(Schema):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -252,6 +253,8 @@ def shown(key: str, value: Any) -> Any:
         return [{**user, "password": MASK} for user in value] if isinstance(value, tuple) else MASK
     if key == "database_url" and isinstance(value, str):
         return mask_url(value)
+    if "password" in key or "secret" in key:  # a typo's value too (smtp_password = ...)
+        return MASK
     return value
 
 
@@ -264,3 +267,33 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def first_error(messages: Any) -> str:
+    """Flatten marshmallow's nested messages to the first sentence."""
+    while isinstance(messages, (dict, list)):
+        messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
+    return str(messages)
+
+
+#: The only place the SMTP password comes from (never a profile: it would be a file).
+SMTP_PASSWORD_ENV: Final = "RERO_SMTP_PASSWORD"  # noqa: S105 - its name, not a password
+_MAILBOX: Final = re.compile(r"[^\s@<>\"',;:]+@[^\s@<>\"',;:]+\.[^\s@<>\"',;:]+\Z")
+
+
+def valid_mail_from(value: str) -> None:
+    """Empty, or one plain address (``rero@lab.example.edu``): it goes into a header."""
+    if value and not _MAILBOX.match(value):
+        raise ValidationError("Must be an email address (rero@lab.example.edu).")
+
+
+def mail_problem(data: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """What SMTP sending lacks: a sender address and links that reach the service once
+    ``smtp_host`` is set; the password (only ever from the environment) for a username."""
+    if data.get("smtp_username") and not env.get(SMTP_PASSWORD_ENV):
+        return f"smtp_username is set: the environment variable {SMTP_PASSWORD_ENV} must be too"
+    if data.get("smtp_host") and not data.get("mail_from"):
+        return "smtp_host is set: mail_from (the sender's address) is required"
+    if data.get("smtp_host") and not data.get("public_url"):
+        return "smtp_host is set: public_url (where the links in mail point) is required"
+    return None

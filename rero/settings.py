@@ -29,8 +29,11 @@ from rero.setting_checks import (
     FakeUsersFileSchema,
     ResourceConfig,
     ResourceSchema,
+    first_error,
     is_loopback,
+    mail_problem,
     shown,
+    valid_mail_from,
     valid_origin,
     valid_timezone,
 )
@@ -192,6 +195,11 @@ class Settings:
     )
     board_servers: tuple[str, ...] = _setting((), fields.List(fields.String(validate=valid_origin)))
     workers: int = _setting(1, fields.Integer(validate=validate.Range(1, 64)), env="WORKERS")
+    smtp_host: str = _setting("", fields.String(validate=validate.Regexp(r"^[^\s/:]*\Z")))
+    smtp_port: int = _setting(587, fields.Integer(strict=True, validate=validate.Range(1, 65535)))
+    smtp_starttls: bool = _setting(True, fields.Boolean())
+    smtp_username: str = _setting("", fields.String())
+    mail_from: str = _setting("", fields.String(validate=valid_mail_from))
     database_url: str = _setting(
         "",
         fields.String(
@@ -275,13 +283,6 @@ def _describe(key: str, raw: Mapping[str, Any], sources: Mapping[str, str]) -> s
     return f"{name}={value}" + (f" (from {source})" if source else "")
 
 
-def _first_error(messages: Any) -> str:
-    """Flatten marshmallow's nested messages to the first sentence."""
-    while isinstance(messages, (dict, list)):
-        messages = next(iter(messages.values() if isinstance(messages, dict) else messages))
-    return str(messages)
-
-
 def load_settings(path: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Merge defaults, the profile at ``path`` (or ``$RERO_CONFIG``) and the environment."""
     env = os.environ if environ is None else environ
@@ -304,9 +305,9 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
         key = next(iter(e.messages_dict))
         if key not in raw:
             raise SettingsError(
-                f"invalid setting {key!r}: {_first_error(e.messages_dict)}"
+                f"invalid setting {key!r}: {first_error(e.messages_dict)}"
             ) from None
-        error = _first_error(e.messages_dict[key])
+        error = first_error(e.messages_dict[key])
         raise SettingsError(f"invalid setting {_describe(key, raw, sources)}: {error}") from None
     users = data.pop("fake_users", [])
     if data.get("fake_users_file"):
@@ -315,7 +316,7 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             users = FakeUsersFileSchema().load(users_file)["users"]
         except ValidationError as e:
             raise SettingsError(
-                f"FAKE_USERS_FILE={data['fake_users_file']!r}: {_first_error(e.messages_dict)}"
+                f"FAKE_USERS_FILE={data['fake_users_file']!r}: {first_error(e.messages_dict)}"
             ) from None
     for key in _STRING_TUPLES & data.keys():
         data[key] = tuple(str(v) for v in data[key])
@@ -326,6 +327,8 @@ def load_settings(path: str | None = None, environ: Mapping[str, str] | None = N
             raise SettingsError(
                 f"resource {resource.id!r}: its webhook secret variable {secret} is not set"
             )
+    if problem := mail_problem(data, env):
+        raise SettingsError(problem)
     settings = Settings(**data, fake_users=tuple(FakeUser(**u) for u in users))
     if settings.database_url and importlib.util.find_spec("asyncpg") is None:
         raise SettingsError("DATABASE_URL needs the postgres extra: pip install 'rero[postgres]'")

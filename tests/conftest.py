@@ -27,11 +27,13 @@ from tests.helpers import (
     ClientFactory,
     Clock,
     FakePesu,
+    Inbox,
     PgCluster,
     Server,
     free_port,
     new_database,
     pg_bin,
+    smtp_server,
     start_server,
 )
 
@@ -47,6 +49,13 @@ async def client(
     aiohttp_client: ClientFactory, settings: Settings
 ) -> TestClient[web.Request, web.Application]:
     return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) for the test, and what it accepted."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

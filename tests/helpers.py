@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -24,9 +25,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Final
 
@@ -792,3 +796,57 @@ def key_files(folder: Path, *names: str) -> tuple[str, ...]:
 def with_lab(resource: ResourceConfig, lab: LabConfig = LAB) -> ResourceConfig:
     """``resource`` with ``lab`` behind it, its own id in the launch URL."""
     return replace(resource, lab=replace(lab, launch_url=f"https://{resource.id}.lab.example.edu/"))
+
+
+# ---- a real SMTP server ----------------------------------------------------------------------
+
+
+class Inbox:
+    """What a real SMTP server (``aiosmtpd``, on its own thread) accepted, by recipient;
+    ``refusing``: it answers every message with a temporary failure (451)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.messages: list[tuple[tuple[str, ...], EmailMessage]] = []
+        self.refusing = False
+        self.refused = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refusing:
+            self.refused += 1
+            return f"451 4.3.0 Mailbox {envelope.rcpt_tos[0]} busy, try again later"
+        parsed = message_from_bytes(envelope.content, policy=email_policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append((tuple(envelope.rcpt_tos), parsed))
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for rcpt, m in self.messages if address in rcpt]
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[Inbox]:
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    inbox.port = controller.port
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def code_in(message: EmailMessage) -> str:
+    """The verification code: the only run of six digits in the text part."""
+    runs = re.findall(r"[0-9]+", text_of(message))
+    assert [r for r in runs if len(r) >= 6] == [r for r in runs if len(r) == 6], runs
+    (code,) = [r for r in runs if len(r) == 6]
+    return str(code)

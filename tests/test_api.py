@@ -220,6 +220,7 @@ async def test_health(client: Any, settings: Any) -> None:
             "available_slots": 11,
             "database_path": settings.database_path,
         },
+        "mail": {"configured": False, "pending": 0, "dead": 0},
     }
 
 

@@ -43,7 +43,7 @@ async def test_every_route_is_documented(client: Any) -> None:
     }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
-    assert len(routes) == 50
+    assert len(routes) == 55
 
 
 async def test_bodies_and_errors_are_documented(client: Any) -> None:

@@ -117,6 +117,7 @@ def test_the_wheel_ships_py_typed_the_board_and_the_license(wheel: zipfile.ZipFi
     console.add("rero/static/session.js")
     vendored = {f"rero/static/vendor/uPlot.{n}" for n in ("iife.min.js", "min.css", "LICENSE")}
     assert console | vendored <= names, sorted(names)
+    assert {"rero/mail_templates/message.txt", "rero/mail_templates/message.html"} <= names
     licenses = [n for n in names if n.startswith("rero-9.8.7.dist-info/") and "LICENSE" in n]
     assert licenses, sorted(names)
     assert wheel.read(licenses[0]) == (ROOT / "LICENSE").read_bytes()

@@ -21,6 +21,7 @@ TRANSPORTS = (
     "rero.lab_views",
     "rero.role_views",
     "rero.admin_views",
+    "rero.notification_views",
 )
 
 
@@ -126,6 +127,9 @@ def test_the_rules_do_not_import_the_web() -> None:
         "rero.throttle",
         "rero.admin",
         "rero.usage",
+        "rero.notifications",
+        "rero.mailer",
+        "rero.mail_render",
     )
     for name in rules:
         tree = ast.parse(MODULES[name].read_text())

@@ -36,6 +36,7 @@ from rero.storage.rows import (
     emit,
     lapse,
     promote,
+    tell,
     within_limits,
 )
 
@@ -103,6 +104,7 @@ def _confirm(c: Confirm) -> Program:
             {"at": c.at, "id": made.id},
         )
         yield from audit(made, c.srn, "booked", c.at, None)
+        yield from tell("booked", made.srn, c.at, made)
         return Write(True, bookings=(made,))
     found = yield ("SELECT srn, status, hold_expires_at FROM bookings WHERE id = :id", params)
     if not found or found[0][0] != c.srn or found[0][1] not in ("held", "lapsed"):
@@ -300,6 +302,7 @@ def _suspend(srn: str, c: Sweep) -> Program:
             " VALUES (:srn, :at, :until, 'no-shows', :at)",
             params,
         )
+        yield from tell("suspended", srn, c.now, None, until=c.suspended_until)
     return Write(True)
 
 

@@ -11,6 +11,7 @@ from typing import Final
 import asyncpg
 
 from rero.storage.queries import EXPORTED, Upgrade
+from rero.storage.sqlite_schema import MAIL_SCHEMA
 
 log: Final = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ MIGRATIONS: Final = (
     CREATE TABLE roles (srn TEXT PRIMARY KEY, role TEXT NOT NULL, set_by TEXT NOT NULL,
         set_at TEXT NOT NULL)
     """,
+    ";\n".join(MAIL_SCHEMA).replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),
 )
 #: The version the calendar arrived with: below it, the bookings are in the slots table.
 CALENDAR: Final = 5

@@ -43,6 +43,7 @@ from rero.storage.rows import (
     emit,
     lapse,
     promote,
+    tell,
     within_limits,
 )
 
@@ -75,6 +76,7 @@ def _book(c: Book) -> Program:
     if rows:
         made = booking(rows[0])
         yield from audit(made, c.actor, "booked", c.at, None)
+        yield from tell("booked", made.srn, c.at, made)
         return Write(True, bookings=(made, *lapsed.bookings))
     reasons = yield (f"SELECT reason {COVERING} ORDER BY starts_at LIMIT 1", params)
     if reasons:

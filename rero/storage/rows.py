@@ -47,6 +47,17 @@ _OUTBOX: Final = (
 )
 
 
+#: An event only its student hears of (by mail), written only for a student with a verified
+#: address: no resource, so the labs' webhooks and sockets, which follow their resource's
+#: events, never see it.
+_TOLD: Final = (
+    "INSERT INTO outbox (event_id, kind, srn, booking_id, at, payload, next_attempt_at)"
+    " SELECT :event_id, :kind, :srn, :booking_id, :at, :payload, :at WHERE EXISTS (SELECT 1"
+    " FROM notification_settings WHERE srn = :srn AND verified_at IS NOT NULL)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 def booking(row: Sequence[Any]) -> BookingRow:
     id_, resource, day, slot_id, start, end, srn, status, created, series, name, came, held = row
     return BookingRow(
@@ -86,6 +97,27 @@ def emit(kind: str, b: BookingRow, at: str, reason: str | None = None) -> Progra
         {
             "event_id": event_id, "kind": kind, "resource": b.resource, "srn": b.srn,
             "booking_id": b.id, "at": at, "payload": json.dumps(payload, separators=(",", ":")),
+        },
+    )  # fmt: skip
+    return Write(True)
+
+
+def tell(kind: str, srn: str, at: str, b: BookingRow | None, **extra: str) -> Program:
+    """An event for the student's mail alone (booked, suspended), as :func:`emit` writes
+    them but with no resource; nothing for a student without a verified address."""
+    event_id = str(uuid.uuid4())
+    payload: dict[str, Any] = {"id": event_id, "type": kind, "srn": srn, "at": at, **extra}
+    if b is not None:
+        payload.update(
+            resource=b.resource, booking_id=b.id, name=b.name, date=b.date, slot_id=b.slot_id,
+            start=b.start, end=b.end,
+        )  # fmt: skip
+    yield (
+        _TOLD,
+        {
+            "event_id": event_id, "kind": kind, "srn": srn, "at": at,
+            "booking_id": None if b is None else b.id,
+            "payload": json.dumps(payload, separators=(",", ":")),
         },
     )  # fmt: skip
     return Write(True)

@@ -203,6 +203,38 @@ ROLES_TABLE: Final = (
 )
 
 
+#: Email notifications (docs/notifications.md): each student's address and choices (the
+#: code and the unsubscribe token as hashes only), the mail queue (one row per message,
+#: once per event and recipient), and the dispatcher's state (its place in the outbox, the
+#: unsubscribe links' key). The same in both stores; the cursor starts at the newest event.
+MAIL_SCHEMA: Final = (
+    "CREATE TABLE notification_settings (srn TEXT PRIMARY KEY, email TEXT NOT NULL,"
+    " verified_at TEXT, reminder_minutes INTEGER NOT NULL, events TEXT NOT NULL,"
+    " code_hash TEXT, code_expires_at TEXT, code_tries INTEGER NOT NULL DEFAULT 0,"
+    " code_sent_at TEXT, codes_since TEXT, codes_sent INTEGER NOT NULL DEFAULT 0,"
+    " unsubscribe_hash TEXT UNIQUE, updated_at TEXT NOT NULL)",
+    "CREATE TABLE mail_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,"
+    " kind TEXT NOT NULL, srn TEXT NOT NULL, recipient TEXT NOT NULL, booking_id INTEGER,"
+    " context TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt_at TEXT NOT NULL, lease_until TEXT, last_error TEXT,"
+    " created_at TEXT NOT NULL, settled_at TEXT)",
+    "CREATE UNIQUE INDEX mail_once ON mail_queue (event_id, kind, recipient)",
+    "CREATE INDEX mail_due ON mail_queue (next_attempt_at) WHERE state = 'pending'",
+    "CREATE INDEX mail_booking ON mail_queue (booking_id) WHERE state = 'pending'",
+    "CREATE INDEX mail_state_count ON mail_queue (state)",
+    "CREATE INDEX booking_events_cancelled ON booking_events (booking_id)"
+    " WHERE action IN ('cancelled', 'admin_cancelled', 'reset')",
+    "CREATE TABLE mail_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO mail_state (name, value) SELECT 'cursor', CAST(COALESCE(MAX(id), 0) AS TEXT)"
+    " FROM outbox",
+)
+
+
+async def _migrate_8(db: aiosqlite.Connection) -> None:
+    for sql in MAIL_SCHEMA:
+        await db.execute(sql)
+
+
 Step = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 #: Migration N brings a database from user_version N-1 to N. Append only.
@@ -210,7 +242,7 @@ MIGRATIONS: Final[tuple[Step, ...]] = (_migrate_1, _migrate_2, _migrate_3, _migr
 #: The version the calendar arrived with: a database below it holds version-1 bookings.
 CALENDAR: Final = len(MIGRATIONS) + 1
 #: Migrations after the calendar's, appended in order.
-LATER: Final[tuple[Step, ...]] = (_migrate_6, _migrate_7)
+LATER: Final[tuple[Step, ...]] = (_migrate_6, _migrate_7, _migrate_8)
 #: The newest version.
 VERSION: Final = CALENDAR + len(LATER)
 

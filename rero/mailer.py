@@ -1,0 +1,251 @@
+"""The mail sender: turns outbox events into queued messages, and sends what is due, at
+least once, through SMTP (``aiosmtplib``) or, with no ``smtp_host``, into the log.
+
+Each round first moves the dispatcher along the outbox (:func:`dispatch`), then leases a
+batch of due messages, sends each, and settles it: sent, retried later with exponential
+back-off and jitter, or dead after ``max_attempts`` (``rero_mail_messages{state="dead"}``
+and ``/health`` count them in the database, ``rero_operations_total{action="mail"}`` what
+the senders did). Receivers drop repeats by ``Message-ID`` (or ``X-Rero-Event-Id`` and
+the kind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Final, Protocol
+
+import aiosmtplib
+
+from rero.clock import Clock
+from rero.mail_render import Renderer, mask
+from rero.outbox import doubling
+from rero.outcomes import Outcomes
+from rero.storage import Programs
+from rero.storage.mail_programs import Mail, Sent, claim, counts, dispatch, purge, settle
+
+log: Final = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """Where messages go; raises when one could not be handed over."""
+
+    @property
+    def configured(self) -> bool: ...
+
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+@dataclass(frozen=True)
+class Smtp:
+    """An SMTP server: STARTTLS unless told otherwise, a login if a username is set."""
+
+    host: str
+    port: int
+    starttls: bool
+    username: str
+    password: str = field(repr=False)
+    timeout: float = 30.0
+    configured: bool = True
+
+    async def send(self, message: EmailMessage) -> None:
+        await aiosmtplib.send(
+            message, hostname=self.host, port=self.port, start_tls=self.starttls,
+            username=self.username or None, password=self.password or None,
+            timeout=self.timeout,
+        )  # fmt: skip
+
+
+class LogOnly:
+    """No SMTP server: each message is one JSON log line (recipient masked, no body)."""
+
+    configured = False
+
+    async def send(self, message: EmailMessage) -> None:
+        log.info(
+            "mail logged, not sent",
+            extra={
+                "to": mask(str(message["To"])), "subject": str(message["Subject"]),
+                "message_id": str(message["Message-ID"]),
+            },
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How hard the sender tries: timings in seconds."""
+
+    batch: int = 20
+    lease: float = 120.0
+    poll: float = 1.0
+    first_retry: float = 30.0
+    longest_retry: float = 3600.0
+    max_attempts: int = 8
+    #: How long a gap in the outbox's ids is waited for (a transaction yet to commit).
+    grace: float = 2.0
+    page: int = 200
+    keep: float = 7 * 24 * 3600.0
+    purge_every: float = 3600.0
+    #: How often the queue is counted for the metrics (and by every ``/health``).
+    count_every: float = 30.0
+
+
+def unsubscribe_token(key: str, srn: str, email: str) -> str:
+    """The link's token for one student's address: derived, never stored (its hash is).
+    Letters only, so a verification message has one run of digits: the code."""
+    mac = hmac.new(key.encode(), f"unsubscribe\0{srn}\0{email}".encode(), hashlib.sha256)
+    return mac.hexdigest().translate(str.maketrans("0123456789abcdef", "abcdefghijklmnop"))
+
+
+def _said(error: Exception, to: str) -> str:
+    """What went wrong, for the log and the queue: the server's answer often names the
+    recipient, which is masked there as everywhere."""
+    return f"{type(error).__name__}: {error}".replace(to, mask(to))[:300]
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Mailer:
+    """Dispatches and sends notifications; one per process (they share the queue)."""
+
+    def __init__(
+        self,
+        store: Programs,
+        transport: Transport,
+        render: Renderer,
+        clock: Clock,
+        outcomes: Outcomes,
+        key: str,
+        policy: Policy = Policy(),
+        jitter: Callable[[], float] = random.random,
+        timer: Callable[[], float] | None = None,
+    ) -> None:
+        self._store = store
+        self.transport = transport
+        self.render = render
+        self._clock = clock
+        self._outcomes = outcomes
+        self.key = key
+        self.policy = policy
+        self._jitter = jitter
+        self._timer = timer
+        self._gap_since: float | None = None
+        self._wake = asyncio.Event()
+        #: Told the queue's counts (pending, dead) whenever they are read: the metrics.
+        self.on_counts: Callable[[dict[str, int]], None] = lambda _: None
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _at(self, seconds: float = 0.0) -> str:
+        return (self._clock() + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+    def _now(self) -> float:
+        return self._timer() if self._timer else asyncio.get_running_loop().time()
+
+    def token(self, srn: str, email: str) -> str:
+        return unsubscribe_token(self.key, srn, email)
+
+    async def dispatch_once(self) -> int:
+        """Queue the messages of new outbox events; how many events were passed."""
+        jump = self._gap_since is not None and self._now() - self._gap_since >= self.policy.grace
+        done = await self._store.perform(dispatch(self._at(), self.policy.page, jump))
+        if jump or not done.gap:
+            self._gap_since = None
+        if done.gap and self._gap_since is None:
+            self._gap_since = self._now()
+        return done.passed
+
+    def backoff(self, attempts: int) -> float:
+        """Doubling from ``first_retry`` up to ``longest_retry``, a random half of it."""
+        return doubling(self.policy.first_retry, self.policy.longest_retry, attempts, self._jitter)
+
+    async def send_once(self) -> int:
+        """Lease one batch of due messages, send them, record what happened."""
+        p = self.policy
+        batch = await self._store.perform(claim(self._at(), self._at(p.lease), p.batch))
+        if not batch:
+            return 0
+        # One student's messages in order (booked before cancelled), students at once.
+        queues: dict[str, list[Mail]] = {}
+        for mail in batch:
+            queues.setdefault(mail.recipient, []).append(mail)
+        done = await asyncio.gather(*(self._send_in_order(q) for q in queues.values()))
+        results = [sent for queue in done for sent in queue]
+        await self._store.perform(settle(results, self._at()))
+        for r in results:
+            self._outcomes["mail", "sent" if r.sent else "retried" if r.retry_at else "dead"] += 1
+        return len(batch)
+
+    async def _send_in_order(self, queue: list[Mail]) -> list[Sent]:
+        return [await self._send(mail) for mail in queue]
+
+    async def _send(self, mail: Mail) -> Sent:
+        message = self.render.notification(
+            mail, self.token(mail.srn, mail.recipient), self._clock()
+        )
+        try:
+            await self.transport.send(message)
+            return Sent(mail.id, True)
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            error = _said(e, mail.recipient)
+        details = {"kind": mail.kind, "event": mail.event_id, "to": mask(mail.recipient)}
+        if mail.attempts >= self.policy.max_attempts:
+            log.warning("mail gave up", extra={**details, "error": error})
+            return Sent(mail.id, False, None, error)
+        log.info("mail failed, retrying", extra={**details, "error": error})
+        return Sent(mail.id, False, self._at(self.backoff(mail.attempts)), error)
+
+    async def send_code(self, to: str, code: str, token: str, ref: str) -> bool:
+        """Mail a verification code now (it is stored only as a hash, so it cannot wait
+        in the queue); whether the server took it."""
+        message = self.render.code(to, code, token, self._clock(), ref)
+        try:
+            await self.transport.send(message)
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            log.warning(
+                "verification code not mailed", extra={"to": mask(to), "error": _said(e, to)}
+            )
+            return False
+        return True
+
+    async def health(self) -> dict[str, object]:
+        found = await self._store.perform(counts())
+        self.on_counts(found)
+        return {"configured": self.transport.configured, **found}
+
+    async def run_once(self) -> int:
+        """One round: dispatch every new event, then send one batch."""
+        while await self.dispatch_once() >= self.policy.page:
+            pass
+        return await self.send_once()
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_purge, last_count = -self.policy.purge_every, -self.policy.count_every
+        while True:
+            self._wake.clear()
+            sent = 0
+            try:
+                if loop.time() - last_purge >= self.policy.purge_every:
+                    last_purge = loop.time()
+                    await self._store.perform(purge(self._at(-self.policy.keep)))
+                if loop.time() - last_count >= self.policy.count_every:
+                    last_count = loop.time()
+                    await self.health()
+                sent = await self.run_once()
+            except Exception:  # a storage hiccup must not end the loop
+                log.exception("sending mail failed")
+            if sent < self.policy.batch:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.policy.poll)

@@ -1,0 +1,260 @@
+"""The mail queue on both stores, below HTTP: a crash between the commit and the send
+(before the dispatcher saw the event, or after a sender leased its message) still
+delivers, once; what is no longer wanted at send time is not sent; the dispatcher waits
+a little at a gap in the outbox's ids; the labs' followers never see a student's events;
+what a message says is escaped in its HTML part."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rero.lab_events import LabEvents
+from rero.mail_render import Renderer
+from rero.mailer import LogOnly, Mailer, Smtp
+from rero.outcomes import Outcomes
+from rero.resources import build_lab
+from rero.settings import Settings
+from rero.storage import Cancel, Storage
+from rero.storage.mail_programs import Dispatched, Mail, claim, dispatch
+from rero.storage.notify_programs import unsubscribe
+from rero.storage.sqlite import open_sqlite
+from tests.helpers import (
+    UPGRADE,
+    Clock,
+    Inbox,
+    book,
+    cancel,
+    new_database,
+    one,
+    text_of,
+)
+
+ADDRESS = "pes1@students.example.edu"
+START = datetime(2030, 1, 7, 0, 0, tzinfo=timezone.utc)
+NOW = START.isoformat()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    if request.param == "sqlite":
+        async with open_sqlite(str(tmp_path / "rero.db"), UPGRADE) as storage:
+            yield storage
+        return
+    pytest.importorskip("asyncpg")
+    from rero.storage.postgres import open_postgres
+
+    url = await new_database(request.getfixturevalue("pg_cluster").url)
+    async with open_postgres(url, UPGRADE) as storage:
+        yield storage
+
+
+def _verified(srn: str, reminder: int = 60) -> Any:
+    yield (
+        "INSERT INTO notification_settings (srn, email, verified_at, reminder_minutes, events,"
+        " unsubscribe_hash, updated_at) VALUES (:srn, :email, :at, :minutes, '{}', :hash, :at)",
+        {"srn": srn, "email": ADDRESS, "at": NOW, "minutes": reminder, "hash": "h-" + srn},
+    )
+
+
+def mailer(store: Storage, inbox: Inbox, settings: Settings, clock: Clock) -> Mailer:
+    """A sender as a fresh process makes it: nothing in memory but its settings."""
+    lab = build_lab(replace(settings, timezone="UTC"))
+    render = Renderer(lab, "https://rero.example.edu", "rero@lab.example.edu", _ics)
+    transport = Smtp("127.0.0.1", inbox.port, False, "", "")
+    return Mailer(store, transport, render, clock, Outcomes(), "key", timer=clock.timer)
+
+
+def _ics(_: Any, __: str) -> bytes:
+    return b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+
+
+def subjects(inbox: Inbox) -> list[str]:
+    return [str(m["Subject"]).strip() for m in inbox.to(ADDRESS)]
+
+
+async def test_a_crash_between_commit_and_send_still_delivers(
+    store: Storage, inbox: Inbox, settings: Settings
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))  # committed; no sender has seen it yet
+    # A sender queues it and leases it, then dies before sending.
+    first = mailer(store, inbox, settings, clock)
+    assert await first.dispatch_once() == 1
+    lease = (START + timedelta(seconds=120)).isoformat()
+    assert len(await store.perform(claim(NOW, lease, 10))) == 1
+    await one(store, book(6, "PES1", NOW))  # committed as the process died
+    # Another process: the leased message waits for its lease, the other goes at once.
+    second = mailer(store, inbox, settings, clock)
+    await second.run_once()
+    assert subjects(inbox) == ["Booked: ReRo lab, Mon 2030-01-07, 06:00-07:00 (UTC)"]
+    clock.advance(seconds=120)
+    await second.run_once()
+    await second.run_once()
+    assert sorted(subjects(inbox)) == [
+        "Booked: ReRo lab, Mon 2030-01-07, 05:00-06:00 (UTC)",
+        "Booked: ReRo lab, Mon 2030-01-07, 06:00-07:00 (UTC)",
+    ]
+
+
+async def test_what_is_no_longer_wanted_is_not_sent(
+    store: Storage, inbox: Inbox, settings: Settings
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1", reminder=60))
+    await one(store, book(5, "PES1", NOW))
+    await one(store, book(6, "PES1", NOW))
+    sender = mailer(store, inbox, settings, clock)
+    await sender.run_once()
+    assert len(inbox.to(ADDRESS)) == 2  # confirmations; reminders due at 04:00 and 05:00
+    # Slot 5's booking ends without a cancel event reaching the queue first: its
+    # reminder is checked at send time. Then the student turns everything off.
+    await store.perform(_no_show(5))
+    clock.advance(hours=4)
+    await sender.run_once()
+    assert subjects(inbox)[2:] == []
+    assert await store.perform(_states()) == {"confirmation": ["sent", "sent"],
+                                              "reminder": ["cancelled", "pending"]}  # fmt: skip
+    assert await store.perform(unsubscribe("h-PES1", NOW)) == "PES1"
+    clock.advance(hours=1)
+    await sender.run_once()
+    assert len(inbox.to(ADDRESS)) == 2
+    assert (await store.perform(_states()))["reminder"] == ["cancelled", "dropped"]
+    assert await sender.health() == {"configured": True, "pending": 0, "dead": 0}
+
+
+async def test_a_cancel_cancels_the_reminder(
+    store: Storage, inbox: Inbox, settings: Settings
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    sender = mailer(store, inbox, settings, clock)
+    await sender.run_once()
+    await one(store, cancel(5, "PES1", "PES1", NOW))  # the student's own: no message
+    await sender.run_once()
+    assert await store.perform(_states()) == {"confirmation": ["sent"], "reminder": ["cancelled"]}
+    assert len(inbox.to(ADDRESS)) == 1
+
+
+def _no_show(hour: int) -> Any:
+    yield ("UPDATE bookings SET status = 'no_show' WHERE slot_id = :slot", {"slot": hour})
+
+
+def _states() -> Any:
+    rows = yield ("SELECT kind, state FROM mail_queue ORDER BY booking_id, id", {})
+    found: dict[str, list[str]] = {}
+    for kind, state in rows:
+        found.setdefault(str(kind), []).append(str(state))
+    return found
+
+
+async def test_the_dispatcher_waits_a_little_at_a_gap(
+    store: Storage, inbox: Inbox, settings: Settings
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    sender = mailer(store, inbox, settings, clock)
+    await one(store, book(5, "PES1", NOW))
+    top = await store.perform(_top())
+    # A row two ids on, as if a transaction that took the id between has not committed.
+    await store.perform(_event(top + 2, "PES1"))
+    assert await sender.dispatch_once() == 1
+    assert await sender.dispatch_once() == 0  # waiting for top + 1
+    clock.advance(seconds=2)
+    assert await sender.dispatch_once() == 1
+    assert await store.perform(dispatch(NOW, 10, False)) == Dispatched(0, False)
+    # The late row was queued as any other: a no-show message.
+    assert (await store.perform(_states()))["no_show"] == ["pending"]
+
+
+def _top() -> Any:
+    ((top,),) = yield ("SELECT MAX(id) FROM outbox", {})
+    return int(top)
+
+
+def _event(row_id: int, srn: str) -> Any:
+    payload = {"id": f"late-{row_id}", "type": "no_show", "resource": "lab", "booking_id": 99,
+               "srn": srn, "name": "", "date": "2030-01-07", "slot_id": 7,
+               "start": "2030-01-07T07:00:00+00:00", "end": "2030-01-07T08:00:00+00:00",
+               "at": NOW, "reason": None}  # fmt: skip
+    yield (
+        "INSERT INTO outbox (id, event_id, kind, resource, srn, booking_id, at, payload,"
+        " next_attempt_at) VALUES (:id, :event, 'no_show', 'lab', :srn, 99, :at, :payload, :at)",
+        {"id": row_id, "event": payload["id"], "srn": srn, "at": NOW,
+         "payload": json.dumps(payload)},
+    )  # fmt: skip
+
+
+async def test_the_labs_never_see_a_students_events(store: Storage) -> None:
+    follower = LabEvents(store, grace=0.0, timer=lambda: 0.0)
+    sub = await follower.subscribe("lab", None)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    await one(store, cancel(5, "PES1", "PES1", NOW))
+    assert await follower.poll_once() == 2  # both passed, one handed on
+    assert [json.loads(p)["type"] for p in sub.pending] == ["cancelled"]
+
+
+def test_the_html_part_escapes_what_it_says(settings: Settings) -> None:
+    render = Renderer(build_lab(settings), "https://rero.example.edu", "", _ics)
+    context = {
+        "id": "e1", "resource": "lab", "booking_id": 1, "name": "<b>Bob</b>",
+        "date": "2030-01-07", "slot_id": 5, "start": "2030-01-07T05:00:00+00:00",
+        "end": "2030-01-07T06:00:00+00:00", "at": NOW, "why": "a <script> & more",
+    }  # fmt: skip
+    mail = Mail(1, "e1", "cancellation", "PES1", ADDRESS, context, 1)
+    message = render.notification(mail, "token", START)
+    html = message.get_body(("html",))
+    assert html is not None
+    page = html.get_content()  # type: ignore[attr-defined]
+    assert "Hello &lt;b&gt;Bob&lt;/b&gt;," in page
+    assert "Reason: a &lt;script&gt; &amp; more." in page
+    assert "<script>" not in page
+    assert "Reason: a <script> & more." in text_of(message)
+    assert message["From"] == "rero@localhost"
+
+
+@pytest.mark.parametrize("action", ["admin_cancelled", "staff_cancelled"])
+async def test_a_staff_cancel_with_its_reason(
+    store: Storage, inbox: Inbox, settings: Settings, action: str
+) -> None:
+    """As the console's cancel writes it (audit action admin_cancelled with a reason; any
+    other action name finds no audit row and falls back to the event's reason)."""
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    made = await one(store, book(5, "PES1", NOW))
+    gone = Cancel(made.bookings[0].id, None, None, "STAFF", action, NOW, NOW, "gripper jammed")
+    assert (await one(store, gone)).changed
+    await mailer(store, inbox, settings, clock).run_once()
+    assert subjects(inbox) == [
+        "Booked: ReRo lab, Mon 2030-01-07, 05:00-06:00 (UTC)",
+        "Cancelled: ReRo lab, Mon 2030-01-07, 05:00-06:00 (UTC)",
+    ]
+    assert "Reason: gripper jammed." in text_of(inbox.to(ADDRESS)[-1])
+
+
+async def test_without_smtp_a_notification_is_logged(
+    store: Storage, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    render = Renderer(build_lab(settings), "", "", _ics)
+    quiet = Mailer(store, LogOnly(), render, clock, Outcomes(), "key", timer=clock.timer)
+    with caplog.at_level(logging.INFO, logger="rero"):
+        await quiet.run_once()
+    (line,) = [r for r in caplog.records if r.getMessage() == "mail logged, not sent"]
+    assert line.to == "p***@students.example.edu"
+    assert line.subject == "Booked: ReRo lab, Mon 2030-01-07, 10:30-11:30 (Asia/Kolkata)"
+    assert line.message_id.endswith(".confirmation@rero>")
+    assert await store.perform(_states()) == {"confirmation": ["sent"], "reminder": ["pending"]}
+    assert await quiet.health() == {"configured": False, "pending": 1, "dead": 0}
