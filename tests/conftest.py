@@ -161,6 +161,16 @@ def pg_cluster() -> Iterator[PgCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The store a test runs on, as settings: the SQLite file of ``settings``, or a fresh
+    database on the PostgreSQL cluster. A test (or fixture) that takes it runs on both."""
+    if request.param == "sqlite":
+        return {}
+    pytest.importorskip("asyncpg")
+    return {"database_url": await new_database(request.getfixturevalue("pg_cluster").url)}
+
+
 @pytest.fixture
 async def pg_url(pg_cluster: PgCluster) -> str:
     """A fresh, empty database on the cluster for one test."""

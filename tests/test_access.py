@@ -25,7 +25,6 @@ from tests.helpers import (
     bearer,
     key_files,
     login,
-    new_database,
     with_lab,
 )
 
@@ -39,18 +38,12 @@ def epoch(hm: str) -> int:
     return int(datetime(2026, 11, 24, hour, minute, tzinfo=timezone.utc).timestamp())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def hour(
-    request: pytest.FixtureRequest, make: Any, settings: Settings, tmp_path: Path
-) -> Any:
+@pytest.fixture
+async def hour(database: dict[str, str], make: Any, settings: Settings, tmp_path: Path) -> Any:
     """arm-1 with a lab, the cage without; on either store."""
-    store: dict[str, Any] = {}
-    if request.param == "postgresql":
-        pytest.importorskip("asyncpg")
-        store["database_url"] = await new_database(request.getfixturevalue("pg_cluster").url)
     return await make(
         resources=(with_lab(ARM), CAGE), public_url=PUBLIC_URL + "/",
-        grant_signing_keys=key_files(tmp_path, "grants"), session_minutes=600.0, **store,
+        grant_signing_keys=key_files(tmp_path, "grants"), session_minutes=600.0, **database,
     )  # fmt: skip
 
 

@@ -27,19 +27,14 @@ from tests.helpers import (
     Clock,
     bearer,
     login,
-    new_database,
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def lab(request: pytest.FixtureRequest, make: Any, settings: Any) -> Any:
+@pytest.fixture
+async def lab(database: dict[str, str], make: Any, settings: Any) -> Any:
     """Alice is an admin, Carol an assistant, Bob a student; two no-shows suspend."""
-    store: dict[str, str] = {}
-    if request.param == "postgresql":
-        pytest.importorskip("asyncpg")
-        store["database_url"] = await new_database(request.getfixturevalue("pg_cluster").url)
     return await make(
-        **store, resources=(ARM, CAGE), admins=(ALICE_SRN,), assistants=(CAROL.srn,),
+        **database, resources=(ARM, CAGE), admins=(ALICE_SRN,), assistants=(CAROL.srn,),
         fake_users=(*settings.fake_users, CAROL), no_show_limit=2, session_minutes=3000.0,
     )  # fmt: skip
 

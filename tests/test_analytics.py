@@ -23,20 +23,15 @@ from tests.helpers import (
     Clock,
     bearer,
     login,
-    new_database,
 )
 
 DAVE = FakeUser("dave", "dave-pw-3", "Dave Pai", "PES2UG22CS004", campus="RR")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def lab(request: pytest.FixtureRequest, make: Any, settings: Any) -> Any:
-    store: dict[str, str] = {}
-    if request.param == "postgresql":
-        pytest.importorskip("asyncpg")
-        store["database_url"] = await new_database(request.getfixturevalue("pg_cluster").url)
+@pytest.fixture
+async def lab(database: dict[str, str], make: Any, settings: Any) -> Any:
     return await make(
-        **store, resources=(ARM, CAGE), admins=(ALICE_SRN,), session_minutes=600.0,
+        **database, resources=(ARM, CAGE), admins=(ALICE_SRN,), session_minutes=600.0,
         fake_users=(*settings.fake_users, CAROL, DAVE),
     )  # fmt: skip
 

@@ -36,7 +36,6 @@ from tests.helpers import (
     Clock,
     bearer,
     login,
-    new_database,
     serve,
 )
 
@@ -50,16 +49,6 @@ FEED_URL = re.compile(r"https://rero\.example\.edu/calendar/([A-Za-z0-9_-]{43})\
 SESSION = {"detail": "Invalid or expired session"}
 NO_FEED = {"detail": "No such calendar feed"}
 NOW = "2026-11-24T03:00:00+00:00"  # the clock fixture's start
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The store a test runs on: the SQLite file of ``settings``, or a fresh PostgreSQL."""
-    if request.param == "sqlite":
-        return {}
-    pytest.importorskip("asyncpg")
-    cluster = request.getfixturevalue("pg_cluster")
-    return {"database_url": await new_database(cluster.url)}
 
 
 @pytest.fixture

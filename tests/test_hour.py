@@ -37,15 +37,11 @@ DAVE = FakeUser("dave", "dave-pw-3", "Dave Pai", "PES2UG22CS004", campus="EC")
 DAVE_LOGIN = {"username": "dave", "password": "dave-pw-3"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def lab(request: pytest.FixtureRequest, make: Any, settings: Any) -> Any:
+@pytest.fixture
+async def lab(database: dict[str, str], make: Any, settings: Any) -> Any:
     """The test lab, on each store."""
-    store: dict[str, str] = {}
-    if request.param == "postgresql":
-        pytest.importorskip("asyncpg")
-        store["database_url"] = await new_database(request.getfixturevalue("pg_cluster").url)
     return await make(
-        **store,
+        **database,
         resources=(ARM, CAGE),
         admins=(ALICE_SRN,),
         fake_users=(*settings.fake_users, CAROL, DAVE),

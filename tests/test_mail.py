@@ -28,7 +28,6 @@ from tests.helpers import (
     code_in,
     eventually,
     login,
-    new_database,
     text_of,
 )
 
@@ -36,14 +35,10 @@ ADDRESS = "bob@students.example.edu"
 WHEN = "Robot arm 1, Wed 2026-11-25"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def lab(request: pytest.FixtureRequest, make: Any, settings: Any, inbox: Inbox) -> Any:
-    store: dict[str, str] = {}
-    if request.param == "postgresql":
-        pytest.importorskip("asyncpg")
-        store["database_url"] = await new_database(request.getfixturevalue("pg_cluster").url)
+@pytest.fixture
+async def lab(database: dict[str, str], make: Any, settings: Any, inbox: Inbox) -> Any:
     return await make(
-        **store, resources=(ARM, CAGE), admins=(ALICE_SRN,), no_show_limit=2,
+        **database, resources=(ARM, CAGE), admins=(ALICE_SRN,), no_show_limit=2,
         session_minutes=48 * 60.0, smtp_host="127.0.0.1", smtp_port=inbox.port,
         smtp_starttls=False, mail_from="rero@lab.example.edu",
         public_url="https://rero.example.edu",

@@ -25,7 +25,6 @@ from tests.helpers import (
     bearer,
     code_in,
     login,
-    new_database,
     text_of,
 )
 
@@ -36,14 +35,6 @@ ALL_ON = dict.fromkeys(
 AGAIN = "ask for a new one with PUT /me/notifications"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "sqlite":
-        return {}
-    pytest.importorskip("asyncpg")
-    return {"database_url": await new_database(request.getfixturevalue("pg_cluster").url)}
-
-
 def mailing(inbox: Inbox) -> dict[str, Any]:
     return {
         "smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_starttls": False,
@@ -52,8 +43,8 @@ def mailing(inbox: Inbox) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def lab(make: Any, store: dict[str, str], inbox: Inbox) -> Any:
-    return await make(**store, **mailing(inbox))
+async def lab(make: Any, database: dict[str, str], inbox: Inbox) -> Any:
+    return await make(**database, **mailing(inbox))
 
 
 async def call(lab: Any, method: str, path: str, token: str | None, body: Any = None) -> Any:
@@ -231,9 +222,9 @@ async def test_the_code_is_never_logged(
 
 
 async def test_without_smtp_the_code_is_logged_without_itself(
-    make: Any, store: dict[str, str], caplog: pytest.LogCaptureFixture
+    make: Any, database: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    lab = await make(**store)
+    lab = await make(**database)
     bob = await login(lab, BOB)
     with caplog.at_level(logging.INFO):
         status, body = await call(lab, "PUT", "/me/notifications", bob, {"email": ADDRESS})

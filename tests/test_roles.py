@@ -23,26 +23,17 @@ from tests.helpers import (
     bearer,
     eventually,
     login,
-    new_database,
 )
 
 STAFF_ONLY = {"detail": "Staff access required"}
 ADMIN_ONLY = {"detail": "Admin access required"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest) -> dict[str, str]:
-    if request.param == "sqlite":
-        return {}
-    pytest.importorskip("asyncpg")
-    return {"database_url": await new_database(request.getfixturevalue("pg_cluster").url)}
-
-
 @pytest.fixture
-async def lab(make: Any, settings: Any, store: dict[str, str]) -> Any:
+async def lab(make: Any, settings: Any, database: dict[str, str]) -> Any:
     """Alice is an admin and Carol an assistant by configuration; Bob is a student."""
     return await make(
-        **store, resources=(replace(ARM, campuses=()), CAGE), admins=(ALICE_SRN,),
+        **database, resources=(replace(ARM, campuses=()), CAGE), admins=(ALICE_SRN,),
         assistants=(CAROL.srn,), fake_users=(*settings.fake_users, CAROL),
     )  # fmt: skip
 
@@ -128,11 +119,11 @@ async def test_an_admin_sets_roles_at_run_time(lab: Any) -> None:
 
 
 async def test_a_role_outlives_a_restart_and_reaches_other_hosts(
-    aiohttp_client: Any, settings: Any, clock: Clock, store: dict[str, str]
+    aiohttp_client: Any, settings: Any, clock: Clock, database: dict[str, str]
 ) -> None:
     """Two apps on one database: a role set on one is known to the other, and to a
     third started afterwards."""
-    changed = replace(settings, **store, admins=(ALICE_SRN,))
+    changed = replace(settings, **database, admins=(ALICE_SRN,))
     one, two = [
         await aiohttp_client(create_app(changed, clock=clock, timer=clock.timer)) for _ in "12"
     ]
