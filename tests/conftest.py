@@ -20,10 +20,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from rero.app import create_app
 from rero.settings import Settings, load_settings
+from rero.storage import Storage
+from rero.storage.backends import open_storage
 from tests.helpers import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     ROOT,
+    UPGRADE,
     ClientFactory,
     Clock,
     FakePesu,
@@ -169,6 +172,14 @@ async def database(request: pytest.FixtureRequest) -> dict[str, str]:
         return {}
     pytest.importorskip("asyncpg")
     return {"database_url": await new_database(request.getfixturevalue("pg_cluster").url)}
+
+
+@pytest.fixture
+async def store(database: dict[str, str], tmp_path: Path) -> AsyncIterator[Storage]:
+    """A store opened directly (no app), once per store."""
+    url = database.get("database_url", "")
+    async with open_storage(str(tmp_path / "rero.db"), url, UPGRADE) as opened:
+        yield opened
 
 
 @pytest.fixture

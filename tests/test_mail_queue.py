@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,14 +23,11 @@ from rero.settings import Settings
 from rero.storage import Cancel, Storage
 from rero.storage.mail_programs import Dispatched, Mail, claim, dispatch
 from rero.storage.notify_programs import unsubscribe
-from rero.storage.sqlite import open_sqlite
 from tests.helpers import (
-    UPGRADE,
     Clock,
     Inbox,
     book,
     cancel,
-    new_database,
     one,
     text_of,
 )
@@ -40,20 +35,6 @@ from tests.helpers import (
 ADDRESS = "pes1@students.example.edu"
 START = datetime(2030, 1, 7, 0, 0, tzinfo=timezone.utc)
 NOW = START.isoformat()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    if request.param == "sqlite":
-        async with open_sqlite(str(tmp_path / "rero.db"), UPGRADE) as storage:
-            yield storage
-        return
-    pytest.importorskip("asyncpg")
-    from rero.storage.postgres import open_postgres
-
-    url = await new_database(request.getfixturevalue("pg_cluster").url)
-    async with open_postgres(url, UPGRADE) as storage:
-        yield storage
 
 
 def _verified(srn: str, reminder: int = 60) -> Any:

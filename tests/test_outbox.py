@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,27 +17,11 @@ from rero.outbox import OutboxSender, Policy, Webhook
 from rero.outcomes import Outcomes
 from rero.storage import Cancel, Storage
 from rero.storage.outbox_programs import Settled, after, claim, pending, purge, settle
-from rero.storage.sqlite import open_sqlite
-from tests.helpers import UPGRADE, Clock, Receiver, book, new_database, one, receiver_app
+from tests.helpers import Clock, Receiver, book, one, receiver_app
 
 NOW = "2030-01-07T00:00:00+00:00"
 LATER = "2030-01-07T00:01:00+00:00"
 SECRET = b"whsec-test-7f3a"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    """Each test once per store."""
-    if request.param == "sqlite":
-        async with open_sqlite(str(tmp_path / "rero.db"), UPGRADE) as storage:
-            yield storage
-        return
-    pytest.importorskip("asyncpg")
-    from rero.storage.postgres import open_postgres
-
-    url = await new_database(request.getfixturevalue("pg_cluster").url)
-    async with open_postgres(url, UPGRADE) as storage:
-        yield storage
 
 
 async def cancelled(store: Storage, hour: int, resource: str = "arm") -> int:
