@@ -193,8 +193,4 @@ def server(tmp_path: Path) -> Iterator[Server]:
     """``python -m rero`` on the test profile in a real process, stopped afterwards."""
     srv = start_server(tmp_path)
     yield srv
-    srv.proc.terminate()
-    try:
-        srv.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.proc.kill()
+    srv.stop()

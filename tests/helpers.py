@@ -626,6 +626,14 @@ class Server:
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1) + "/slot-booking"
 
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
 
 def write_users(path: Path, n: int) -> None:
     """A fake-users file with :func:`users` ``(n)`` in it."""

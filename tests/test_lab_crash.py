@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +17,6 @@ from aiohttp import web
 
 from tests.helpers import (
     Receiver,
-    Server,
     eventually,
     free_port,
     key_files,
@@ -66,14 +64,6 @@ async def listening(receiver: Receiver, port: int) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-def stop(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-
-
 @pytest.mark.stress
 async def test_an_event_outlives_a_crash(tmp_path: Path) -> None:
     port = free_port()
@@ -102,7 +92,7 @@ async def test_an_event_outlives_a_crash(tmp_path: Path) -> None:
         server.proc.kill()  # SIGKILL: nothing gets to tidy up
         server.proc.wait(10)
     except BaseException:
-        stop(server)
+        server.stop()
         raise
     receiver = Receiver(SECRET.encode())
     async with listening(receiver, port):
@@ -112,7 +102,7 @@ async def test_an_event_outlives_a_crash(tmp_path: Path) -> None:
                 lambda: outbox(tmp_path / "rero.db")[0][3] is not None, 15, what="delivered"
             )
         finally:
-            stop(again)
+            again.stop()
     assert [(e["type"], e["booking_id"]) for e in receiver.unique] == [("cancelled", booking_id)]
     assert all(r.signed for r in receiver.requests)
     assert len(receiver.requests) >= 1

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.helpers import Inbox, Server, code_in, eventually, start_server
+from tests.helpers import Inbox, code_in, eventually, start_server
 
 ADDRESS = "user0@students.example.edu"
 
@@ -32,14 +31,6 @@ def queue(path: Path) -> list[tuple[str, str, int]]:
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         rows = db.execute("SELECT kind, state, attempts FROM mail_queue ORDER BY id").fetchall()
     return [(str(k), str(s), int(n)) for k, s, n in rows]
-
-
-def stop(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
 
 
 @pytest.mark.stress
@@ -61,7 +52,7 @@ async def test_a_confirmation_outlives_a_crash(tmp_path: Path, inbox: Inbox) -> 
             assert made.status == 201, await made.text()
         server.proc.wait(10)
     except BaseException:
-        stop(server)
+        server.stop()
         raise
     # Killed before it sent (the loop wakes once a second; were it otherwise, the message
     # would have been recorded sent or be retried, and the rest would hold all the same).
@@ -79,7 +70,7 @@ async def test_a_confirmation_outlives_a_crash(tmp_path: Path, inbox: Inbox) -> 
             what="recorded as sent",
         )
     finally:
-        stop(again)
+        again.stop()
     subjects = [str(m["Subject"]).strip() for m in inbox.to(ADDRESS)]
     assert (
         subjects[1]
