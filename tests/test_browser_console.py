@@ -93,9 +93,11 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         )
         # Slot 8 is under way (it is 08:30): the student is at the desk and is checked in.
         await row(staff, 8).get_by_role("button", name="Check in").click()
-        await expect(staff.locator("#message")).to_have_text(
+        await expect(staff.locator("#board-message")).to_have_text(
             "Checked SRN0000 in for 08:00\u201309:00."
         )
+        # Focus stays on the row: its Check in is gone, its Cancel is next.
+        await expect(row(staff, 8).get_by_role("button", name="Cancel")).to_be_focused()
         await expect(row(staff, 8).locator("td").nth(3)).to_have_text(re.compile(r"^At 08:3\d$"))
         await expect(row(staff, 8).get_by_role("button", name="Check in")).to_have_count(0)
         await expect(staff.locator("#chart-utilization canvas")).to_have_count(1)
@@ -106,12 +108,12 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
 
         # Close the morning, 09:00-12:00 in the lab's zone: slot 10's booking goes.
         closing = staff.locator("#blackout-form")
-        await closing.get_by_label("From").fill("09:00")
-        await closing.get_by_label("Until").fill("12:00")
+        await closing.get_by_label("Start time").fill("09:00")
+        await closing.get_by_label("End time").fill("12:00")
         await closing.get_by_label("Reason").fill(MAINTENANCE)
-        await closing.get_by_role("button", name="Close").click()
-        await expect(staff.locator("#message")).to_contain_text(
-            f"09:00\u201312:00: {MAINTENANCE}. Cancelled 1 booking."
+        await closing.get_by_role("button", name="Add blackout").click()
+        await expect(staff.locator("#blackouts-message")).to_contain_text(
+            f"09:00 to 12:00: {MAINTENANCE}. Cancelled 1 booking."
         )
         await expect(staff.locator("#blackout-list li")).to_contain_text(MAINTENANCE)
         await expect(staff.locator("#month button.closed")).to_contain_text("1 closed")
@@ -130,9 +132,10 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         await row(staff, 14).get_by_role("button", name="Cancel").press("Enter")
         await reason.fill("Lab closes early")
         await staff.get_by_role("button", name="Cancel booking").press("Enter")
-        await expect(staff.locator("#message")).to_have_text(
+        await expect(staff.locator("#board-message")).to_have_text(
             "Cancelled SRN0000's booking 14:00\u201315:00: Lab closes early"
         )
+        await expect(staff.locator("#board-title")).to_be_focused()  # the row has no button
         await expect(slot(student, 14)).to_have_attribute("data-state", "free", timeout=2000)
         await expect(student.locator("#mine li")).to_have_count(1)  # slot 8's, under way
         await expect(student.locator("#mine li")).to_contain_text("08:00\u201309:00")
@@ -180,6 +183,9 @@ async def test_an_admin_lifts_a_suspension_and_sets_a_role(
         await assistant.get_by_role("button", name="Look up").click()
         await expect(assistant.locator("#student-suspension")).to_contain_text("Suspended until")
         await expect(assistant.locator("#lift-suspension")).to_be_hidden()  # admins only
+        await expect(assistant.locator("#lift-note")).to_have_text(
+            "Only admins can lift suspensions."
+        )
         await expect(assistant.locator("#role-form")).to_be_hidden()
 
         admin = await console(lab, ADMIN, errors, width=390)  # on a phone
@@ -189,13 +195,23 @@ async def test_an_admin_lifts_a_suspension_and_sets_a_role(
         await expect(admin.locator("#student-no-shows")).to_have_text("1")
         await expect(admin.locator("#student-bookings tbody tr")).to_contain_text("no-show")
         await admin.get_by_role("button", name="Lift suspension").click()
-        await expect(admin.locator("#message")).to_have_text("Lifted the suspension of SRN0000.")
+        await expect(admin.locator("#students-message")).to_have_text(
+            "Lifted the suspension of SRN0000."
+        )
         await expect(admin.locator("#student-suspension")).to_have_text("Not suspended")
         await expect(admin.locator("#lift-suspension")).to_be_hidden()
 
         await admin.get_by_label("Set role").select_option("assistant")
         await admin.get_by_role("button", name="Save role").click()
-        await expect(admin.locator("#message")).to_have_text("SRN0000 is now an assistant.")
+        dialog = admin.locator("#role-dialog")
+        await expect(dialog).to_contain_text("Make SRN0000 an assistant?")
+        await dialog.get_by_role("button", name="Keep the role").click()
+        await expect(admin.locator("#student-role")).to_have_text("student (everyone's)")
+        await admin.get_by_role("button", name="Save role").click()
+        await dialog.get_by_role("button", name="Set role").click()
+        await expect(admin.locator("#students-message")).to_have_text(
+            "SRN0000 is now an assistant."
+        )
         await expect(admin.locator("#student-role")).to_have_text("assistant (set by an admin)")
         await admin.screenshot(path=shots / "console-phone.png", full_page=True)
         # Nothing is wider than the phone's screen: wide tables scroll inside their box.
