@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ if not REQUIRED and not Path(CHROMIUM).exists():
 if not REQUIRED:
     pytest.importorskip("playwright")
 
-from playwright.async_api import Browser, Download, Locator, Page, expect  # noqa: E402
+from playwright.async_api import Browser, Download, Locator, Page, Route, expect  # noqa: E402
 
 from tests.test_browser_hour import USERS, ZONE, Lab, button, running, slot, state  # noqa: E402
 
@@ -48,13 +49,22 @@ def staffed(settings: Settings, **changes: object) -> Settings:
     return replace(settings, assistants=(SRNS[ASSISTANT],), admins=(SRNS[ADMIN],), **changes)
 
 
-async def console(lab: Lab, who: int, errors: list[str], width: int = 1200) -> Page:
-    """The console, signed in as fake user ``who``; console errors go to ``errors``."""
+async def console(
+    lab: Lab,
+    who: int,
+    errors: list[str],
+    width: int = 1200,
+    prepare: Callable[[Page], Awaitable[None]] | None = None,
+) -> Page:
+    """The console, signed in as fake user ``who``; console errors go to ``errors``;
+    ``prepare`` (routes, say) runs on the page before it opens."""
     context = await lab.browser.new_context(
         timezone_id=ZONE, viewport={"width": width, "height": 900}
     )
     await context.clock.install(time=lab.clock())
     page = await context.new_page()
+    if prepare is not None:
+        await prepare(page)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     lab.pages.append(page)
@@ -237,3 +247,127 @@ async def test_a_student_is_told_staff_access_is_required(
         await expect(page.locator("#denied")).to_be_hidden()
     # The browser logs the API's refusal; nothing else went wrong (no CSP refusal either).
     assert errors == [f"Failed to load resource: the server responded with a status of {REFUSED}"]
+
+
+def refusals(errors: list[str]) -> list[str]:
+    """The browser's log of the API's refusals (the page shows them; they are expected)."""
+    return [e for e in errors if e.startswith("Failed to load resource")]
+
+
+async def test_errors_show_beside_their_form_and_stale_data_goes(
+    browser: Browser, settings: Settings
+) -> None:
+    errors: list[str] = []
+    async with running(browser, staffed(settings)) as lab:
+        staff = await console(lab, ASSISTANT, errors)
+        await expect(staff.locator("#board-title")).to_be_focused()  # after signing in
+        analytics = staff.locator("#analytics-section")
+        await expect(staff.locator("#analytics")).to_be_visible()
+        # From after To: the refusal is beside the form, on screen; the old numbers go.
+        await analytics.get_by_label("From").fill("2026-11-30")
+        await analytics.get_by_label("To").fill("2026-11-01")
+        await analytics.get_by_role("button", name="Show").click()
+        refusal = staff.locator("#analytics-message [role=alert]")
+        await expect(refusal).to_contain_text("Analytics not updated:")
+        await expect(refusal).to_be_in_viewport()
+        await expect(staff.locator("#analytics")).to_be_hidden()
+        # The next request clears it, and the button is off while it runs (no double submit).
+        gate = asyncio.Event()
+
+        async def held(route: Route) -> None:
+            await gate.wait()
+            await route.continue_()
+
+        await staff.route("**/admin/analytics?*", held)
+        await analytics.get_by_label("To").fill("2026-12-01")
+        await analytics.get_by_role("button", name="Show").click()
+        await expect(analytics.get_by_role("button", name="Show")).to_be_disabled()
+        await expect(staff.locator("#analytics-message")).to_be_empty()
+        gate.set()
+        await expect(analytics.get_by_role("button", name="Show")).to_be_enabled()
+        await expect(staff.locator("#analytics")).to_be_visible()
+
+        # One fill date: the axis spans a day either side, the table says hours.
+        span = await staff.evaluate(
+            """async () => {
+                renderFill([{ date: "2026-11-24", resource: "lab", minutes: 2509.8 }]);
+                await new Promise((done) => queueMicrotask(done)); // uPlot sets its scales
+                const x = charts[charts.length - 1].scales.x;
+                return [x.min, x.max, x.max - x.min];
+            }"""
+        )
+        assert span[2] == 2 * 86400, span
+        await expect(staff.locator("#table-fill tbody td")).to_have_text(["ReRo lab", "41.8"])
+
+        # A typed SRN is trimmed and upper-cased; one with no record is a 404, said so.
+        students = staff.locator("#students-section")
+        await students.get_by_label("SRN").fill(f"  {SRNS[ADMIN].lower()} ")
+        await students.get_by_role("button", name="Look up").click()
+        await expect(staff.locator("#student-title")).to_have_text(SRNS[ADMIN])
+        await students.get_by_label("SRN").fill("nobody")
+        await students.get_by_role("button", name="Look up").click()
+        await expect(staff.locator("#students-message")).to_have_text("No record of student NOBODY")
+        await expect(staff.locator("#student")).to_be_hidden()
+
+        # A blank reason is not sent.
+        closing = staff.locator("#blackout-form")
+        await closing.get_by_label("Start time").fill("09:00")
+        await closing.get_by_label("End time").fill("10:00")
+        await closing.get_by_label("Reason").fill("   ")
+        await closing.get_by_role("button", name="Add blackout").click()
+        await expect(staff.locator("#blackouts-message")).to_have_text("Enter a reason.")
+        await expect(staff.locator("#month button.closed")).to_have_count(0)
+
+        # Signed out in another tab: the export says so instead of throwing.
+        await staff.evaluate("() => { session = null; }")
+        await staff.get_by_role("button", name="Export CSV").click()
+        await expect(staff.locator("#audit-message")).to_have_text(
+            "Your session has ended. Please sign in again."
+        )
+    assert [e for e in errors if e not in refusals(errors)] == []
+    assert len(refusals(errors)) == 2  # the 422 (dates) and the 404 (SRN)
+
+
+async def test_a_failed_role_check_retries_and_the_board_fits_a_phone(
+    browser: Browser, settings: Settings, shots: Path
+) -> None:
+    errors: list[str] = []
+    failing = [True]
+
+    async def down(route: Route) -> None:
+        if failing[0]:
+            await route.fulfill(status=500, json={"detail": "Internal server error"})
+        else:
+            await route.continue_()
+
+    async def prepare(page: Page) -> None:
+        await page.route("**/admin/students/*", down)
+
+    async with running(browser, staffed(settings)) as lab:
+        async with aiohttp.ClientSession(lab.url) as http:
+            login = {"username": USERS[STUDENT][0], "password": USERS[STUDENT][1]}
+            token = (await (await http.post("/auth/login", json=login)).json())["token"]
+            booking = {"resource": "lab", "date": "2026-11-24", "slot_id": 14}
+            made = await http.post("/bookings", headers=bearer(token), json=booking)
+            assert made.status == 201, await made.text()
+        staff = await console(lab, ASSISTANT, errors, width=390, prepare=prepare)
+        await expect(staff.locator("#check-message")).to_have_text(
+            "Could not check your role: Internal server error"
+        )
+        await expect(staff.locator("#role")).to_have_text("not checked")
+        failing[0] = False
+        await staff.get_by_role("button", name="Retry").click()
+        await expect(staff.locator("#role")).to_have_text("assistant")
+        await expect(staff.locator("#check")).to_be_hidden()
+        # On a phone each slot is a card: its Cancel button is on screen, nothing scrolls.
+        cancel = row(staff, 14).get_by_role("button", name="Cancel")
+        box = await cancel.bounding_box()
+        assert box is not None
+        assert box["x"] + box["width"] <= 390
+        await expect(row(staff, 14).locator("td").first).to_have_attribute("data-label", "Time")
+        assert await staff.evaluate("document.documentElement.scrollWidth") == 390
+        await staff.screenshot(path=shots / "console-phone-board.png")
+    assert refusals(errors) == [
+        "Failed to load resource: the server responded with a status of 500 (Internal Server Error)"
+    ]
+    assert len(errors) == 1

@@ -859,8 +859,8 @@ function renderFill(found) {
   const DAY = 86400;
   draw("chart-fill", {
     // One date alone would stretch the axis over years: a day either side instead.
-    scales: { x: { time: true, range: (u, lo, hi) => (dates.length < 2
-      ? [lo - DAY, hi + DAY] : [lo, hi]) } },
+    scales: { x: dates.length === 1
+      ? { time: true, range: [at(dates[0]) - DAY, at(dates[0]) + DAY] } : { time: true } },
     // Dates are calendar dates, placed at midnight UTC: read them back in UTC.
     tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
     axes: [{ label: "Date" }, { label: "Hours" }],
