@@ -21,9 +21,10 @@ import pytest
 from aiohttp import web
 
 from rero.keys import HOUR
+from rero.setting_checks import ResourceConfig
 from rero.settings import Settings
 from rero.storage.queries import EVENT_KEYS
-from tests.helpers import CHROMIUM, bearer, users
+from tests.helpers import CAGE, CHROMIUM, bearer, users
 
 REQUIRED = os.environ.get("RERO_REQUIRE_BROWSER") == "1"
 
@@ -371,3 +372,36 @@ async def test_a_failed_role_check_retries_and_the_board_fits_a_phone(
         "Failed to load resource: the server responded with a status of 500 (Internal Server Error)"
     ]
     assert len(errors) == 1
+
+
+async def test_an_overnight_blackout_on_the_calendar_of_its_resource(
+    browser: Browser, settings: Settings
+) -> None:
+    errors: list[str] = []
+    both = (ResourceConfig("lab", name="ReRo lab", default=True), CAGE)
+    async with running(browser, staffed(settings, resources=both)) as lab:
+        staff = await console(lab, ASSISTANT, errors)
+        closing = staff.locator("#blackout-form")
+        await expect(closing.get_by_label("End date")).to_have_value("2026-11-24")
+        await closing.get_by_label("Start time").fill("22:00")
+        await closing.get_by_label("End date").fill("2026-11-25")
+        await closing.get_by_label("End time").fill("06:00")
+        await closing.get_by_label("Reason").fill("Overnight cleaning")
+        await closing.get_by_role("button", name="Add blackout").click()
+        await expect(staff.locator("#blackouts-message")).to_have_text(
+            "Closed ReRo lab from Tue, 24 Nov 2026, 22:00 to Wed, 25 Nov 2026, 06:00: "
+            "Overnight cleaning. Cancelled 0 bookings."
+        )
+        await expect(staff.locator("#month button.closed")).to_have_count(2)
+        # The calendar is the chosen resource's: the cage is open on both days.
+        await closing.get_by_label("Resource").select_option(label="Drone cage")
+        await expect(staff.locator("#month button.closed")).to_have_count(0)
+        await expect(staff.locator("#blackout-list")).to_have_text("None this month.")
+        await expect(staff.locator("#blackout-list-title")).to_have_text(
+            "Drone cage: blackouts this month"
+        )
+        # The audit trail names who closed it.
+        await staff.get_by_label("Action").fill("blackout_added")
+        await staff.get_by_role("button", name="Search").click()
+        await expect(staff.locator("#audit-table tbody tr td").nth(3)).to_have_text(SRNS[ASSISTANT])
+    assert errors == []
