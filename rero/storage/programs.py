@@ -165,10 +165,11 @@ def _add_blackout(c: AddBlackout) -> Program:
         {"resource": c.resource, "start": c.start, "end": c.end, "reason": c.reason,
          "actor": c.actor, "at": c.at},
     )  # fmt: skip
+    made = blackout(rows[0])
+    # Audited first: the trail reads "closed", then each booking it cancelled.
+    yield from event("blackout_added", c.actor, c.at, None, c.resource, _span(made))
     closed = CancelMany(c.actor, "cancelled", c.at, c.now, "blackout", resource=c.resource)
     cancelled = yield from _cancel_many(closed, (c.start, c.end))
-    made = blackout(rows[0])
-    yield from event("blackout_added", c.actor, c.at, None, c.resource, _span(made))
     return Write(True, bookings=cancelled.bookings, blackout=made)
 
 
