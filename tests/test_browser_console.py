@@ -83,6 +83,16 @@ async def saved_text(download: Download) -> str:
     return await asyncio.to_thread(saved.read_text)
 
 
+async def book_today(lab: Lab, slot_id: int) -> None:
+    """The student books ``slot_id`` today over HTTP (no page needed)."""
+    async with aiohttp.ClientSession(lab.url) as http:
+        login = {"username": USERS[STUDENT][0], "password": USERS[STUDENT][1]}
+        token = (await (await http.post("/auth/login", json=login)).json())["token"]
+        booking = {"resource": "lab", "date": "2026-11-24", "slot_id": slot_id}
+        made = await http.post("/bookings", headers=bearer(token), json=booking)
+        assert made.status == 201, await made.text()
+
+
 def row(page: Page, slot_id: int) -> Locator:
     return page.locator(f'#board-table tr[data-slot="{slot_id}"]')
 
@@ -180,12 +190,7 @@ async def test_an_admin_lifts_a_suspension_and_sets_a_role(
     apps: list[web.Application] = []
     configured = staffed(settings, no_show_limit=1, no_show_minutes=10)
     async with running(browser, configured, routes=lambda app, _: apps.append(app)) as lab:
-        async with aiohttp.ClientSession(lab.url) as http:
-            login = {"username": USERS[STUDENT][0], "password": USERS[STUDENT][1]}
-            token = (await (await http.post("/auth/login", json=login)).json())["token"]
-            booking = {"resource": "lab", "date": "2026-11-24", "slot_id": 8}
-            made = await http.post("/bookings", headers=bearer(token), json=booking)
-            assert made.status == 201, await made.text()
+        await book_today(lab, 8)
         lab.clock.advance(15 * 60)  # 08:45: the booking of 08:00-09:00 is a no-show
         await apps[0][HOUR].sweep()
 
@@ -345,12 +350,7 @@ async def test_a_failed_role_check_retries_and_the_board_fits_a_phone(
         await page.route("**/admin/students/*", down)
 
     async with running(browser, staffed(settings)) as lab:
-        async with aiohttp.ClientSession(lab.url) as http:
-            login = {"username": USERS[STUDENT][0], "password": USERS[STUDENT][1]}
-            token = (await (await http.post("/auth/login", json=login)).json())["token"]
-            booking = {"resource": "lab", "date": "2026-11-24", "slot_id": 14}
-            made = await http.post("/bookings", headers=bearer(token), json=booking)
-            assert made.status == 201, await made.text()
+        await book_today(lab, 14)
         staff = await console(lab, ASSISTANT, errors, width=390, prepare=prepare)
         await expect(staff.locator("#check-message")).to_have_text(
             "Could not check your role: Internal server error"
