@@ -117,6 +117,10 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         await expect(staff.locator("#board-message")).to_have_text(
             "Checked SRN0000 in for 08:00\u201309:00."
         )
+        # A success is one status element (announced once), beside the board's form.
+        await expect(staff.locator("#board-message [role=status]")).to_have_count(1)
+        await expect(staff.locator("[aria-live], [role=alert]")).to_have_count(2)  # month, pager
+        await expect(row(staff, 3).locator("td").nth(1)).to_have_text("Ended")  # past, unbooked
         # Focus stays on the row: its Check in is gone, its Cancel is next.
         await expect(row(staff, 8).get_by_role("button", name="Cancel")).to_be_focused()
         await expect(row(staff, 8).locator("td").nth(3)).to_have_text(re.compile(r"^At 08:3\d$"))
@@ -167,6 +171,7 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         events = staff.locator("#audit-table tbody tr")
         await expect(events).to_have_count(1)
         await expect(events).to_contain_text("Lab closes early")
+        await expect(staff.locator("#audit-when")).to_have_text(f"When ({ZONE})")
         async with staff.expect_download() as waiting:
             await staff.get_by_role("button", name="Export CSV").click()
         download = await waiting.value
@@ -179,6 +184,7 @@ async def test_an_assistant_closes_a_morning_and_the_students_board_shows_it(
         lift = staff.locator("#blackout-list").get_by_role("button", name=re.compile("^Lift"))
         await lift.click()
         await expect(staff.locator("#blackout-list")).to_have_text("None this month.")
+        await expect(staff.locator("#blackouts-title")).to_be_focused()  # no Lift left
         await expect(slot(student, 10)).to_have_attribute("data-state", "free", timeout=2000)
     assert errors == []
 

@@ -668,7 +668,8 @@ async function loadAudit() {
   query.set("limit", $("audit-limit").value);
   const before = auditPages[auditPages.length - 1];
   if (before) query.set("before", before);
-  const { ok, data } = await busy("audit", submitOf($("audit-form")),
+  const { ok, data } = await busy("audit",
+    [submitOf($("audit-form")), $("audit-older"), $("audit-newer")],
     () => api("GET", `/admin/audit?${query}`));
   $("audit-view").hidden = !ok;
   if (!ok) return say("audit", `The audit trail was not updated: ${detail(data)}`);
