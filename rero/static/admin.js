@@ -212,10 +212,10 @@ async function show() {
   $("account").hidden = Boolean(session);
   $("console").hidden = true;
   $("denied").hidden = true;
+  $("check").hidden = true;
   if (!session) return;
   $("who").textContent = session.user.name || session.user.srn;
   $("role").textContent = "checking…";
-  $("check").hidden = true;
   // The API says whether we are staff: a student's 403 is shown as it is.
   const { ok, status, data } = await api("GET",
     `/admin/students/${encodeURIComponent(session.user.srn)}`);
