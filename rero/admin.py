@@ -11,7 +11,7 @@ from typing import Any, Final
 from rero.bookings import BookingService
 from rero.calendar import iso, local, utc
 from rero.clock import Clock, stamp
-from rero.errors import RequestInvalid
+from rero.errors import NotFound, RequestInvalid
 from rero.hour import HourService
 from rero.identity import Identity, IdentityService
 from rero.settings import Settings
@@ -77,6 +77,8 @@ class AdminService:
             record(srn, utc(now - self._window), stamp(self._clock), RECORD_BOOKINGS)
         )
         role, source = self._identity.roles.of(srn)
+        if not got.known and source == "default":
+            raise NotFound(f"No record of student {srn}")
         zone = self._bookings.lab.default.zone
         until = got.suspended_until
         return {

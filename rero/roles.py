@@ -16,6 +16,7 @@ from rero.auth import User
 from rero.errors import AdminRequired, Conflict
 from rero.settings import Settings
 from rero.storage import Programs, Query, Rows
+from rero.storage.rows import event
 
 log: Final = logging.getLogger(__name__)
 
@@ -86,9 +87,5 @@ def _write(srn: str, role: str, actor: str, at: str) -> Generator[Query, Rows, d
         " set_at = excluded.set_at",
         dict(params),
     )
-    yield (
-        "INSERT INTO booking_events (slot_id, holder_srn, actor_srn, action, at, reason)"
-        " VALUES (0, :srn, :actor, 'role_set', :at, :role)",
-        dict(params),
-    )
+    yield from event("role_set", actor, at, srn, reason=role)
     return (yield from _read())

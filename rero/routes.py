@@ -182,7 +182,7 @@ ROUTES: tuple[Route, ...] = (
           errors=(401, 403, 404, 422, 503), bearer=True, query=schemas.AnalyticsQuery),
     Route("GET", "/admin/students/{srn}", admin_views.student,
           "Staff: a student's record: role, bookings, no-shows, suspension, waitlist",
-          rs.StudentRecord, errors=(401, 403, 422, 503), bearer=True),
+          rs.StudentRecord, errors=(401, 403, 404, 422, 503), bearer=True),
     Route("DELETE", "/admin/students/{srn}/suspension", admin_views.lift_suspension,
           "Admin: lift a student's suspension", hs.Suspension, errors=(401, 403, 404, 422, 503),
           bearer=True),

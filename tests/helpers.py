@@ -271,12 +271,13 @@ async def apply_mixed_group(storage: Storage) -> list[Write]:
     events = await storage.events(10, None)
     assert [(e["slot_id"], e["holder_srn"], e["actor_srn"], e["action"]) for e in events] == [
         (5, "B", "ADMIN", "reset"),
+        (0, None, "ADMIN", "blackout_added"),  # not a booking's: slot 0, no date
         (5, "B", "B", "booked"),
         (5, "A", "A", "cancelled"),
         (5, "A", "A", "booked"),
     ]
     assert {e["resource"] for e in events} == {"lab"}
-    assert {e["date"] for e in events} == {DAY}
+    assert {e["date"] for e in events if e["slot_id"]} == {DAY}
     return writes
 
 
@@ -329,9 +330,12 @@ async def store_contract(storage: Storage) -> None:
         Refusal.NOT_FOUND
     )
     assert (await one(storage, book(9, "D", "t11"))).changed
-    events = await storage.events(3, None)
+    events = await storage.events(5, None)
+    b = closed.blackout
+    span = f"#{b.id} {b.start}/{b.end}: repairs"  # the blackout in its audit rows
     assert [(e["action"], e["slot_id"], e["reason"]) for e in events] == [
-        ("booked", 9, None), ("cancelled", 8, "blackout"), ("cancelled", 7, "blackout"),
+        ("booked", 9, None), ("blackout_lifted", 0, span), ("cancelled", 8, "blackout"),
+        ("cancelled", 7, "blackout"), ("blackout_added", 0, span),
     ]  # fmt: skip
     # Ended bookings are marked completed; live ones counted.
     counts = await storage.counts(NOW, "lab", at(7)[0])

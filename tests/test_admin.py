@@ -256,3 +256,67 @@ async def test_staff_cancel_a_booking_with_a_reason(lab: Any, clock: Clock) -> N
     assert await staff_cancel(lab, alice, ended, reason) == (
         400, {"detail": f"Booking {ended} has ended"},
     )  # fmt: skip
+
+
+def without_ids(body: Any) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "id"} for e in body["events"]]
+
+
+async def test_an_unknown_srn_has_no_record(lab: Any, clock: Clock) -> None:
+    carol = await login(lab, CAROL_LOGIN)
+    gone = {"detail": "No record of student PES2UG22CS999"}
+    assert await get(lab, "/admin/students/PES2UG22CS999", carol) == (404, gone)
+    # Known by a sign-in alone (a live session), by a configured role, by a booking.
+    bob = await login(lab, BOB)
+    assert (await get(lab, f"/admin/students/{BOB_SRN}", carol))[0] == 200
+    assert (await get(lab, f"/admin/students/{ALICE_SRN}", carol))[0] == 200
+    # A role set at run time, then taken back, leaves its audit row: still known.
+    alice = await login(lab, ALICE)
+    for role in ("assistant", "student"):
+        resp = await lab.put("/admin/roles/PES2UG22CS777", json={"role": role},
+                             headers=bearer(alice))  # fmt: skip
+        assert resp.status == 200
+    assert (await get(lab, "/admin/students/PES2UG22CS777", carol))[0] == 200
+    assert await get(lab, "/admin/students/pes2ug22cs777", carol) == (
+        404, {"detail": "No record of student pes2ug22cs777"},
+    )  # fmt: skip
+    assert bob
+
+
+async def test_suspension_lifts_and_blackouts_are_audited(lab: Any, clock: Clock) -> None:
+    alice, bob = await login(lab, ALICE), await login(lab, BOB)
+    carol = await login(lab, CAROL_LOGIN)
+    for slot in (9, 10):
+        await book(lab, bob, "arm-1", TODAY, slot)
+    clock.advance(hours=2)  # 10:30: both hours missed, Bob is suspended
+    await lab.app[HOUR].sweep()
+    lifted = await lab.delete(f"/admin/students/{BOB_SRN}/suspension", headers=bearer(alice))
+    assert lifted.status == 200
+    _, trail = await get(lab, "/admin/audit?action=suspension_lifted", carol)
+    assert without_ids(trail) == [{
+        "slot_id": 0, "holder_srn": BOB_SRN, "actor_srn": ALICE_SRN,
+        "action": "suspension_lifted", "at": "2026-11-24T05:00:00+00:00", "resource": None,
+        "date": None, "booking_id": None, "reason": None,
+    }]  # fmt: skip
+    body = {"resource": "cage", "start": f"{TOMORROW}T22:00:00+05:30",
+            "end": "2026-11-26T06:00:00+05:30", "reason": "Overnight cleaning"}  # fmt: skip
+    made = await lab.post("/admin/blackouts", json=body, headers=bearer(carol))
+    assert made.status == 201, await made.text()
+    number = (await made.json())["blackout"]["id"]
+    gone = await lab.delete(f"/admin/blackouts/{number}", headers=bearer(alice))
+    assert gone.status == 200
+    span = f"#{number} {TOMORROW}T16:30:00+00:00/2026-11-26T00:30:00+00:00: Overnight cleaning"
+    _, trail = await get(lab, "/admin/audit?resource=cage", carol)
+    assert without_ids(trail) == [
+        {"slot_id": 0, "holder_srn": None, "actor_srn": ALICE_SRN, "action": "blackout_lifted",
+         "at": "2026-11-24T05:00:00+00:00", "resource": "cage", "date": None,
+         "booking_id": None, "reason": span},
+        {"slot_id": 0, "holder_srn": None, "actor_srn": CAROL.srn, "action": "blackout_added",
+         "at": "2026-11-24T05:00:00+00:00", "resource": "cage", "date": None,
+         "booking_id": None, "reason": span},
+    ]  # fmt: skip
+    for action in ("suspension_lifted", "blackout_added", "blackout_lifted"):
+        assert (await get(lab, f"/admin/audit?action={action}", carol))[0] == 200
+    # Analytics counts bookings, cancellations and no-shows by name: these are none of them.
+    _, usage = await get(lab, f"/admin/analytics?from={TODAY}&to={TOMORROW}", carol)
+    assert (usage["bookings"], usage["cancellations"]) == (2, 0)

@@ -12,7 +12,7 @@ const STATUS = { booked: "Booked", held: "Held", completed: "Completed", no_show
   cancelled: "Cancelled" };
 const CHECK_IN_EARLY = 5 * 60 * 1000; // the Check in button shows this long before a slot
 const FRIENDLY = [
-  [/^Authentication failed/, "Wrong username or password."],
+  [/^Invalid credentials/, "Wrong username or password."],
   [/^Invalid or expired session/, "Your session has ended. Please sign in again."],
 ];
 
@@ -42,13 +42,37 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function say(text, ok = false) {
-  const box = $("message");
-  box.textContent = text;
-  box.classList.toggle("ok", ok);
-  box.hidden = !text;
-  if (ok) $("announce").textContent = text;
+/** A section's message, next to its form: an error is an alert, a success a status; one
+ * new element each time, so a screen reader announces it once. Empty text clears it. */
+function say(where, text, ok = false) {
+  const box = $(`${where}-message`);
+  if (!text) return box.replaceChildren();
+  box.replaceChildren(el("p", { className: ok ? "message ok" : "message",
+    role: ok ? "status" : "alert", textContent: text }));
+  if (!ok && !inView(box)) box.scrollIntoView({ block: "nearest" });
 }
+
+/** Whether ``node`` is on screen now. */
+function inView(node) {
+  const box = node.getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= window.innerHeight;
+}
+
+/** Run ``work`` with ``buttons`` disabled (no double submits) and ``where``'s message
+ * cleared first; they come back whatever happens. */
+async function busy(where, buttons, work) {
+  if (where) say(where, "");
+  const list = [].concat(buttons).filter(Boolean);
+  for (const b of list) b.disabled = true;
+  try {
+    return await work();
+  } finally {
+    for (const b of list) b.disabled = false;
+  }
+}
+
+/** A form's submit button. */
+const submitOf = (form) => form.querySelector('button[type="submit"]');
 
 /** The server's refusal as one sentence (a 422 names each bad field). */
 function detail(data) {
@@ -77,7 +101,7 @@ const todayIn = (zone) => new Intl.DateTimeFormat("en-CA", { timeZone: zone }).f
 const labTime = (instant) => instant.slice(11, 16); // the wall time, as the server sent it
 const span = (item) => `${labTime(item.start)}\u2013${labTime(item.end)}`;
 const DAY_FORMAT = new Intl.DateTimeFormat("en-GB",
-  { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" });
+  { weekday: "short", day: "numeric", month: "short", year: "numeric", timeZone: "UTC" });
 
 function dayLabel(date) {
   const [y, m, d] = date.split("-").map(Number);
@@ -93,11 +117,12 @@ function defaultZone() {
   return fallback ? fallback.timezone : "UTC";
 }
 
-/** An instant (any offset) as the wall time in ``zone``: "25 Nov 2026, 09:32". */
+/** An instant (any offset) as the wall time in ``zone``: "Wed, 25 Nov 2026, 09:32". */
 function inZone(instant, zone = defaultZone()) {
   if (!instant) return "\u2014";
-  return new Intl.DateTimeFormat("en-GB", { timeZone: zone, dateStyle: "medium",
-    timeStyle: "short", hourCycle: "h23" }).format(new Date(instant));
+  return new Intl.DateTimeFormat("en-GB", { timeZone: zone, weekday: "short", day: "numeric",
+    month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+    .format(new Date(instant));
 }
 
 /** An instant as the wall clock in ``zone``: "09:32". */
@@ -149,8 +174,11 @@ function setSession(value) {
   else localStorage.removeItem(SESSION_KEY);
 }
 
-/** One call to this server with the session's token; never throws. A 401 signs out. */
-async function api(method, path, body) {
+const UNREACHABLE = { detail: "Could not reach the server; try again." };
+
+/** One call to this server with the session's token (if any); never throws: the answer,
+ * or null when the server could not be reached. A 401 signs out. */
+async function send(method, path, body) {
   const headers = {};
   if (session) headers.Authorization = `Bearer ${session.token}`;
   if (body) headers["Content-Type"] = "application/json";
@@ -158,14 +186,21 @@ async function api(method, path, body) {
   try {
     resp = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
   } catch (e) {
-    return { ok: false, status: 0, data: { detail: "Could not reach the server; try again." } };
+    return null;
   }
-  let data = null;
-  try { data = await resp.json(); } catch (e) { /* no JSON body */ }
   if (resp.status === 401 && session) {
     setSession(null);
     show();
   }
+  return resp;
+}
+
+/** A JSON call: whether it succeeded, its status and its body. */
+async function api(method, path, body) {
+  const resp = await send(method, path, body);
+  if (!resp) return { ok: false, status: 0, data: UNREACHABLE };
+  let data = null;
+  try { data = await resp.json(); } catch (e) { /* no JSON body */ }
   return { ok: resp.ok, status: resp.status, data };
 }
 
@@ -177,6 +212,7 @@ async function show() {
   $("account").hidden = Boolean(session);
   $("console").hidden = true;
   $("denied").hidden = true;
+  $("check").hidden = true;
   if (!session) return;
   $("who").textContent = session.user.name || session.user.srn;
   $("role").textContent = "checking…";
@@ -193,31 +229,38 @@ async function show() {
     $("denied").focus();
     return;
   }
-  if (!ok) return say(detail(data));
+  if (!ok) {
+    // Not a refusal: the server is down or failed. Say so, and offer to ask again.
+    $("role").textContent = "not checked";
+    $("check").hidden = false;
+    say("check", `Could not check your role: ${detail(data)}`);
+    return;
+  }
   role = data.role;
   $("role").textContent = role;
   $("console").hidden = false;
   await start();
 }
 
+$("check-retry").addEventListener("click", () => busy("check", $("check-retry"), show));
+
 $("signin").addEventListener("submit", async (event) => {
   event.preventDefault();
   const username = $("username").value.trim();
   const password = $("password").value;
   $("password").value = ""; // never kept, not even in the form
-  $("signin-button").disabled = true;
-  const { ok, data } = await api("POST", "/auth/login", { username, password });
-  $("signin-button").disabled = false;
-  if (!ok) return say(detail(data));
-  say("");
+  const { ok, data } = await busy("signin", $("signin-button"),
+    () => api("POST", "/auth/login", { username, password }));
+  if (!ok) return say("signin", detail(data));
   setSession({ token: data.token, expires_at: data.expires_at, user: data.user });
   await show();
+  if (role) $("board-title").focus(); // the console's first heading
 });
 
 $("signout").addEventListener("click", async () => {
   await api("POST", "/auth/logout");
   setSession(null);
-  say("Signed out.", true);
+  say("signin", "Signed out.", true);
   await show();
   $("username").focus();
 });
@@ -225,7 +268,10 @@ $("signout").addEventListener("click", async () => {
 /** The console's first reads, once the API has said we are staff. */
 async function start() {
   const { ok, data } = await api("GET", "/resources");
-  if (!ok) return say(detail(data));
+  if (!ok) {
+    $("check").hidden = false;
+    return say("check", `Could not load the resources: ${detail(data)}`);
+  }
   resources = data.resources;
   for (const select of document.querySelectorAll(".resource-select")) {
     const options = resources.map((r) => el("option", { value: r.id, textContent: r.name }));
@@ -240,6 +286,8 @@ async function start() {
   const today = todayIn(first.timezone);
   $("board-date").value = today;
   $("blackout-date").value = today;
+  $("blackout-end-date").value = today;
+  $("audit-when").textContent = `When (${defaultZone()})`;
   month = today.slice(0, 7);
   $("student").hidden = true;
   await Promise.all([loadBoard(), loadMonth(), searchAudit(), loadAnalytics()]);
@@ -252,14 +300,17 @@ async function loadBoard() {
   const date = $("board-date").value;
   const query = new URLSearchParams({ resource });
   if (date) query.set("date", date);
-  const { ok, data } = await api("GET", `/admin/bookings?${query}`);
-  if (!ok) return say(detail(data));
+  const { ok, data } = await busy("board", submitOf($("board-form")),
+    () => api("GET", `/admin/bookings?${query}`));
+  // A failed load hides the old board rather than showing it as if it were current.
+  $("board-view").hidden = !ok;
+  if (!ok) return say("board", `The board was not updated: ${detail(data)}`);
   shownBoard = data;
   renderBoard();
 }
 
 function slotState(slot) {
-  if (slot.state === "closed") return `Closed: ${slot.reason}`;
+  if (slot.state === "closed") return slot.reason === "ended" ? "Ended" : `Closed: ${slot.reason}`;
   if (slot.booking) return STATUS[slot.booking.status] || slot.booking.status;
   return slot.state === "free" ? "Free" : slot.state;
 }
@@ -287,7 +338,7 @@ function renderBoard() {
           type: "button", textContent: "Check in",
           "aria-label": `Check in ${booking.srn} for ${span(slot)}`,
         });
-        come.addEventListener("click", () => checkIn(slot));
+        come.addEventListener("click", () => checkIn(slot, come));
         actions.append(come);
       }
       const cancel = el("button", {
@@ -297,10 +348,12 @@ function renderBoard() {
       cancel.addEventListener("click", () => askCancel(slot));
       actions.append(cancel);
     }
+    // Each cell names its column (data-label): on a phone each row is a card.
+    const cell = (label, text) => el("td", { "data-label": label, textContent: text });
     return el("tr", { "data-state": slot.state, "data-slot": slot.id },
-      el("td", { textContent: span(slot) }), el("td", { textContent: slotState(slot) }),
-      el("td", { textContent: who }), el("td", { textContent: arrived }),
-      el("td", { textContent: line }), el("td", {}, actions));
+      cell("Time", span(slot)), cell("State", slotState(slot)), cell("Who", who),
+      cell("Check-in", arrived), cell("Waitlist", line),
+      el("td", { className: "row-actions" }, actions));
   });
   $("board-table").tBodies[0].replaceChildren(...rows);
 }
@@ -313,11 +366,19 @@ function duringHour(slot) {
 }
 
 /** A student at the lab's desk: staff check them in (the audit trail names who did). */
-async function checkIn(slot) {
-  const { ok, data } = await api("POST", `/bookings/${slot.booking.id}/check-in`);
-  if (!ok) say(detail(data));
-  else say(`Checked ${slot.booking.srn} in for ${span(slot)}.`, true);
+async function checkIn(slot, button) {
+  const { ok, data } = await busy("board", button,
+    () => api("POST", `/bookings/${slot.booking.id}/check-in`));
   await Promise.all([loadBoard(), searchAudit()]);
+  if (!ok) say("board", detail(data));
+  else say("board", `Checked ${slot.booking.srn} in for ${span(slot)}.`, true);
+  focusRow(slot.id);
+}
+
+/** After a row's action: its rebuilt row's first button, else the board's heading. */
+function focusRow(slotId) {
+  const next = document.querySelector(`#board-table tr[data-slot="${slotId}"] button`);
+  (next || $("board-title")).focus();
 }
 
 $("board-form").addEventListener("submit", (event) => {
@@ -333,6 +394,7 @@ function askCancel(slot) {
   $("cancel-what").textContent = `${slot.booking.name || slot.booking.srn} ` +
     `(${slot.booking.srn}), ${resource.name}, ${dayLabel(shownBoard.date)}, ${span(slot)}.`;
   $("cancel-reason").value = "";
+  $("cancel-error").replaceChildren();
   $("cancel-dialog").showModal();
   $("cancel-reason").focus();
 }
@@ -343,15 +405,18 @@ $("cancel-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const slot = cancelling;
   const reason = $("cancel-reason").value.trim();
-  if (!reason) return;
-  $("cancel-confirm").disabled = true;
-  const { ok, data } = await api("POST", `/admin/bookings/${slot.booking.id}/cancel`,
-    { reason });
-  $("cancel-confirm").disabled = false;
+  if (!reason) {
+    $("cancel-error").replaceChildren(el("p", { className: "message", role: "alert",
+      textContent: "Enter a reason." }));
+    return $("cancel-reason").focus();
+  }
+  const { ok, data } = await busy("board", [$("cancel-confirm"), $("cancel-keep")],
+    () => api("POST", `/admin/bookings/${slot.booking.id}/cancel`, { reason }));
   $("cancel-dialog").close();
-  if (!ok) say(detail(data));
-  else say(`Cancelled ${slot.booking.srn}'s booking ${span(slot)}: ${reason}`, true);
   await Promise.all([loadBoard(), searchAudit()]);
+  if (!ok) say("board", detail(data));
+  else say("board", `Cancelled ${slot.booking.srn}'s booking ${span(slot)}: ${reason}`, true);
+  focusRow(slot.id);
 });
 
 // ---- blackouts -------------------------------------------------------------------------
@@ -367,16 +432,28 @@ function blackoutDates(blackout) {
 }
 
 async function loadMonth() {
-  const first = `${month}-01`;
-  const last = addDays(addDays(first, 31).slice(0, 7) + "-01", -1);
+  const [first, last] = monthBounds();
   const query = new URLSearchParams({ from: first, to: last });
   const { ok, data } = await api("GET", `/admin/blackouts?${query}`);
-  if (!ok) return say(detail(data));
+  $("month-view").hidden = !ok;
+  if (!ok) return say("blackouts", `The calendar was not updated: ${detail(data)}`);
   monthBlackouts = data.blackouts;
-  renderMonth(first, last);
+  renderMonth();
 }
 
-function renderMonth(first, last) {
+/** The month's first and last dates. */
+function monthBounds() {
+  const first = `${month}-01`;
+  return [first, addDays(addDays(first, 31).slice(0, 7) + "-01", -1)];
+}
+
+/** The month of the resource chosen in the form: its blackouts only. */
+function renderMonth() {
+  const [first, last] = monthBounds();
+  const chosen = resourceOf($("blackout-resource").value);
+  const shown = monthBlackouts.filter((b) => b.resource === chosen.id);
+  $("blackout-list-title").textContent = `${chosen.name}: blackouts this month`;
+  $("month-caption").textContent = `Days of the month with ${chosen.name}'s blackouts`;
   const [y, m] = month.split("-").map(Number);
   $("month-title").textContent = new Intl.DateTimeFormat("en-GB",
     { month: "long", year: "numeric", timeZone: "UTC" }).format(new Date(Date.UTC(y, m - 1, 1)));
@@ -384,7 +461,7 @@ function renderMonth(first, last) {
   const head = WEEKDAYS.map((d) => el("th", { scope: "col", textContent: d }));
   table.tHead.rows[0].replaceChildren(...head);
   const byDate = {};
-  for (const b of monthBlackouts) {
+  for (const b of shown) {
     for (const d of blackoutDates(b)) (byDate[d] = byDate[d] || []).push(b);
   }
   const today = todayIn(defaultZone());
@@ -402,6 +479,7 @@ function renderMonth(first, last) {
       ? el("span", { className: "count", textContent: `${found.length} closed` }) : null);
     button.addEventListener("click", () => {
       $("blackout-date").value = d;
+      $("blackout-end-date").value = d;
       $("blackout-start").focus();
     });
     cells.push(el("td", {}, button));
@@ -409,7 +487,7 @@ function renderMonth(first, last) {
   const rows = [];
   for (let i = 0; i < cells.length; i += 7) rows.push(el("tr", {}, ...cells.slice(i, i + 7)));
   table.tBodies[0].replaceChildren(...rows);
-  const items = monthBlackouts.map((b) => {
+  const items = shown.map((b) => {
     const resource = resourceOf(b.resource);
     const [startDay, endDay] = [b.start.slice(0, 10), b.end.slice(0, 10)];
     const until = endDay === startDay ? "" : `${dayLabel(endDay)} `;
@@ -417,18 +495,21 @@ function renderMonth(first, last) {
       `${until}${labTime(b.end)} (${resource.timezone}): ${b.reason}`;
     const lift = el("button", { type: "button", className: "secondary", textContent: "Lift",
       "aria-label": `Lift the blackout of ${text}` });
-    lift.addEventListener("click", () => liftBlackout(b, text));
+    lift.addEventListener("click", () => liftBlackout(b, text, lift));
     return el("li", { "data-blackout": b.id }, el("span", { textContent: text }), lift);
   });
   $("blackout-list").replaceChildren(...(items.length ? items
     : [el("li", {}, el("span", { textContent: "None this month." }))]));
 }
 
-async function liftBlackout(blackout, text) {
-  const { ok, data } = await api("DELETE", `/admin/blackouts/${blackout.id}`);
-  if (!ok) return say(detail(data));
-  say(`Lifted the blackout of ${text}.`, true);
+async function liftBlackout(blackout, text, button) {
+  const { ok, data } = await busy("blackouts", button,
+    () => api("DELETE", `/admin/blackouts/${blackout.id}`));
+  if (!ok) return say("blackouts", detail(data));
   await Promise.all([loadMonth(), loadBoard(), searchAudit()]);
+  say("blackouts", `Lifted the blackout of ${text}.`, true);
+  // The next blackout's Lift, else the section's heading.
+  ($("blackout-list").querySelector("button") || $("blackouts-title")).focus();
 }
 
 function moveMonth(step) {
@@ -440,34 +521,53 @@ function moveMonth(step) {
 $("month-prev").addEventListener("click", () => moveMonth(-1));
 $("month-next").addEventListener("click", () => moveMonth(1));
 
+$("blackout-resource").addEventListener("change", () => renderMonth());
+// The end date follows the start date until it is set apart (never before it).
+$("blackout-date").addEventListener("change", () => {
+  const start = $("blackout-date").value;
+  if (!$("blackout-end-date").value || $("blackout-end-date").value < start) {
+    $("blackout-end-date").value = start;
+  }
+});
+
 $("blackout-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const resource = resourceOf($("blackout-resource").value);
   const date = $("blackout-date").value;
+  const until = $("blackout-end-date").value || date;
+  const reason = $("blackout-reason").value.trim();
+  if (!reason) {
+    say("blackouts", "Enter a reason.");
+    return $("blackout-reason").focus();
+  }
   const body = {
     resource: resource.id,
     start: zonedInstant(date, $("blackout-start").value, resource.timezone),
-    end: zonedInstant(date, $("blackout-end").value, resource.timezone),
-    reason: $("blackout-reason").value.trim(),
+    end: zonedInstant(until, $("blackout-end").value, resource.timezone),
+    reason,
   };
-  const { ok, data } = await api("POST", "/admin/blackouts", body);
-  if (!ok) return say(detail(data));
+  const { ok, data } = await busy("blackouts", submitOf($("blackout-form")),
+    () => api("POST", "/admin/blackouts", body));
+  if (!ok) return say("blackouts", detail(data));
   const cancelled = data.cancelled ? data.cancelled.length : 0;
-  say(`Closed ${resource.name} on ${dayLabel(date)}, ${labTime(data.blackout.start)}\u2013` +
-    `${labTime(data.blackout.end)}: ${data.blackout.reason}. ` +
-    `Cancelled ${cancelled} booking${cancelled === 1 ? "" : "s"}.`, true);
+  const b = data.blackout;
+  const to = until === date ? labTime(b.end) : `${dayLabel(until)}, ${labTime(b.end)}`;
   $("blackout-reason").value = "";
   month = date.slice(0, 7);
   await Promise.all([loadMonth(), loadBoard(), searchAudit()]);
+  say("blackouts", `Closed ${resource.name} from ${dayLabel(date)}, ${labTime(b.start)} to ` +
+    `${to}: ${b.reason}. Cancelled ${cancelled} booking${cancelled === 1 ? "" : "s"}.`, true);
 });
 
 // ---- students --------------------------------------------------------------------------
 
 async function lookUp(srn) {
-  const { ok, data } = await api("GET", `/admin/students/${encodeURIComponent(srn)}`);
+  const { ok, data } = await busy("students", submitOf($("student-form")),
+    () => api("GET", `/admin/students/${encodeURIComponent(srn)}`));
   if (!ok) {
     $("student").hidden = true;
-    return say(detail(data));
+    student = null;
+    return say("students", detail(data));
   }
   student = data;
   renderStudent();
@@ -483,8 +583,9 @@ function renderStudent() {
   $("student-role").textContent = `${s.role} (${sources[s.role_source]})`;
   $("student-no-shows").textContent = String(s.no_shows);
   $("student-suspension").textContent = s.suspended_until
-    ? `Suspended until ${inZone(s.suspended_until)}` : "Not suspended";
+    ? `Suspended until ${inZone(s.suspended_until)} (${defaultZone()})` : "Not suspended";
   $("lift-suspension").hidden = !(admin && s.suspended_until);
+  $("lift-note").hidden = admin || !s.suspended_until;
   $("role-form").hidden = !admin || s.role_source === "config";
   $("role-select").value = s.role;
   $("role-note").hidden = !(admin && s.role_source === "config");
@@ -494,7 +595,7 @@ function renderStudent() {
     el("td", { textContent: resourceOf(b.resource).name }),
     el("td", { textContent: b.status.replace("_", "-") }),
     el("td", { textContent: b.checked_in_at
-      ? inZone(b.checked_in_at, resourceOf(b.resource).timezone) : "\u2014" })));
+      ? timeIn(b.checked_in_at, resourceOf(b.resource).timezone) : "\u2014" })));
   $("student-bookings").tBodies[0].replaceChildren(...(rows.length ? rows
     : [el("tr", {}, el("td", { colSpan: 5, textContent: "No bookings." }))]));
   const line = s.waitlist.map((w) => el("li", {}, el("span", {
@@ -507,27 +608,46 @@ function renderStudent() {
 
 $("student-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const srn = $("student-srn").value.trim();
+  // SRNs are upper case: "pes2ug22cs001 " finds PES2UG22CS001.
+  const srn = $("student-srn").value.trim().toUpperCase();
+  $("student-srn").value = srn;
   if (srn) lookUp(srn);
+  else say("students", "Enter an SRN.");
 });
 
 $("lift-suspension").addEventListener("click", async () => {
   const srn = student.srn;
-  const { ok, data } = await api("DELETE", `/admin/students/${encodeURIComponent(srn)}/suspension`);
-  if (!ok) return say(detail(data));
-  say(`Lifted the suspension of ${srn}.`, true);
+  const { ok, data } = await busy("students", $("lift-suspension"),
+    () => api("DELETE", `/admin/students/${encodeURIComponent(srn)}/suspension`));
+  if (!ok) return say("students", detail(data));
   await lookUp(srn);
+  say("students", `Lifted the suspension of ${srn}.`, true);
+  $("student-title").focus();
 });
 
-$("role-form").addEventListener("submit", async (event) => {
+const article = (word) => (/^[aeiou]/.test(word) ? "an" : "a");
+
+// A role changes what someone may do: the dialog asks first.
+$("role-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const wanted = $("role-select").value;
+  $("role-what").textContent = `Make ${student.srn} ${article(wanted)} ${wanted}?`;
+  $("role-dialog").showModal();
+});
+
+$("role-keep").addEventListener("click", () => $("role-dialog").close());
+
+$("role-confirm-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const srn = student.srn;
   const wanted = $("role-select").value;
-  const { ok, data } = await api("PUT", `/admin/roles/${encodeURIComponent(srn)}`,
-    { role: wanted });
-  if (!ok) return say(detail(data));
-  say(`${srn} is now ${/^[aeiou]/.test(data.role) ? "an" : "a"} ${data.role}.`, true);
+  const { ok, data } = await busy("students", [$("role-confirm"), $("role-keep")],
+    () => api("PUT", `/admin/roles/${encodeURIComponent(srn)}`, { role: wanted }));
+  $("role-dialog").close();
+  if (!ok) return say("students", detail(data));
   await lookUp(srn);
+  say("students", `${srn} is now ${article(data.role)} ${data.role}.`, true);
+  $("student-title").focus();
 });
 
 // ---- the audit trail -------------------------------------------------------------------
@@ -548,15 +668,18 @@ async function loadAudit() {
   query.set("limit", $("audit-limit").value);
   const before = auditPages[auditPages.length - 1];
   if (before) query.set("before", before);
-  const { ok, data } = await api("GET", `/admin/audit?${query}`);
-  if (!ok) return say(detail(data));
+  const { ok, data } = await busy("audit",
+    [submitOf($("audit-form")), $("audit-older"), $("audit-newer")],
+    () => api("GET", `/admin/audit?${query}`));
+  $("audit-view").hidden = !ok;
+  if (!ok) return say("audit", `The audit trail was not updated: ${detail(data)}`);
   auditNext = data.next_before;
   const rows = data.events.map((e) => el("tr", { "data-event": e.id },
     el("td", { textContent: inZone(e.at) }), el("td", { textContent: e.action }),
     el("td", { textContent: e.holder_srn || "\u2014" }),
     el("td", { textContent: e.actor_srn || "system" }),
     el("td", { textContent: e.resource ? resourceOf(e.resource).name : "\u2014" }),
-    el("td", { textContent: e.date || "\u2014" }),
+    el("td", { textContent: e.date ? dayLabel(e.date) : "\u2014" }),
     el("td", { className: "num", textContent: e.slot_id ? String(e.slot_id) : "\u2014" }),
     el("td", { className: "num", textContent: e.booking_id ? String(e.booking_id) : "\u2014" }),
     el("td", { textContent: e.reason || "" })));
@@ -589,20 +712,17 @@ $("audit-newer").addEventListener("click", () => {
 
 // The export needs the bearer token, which a plain link cannot send: fetch it, save it.
 $("audit-csv").addEventListener("click", async () => {
-  let resp;
-  try {
-    resp = await fetch(`/admin/audit.csv?${auditFilters()}`,
-      { headers: { Authorization: `Bearer ${session.token}` } });
-  } catch (e) {
-    return say("Could not reach the server; try again.");
-  }
+  if (!session) return say("audit", "Your session has ended. Please sign in again.");
+  const resp = await busy("audit", $("audit-csv"),
+    () => send("GET", `/admin/audit.csv?${auditFilters()}`));
+  if (!resp) return say("audit", UNREACHABLE.detail);
   if (!resp.ok) {
     let data = null;
     try { data = await resp.json(); } catch (e) { /* no JSON body */ }
-    return say(detail(data));
+    return say("audit", detail(data));
   }
   download(await resp.blob(), "rero-audit.csv");
-  say("Exported the audit trail as rero-audit.csv.", true);
+  say("audit", "Exported the audit trail as rero-audit.csv.", true);
 });
 
 // ---- analytics -------------------------------------------------------------------------
@@ -613,9 +733,11 @@ async function loadAnalytics() {
     ["resource", "analytics-resource"]]) {
     if ($(id).value) query.set(name, $(id).value);
   }
-  const { ok, data } = await api("GET", `/admin/analytics?${query}`);
-  if (!ok) return say(detail(data));
-  $("analytics").hidden = false;
+  const { ok, data } = await busy("analytics", submitOf($("analytics-form")),
+    () => api("GET", `/admin/analytics?${query}`));
+  // Old numbers are not shown under new dates: a refusal hides them.
+  $("analytics").hidden = !ok;
+  if (!ok) return say("analytics", `Analytics not updated: ${detail(data)}`);
   renderAnalytics(data);
 }
 
@@ -631,7 +753,8 @@ function fillTable(table, caption, head, rows) {
   const cap = table.caption || table.createCaption();
   cap.textContent = caption;
   table.replaceChildren(cap,
-    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { scope: "col", textContent: h })))),
+    el("thead", {}, el("tr", {}, ...head.map((h, i) => el("th", { scope: "col", textContent: h,
+      className: i > 0 && rows.length && typeof rows[0][i] === "number" ? "num" : "" })))),
     el("tbody", {}, ...rows.map((row) => el("tr", {}, ...row.map((cell, i) => {
       if (i === 0) return el("th", { scope: "row", textContent: String(cell) });
       const className = typeof cell === "number" ? "num" : "";
@@ -723,26 +846,33 @@ function renderCounts(data) {
   }, [[0, 1], values]);
 }
 
+/** Fill times in hours (2509.8 minutes is 41.8 h), one decimal, as the table shows them. */
+const fillHours = (minutes) => Number((minutes / 60).toFixed(1));
+
 function renderFill(found) {
-  fillTable($("table-fill"), "Fill minutes after open, per resource and date",
-    ["Date", "Resource", "Minutes"],
-    found.map((f) => [f.date, resourceOf(f.resource).name, Number(f.minutes.toFixed(1))]));
+  fillTable($("table-fill"), "Hours from opening to full, per resource and date",
+    ["Date", "Resource", "Hours"],
+    found.map((f) => [dayLabel(f.date), resourceOf(f.resource).name, fillHours(f.minutes)]));
   if (!found.length) $("table-fill").caption.textContent += ": no date was booked full";
   const ids = [...new Set(found.map((f) => f.resource))];
   const dates = [...new Set(found.map((f) => f.date))].sort();
   const at = (date) => Date.parse(`${date}T00:00:00Z`) / 1000;
+  const DAY = 86400;
   draw("chart-fill", {
-    scales: { x: { time: true } },
+    // One date alone would stretch the axis over years: a day either side instead.
+    scales: { x: dates.length === 1
+      ? { time: true, range: [at(dates[0]) - DAY, at(dates[0]) + DAY] } : { time: true } },
     // Dates are calendar dates, placed at midnight UTC: read them back in UTC.
     tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-    axes: [{ label: "Date" }, { label: "Minutes" }],
+    axes: [{ label: "Date" }, { label: "Hours" }],
+    legend: { show: ids.length > 1 }, // one resource: its name is in the table
     series: [{ label: "Date" }, ...ids.map((id, i) => ({
       label: resourceOf(id).name, stroke: COLOURS[i % COLOURS.length], width: 0,
       paths: () => null, points: { show: true, size: 8, fill: COLOURS[i % COLOURS.length] },
     }))],
   }, [dates.map(at), ...ids.map((id) => dates.map((d) => {
     const hit = found.find((f) => f.resource === id && f.date === d);
-    return hit ? hit.minutes : null;
+    return hit ? fillHours(hit.minutes) : null;
   }))]);
 }
 

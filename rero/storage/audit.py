@@ -54,6 +54,8 @@ class Record:
     bookings: list[BookingRow]
     no_shows: int
     suspended_until: str | None
+    #: Whether the store knows the SRN at all (see ``record``).
+    known: bool = True
 
 
 def record(srn: str, since: str, at: str, limit: int) -> Generator[Query, Rows, Record]:
@@ -74,7 +76,18 @@ def record(srn: str, since: str, at: str, limit: int) -> Generator[Query, Rows, 
         params,
     )
     suspended = None if not until or until[0][0] is None else str(until[0][0])
-    return Record([booking(r) for r in rows], int(missed), suspended)
+    # Known: a booking, a place in a line, a suspension, an audit event naming them, a
+    # live session or a recent sign-in (the store keeps no older record of sign-ins).
+    ((seen,),) = yield (
+        "SELECT (SELECT COUNT(*) FROM waitlist WHERE srn = :srn)"
+        " + (SELECT COUNT(*) FROM suspensions WHERE srn = :srn)"
+        " + (SELECT COUNT(*) FROM booking_events WHERE holder_srn = :srn OR actor_srn = :srn)"
+        " + (SELECT COUNT(*) FROM sessions WHERE srn = :srn)"
+        " + (SELECT COUNT(*) FROM logins WHERE srn = :srn)",
+        params,
+    )
+    known = bool(rows) or int(seen) > 0
+    return Record([booking(r) for r in rows], int(missed), suspended, known)
 
 
 #: Who waits for each slot: slot id → (srn, name) in order.

@@ -34,6 +34,7 @@ from rero.storage.rows import (
     beyond_limits,
     booking,
     emit,
+    event,
     lapse,
     promote,
     tell,
@@ -238,7 +239,9 @@ def _lift_suspension(c: LiftSuspension) -> Program:
         " AND lifted_at IS NULL AND ends_at > :at RETURNING id",
         {"srn": c.srn, "at": c.at, "actor": c.actor},
     )
-    return Write(bool(rows), None if rows else Refusal.NOT_FOUND)
+    if not rows:
+        return Write(False, Refusal.NOT_FOUND)
+    return (yield from event("suspension_lifted", c.actor, c.at, c.srn))
 
 
 def _sweep(c: Sweep) -> Program:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from rero.storage import (
     AddBlackout,
+    BlackoutRow,
     Book,
     BookingRow,
     Cancel,
@@ -41,6 +42,7 @@ from rero.storage.rows import (
     blackout,
     booking,
     emit,
+    event,
     lapse,
     promote,
     tell,
@@ -163,9 +165,17 @@ def _add_blackout(c: AddBlackout) -> Program:
         {"resource": c.resource, "start": c.start, "end": c.end, "reason": c.reason,
          "actor": c.actor, "at": c.at},
     )  # fmt: skip
+    made = blackout(rows[0])
+    # Audited first: the trail reads "closed", then each booking it cancelled.
+    yield from event("blackout_added", c.actor, c.at, None, c.resource, _span(made))
     closed = CancelMany(c.actor, "cancelled", c.at, c.now, "blackout", resource=c.resource)
     cancelled = yield from _cancel_many(closed, (c.start, c.end))
-    return Write(True, bookings=cancelled.bookings, blackout=blackout(rows[0]))
+    return Write(True, bookings=cancelled.bookings, blackout=made)
+
+
+def _span(b: BlackoutRow) -> str:
+    """A blackout in its audit row's reason: its id, UTC range and why."""
+    return f"#{b.id} {b.start}/{b.end}: {b.reason}"
 
 
 def _lift_blackout(c: LiftBlackout) -> Program:
@@ -182,6 +192,7 @@ def _lift_blackout(c: LiftBlackout) -> Program:
     offers: list[BookingRow] = []
     waiting: list[str] = []
     for lifted in map(blackout, rows):
+        yield from event("blackout_lifted", c.actor, c.at, None, lifted.resource, _span(lifted))
         # Each waited-for slot the blackout closed goes to the first in its line.
         line = yield (
             "SELECT DISTINCT resource, date, slot_id, starts_at, ends_at FROM waitlist"

@@ -73,11 +73,26 @@ def blackout(row: Sequence[Any]) -> BlackoutRow:
 
 
 def audit(b: BookingRow, actor: str | None, action: str, at: str, reason: str | None) -> Program:
+    return (yield from event(action, actor, at, b.srn, b.resource, reason, b))
+
+
+def event(
+    action: str,
+    actor: str | None,
+    at: str,
+    holder: str | None = None,
+    resource: str | None = None,
+    reason: str | None = None,
+    b: BookingRow | None = None,
+) -> Program:
+    """The one audit row shape: a booking's event names its slot, date and id; any other
+    (a suspension lifted, a blackout added or lifted) has slot 0 and no date or booking."""
     yield (
         _EVENT,
         {
-            "slot_id": b.slot_id, "holder": b.srn, "actor": actor, "action": action, "at": at,
-            "resource": b.resource, "date": b.date, "booking_id": b.id, "reason": reason,
+            "slot_id": b.slot_id if b else 0, "holder": holder, "actor": actor,
+            "action": action, "at": at, "resource": resource, "date": b.date if b else None,
+            "booking_id": b.id if b else None, "reason": reason,
         },
     )  # fmt: skip
     return Write(True)
