@@ -16,6 +16,7 @@ from rero.lab_events import BEHIND, EventGone, LabEvents, Subscription
 from rero.outbox import OutboxSender, Policy, Webhook
 from rero.outcomes import Outcomes
 from rero.storage import Cancel, Storage
+from rero.storage.mail_programs import dispatch
 from rero.storage.outbox_programs import Settled, after, claim, pending, purge, settle
 from tests.helpers import Clock, Receiver, book, one, receiver_app
 
@@ -97,6 +98,8 @@ async def test_purge_keeps_what_may_still_be_sent(store: Storage) -> None:
     await cancelled(store, 7)
     await store.perform(settle([Settled(sent.id, True)], NOW))
     assert await store.perform(purge(["arm"], NOW)) == 0  # nothing older than NOW
+    assert await store.perform(purge(["arm"], LATER)) == 0  # the mail has not seen them
+    assert await store.perform(dispatch(NOW, 10)) == 3
     assert await store.perform(purge(["arm"], LATER)) == 2
     rows = await store.perform(after(0, 10))
     assert [json.loads(p)["slot_id"] for _, _, p in rows] == [7]
