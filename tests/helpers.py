@@ -811,13 +811,24 @@ def with_lab(resource: ResourceConfig, lab: LabConfig = LAB) -> ResourceConfig:
 
 class Inbox:
     """What a real SMTP server (``aiosmtpd``, on its own thread) accepted, by recipient;
-    ``refusing``: it answers every message with a temporary failure (451)."""
+    ``refusing``: it answers every message with a temporary failure (451); ``unknown``:
+    recipients it refuses for good (550)."""
 
     def __init__(self) -> None:
         self.port = 0
         self.messages: list[tuple[tuple[str, ...], EmailMessage]] = []
         self.refusing = False
         self.refused = 0
+        self.unknown: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.unknown:
+            self.refused += 1
+            return f"550 5.1.1 {address}: no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refusing:

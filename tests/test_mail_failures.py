@@ -1,0 +1,122 @@
+"""How the mail sender fails, on both stores: a recipient refused for good (5xx) is dead
+at once, a refused login is an error in the log; a student's later messages wait behind
+one that failed (their attempt not counted); a batch stops before its lease runs out;
+a sender whose lease ran out settles nothing (the row may be another sender's)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from rero.mailer import Mailer, Policy
+from rero.outcomes import Outcomes
+from rero.storage import Storage
+from rero.storage.mail_programs import Sent, claim, dispatch, settle
+from tests.helpers import Clock, Inbox, book, one
+from tests.test_mail_queue import ADDRESS, NOW, START, _states, _verified, mailer
+
+LEASE = (START + timedelta(seconds=120)).isoformat()
+
+
+def _attempts() -> Any:
+    rows = yield ("SELECT kind, state, attempts FROM mail_queue ORDER BY id", {})
+    return [(str(k), str(s), int(n)) for k, s, n in rows]
+
+
+async def test_a_recipient_refused_for_good_is_dead_at_once(
+    store: Storage, inbox: Inbox, settings: Any
+) -> None:
+    inbox.unknown.add(ADDRESS)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    await one(store, book(6, "PES1", NOW))
+    await mailer(store, inbox, settings, Clock(START)).run_once()
+    # The first is dead after one try; the second waited behind it, then goes (and dies).
+    assert await store.perform(_attempts()) == [
+        ("confirmation", "dead", 1), ("reminder", "pending", 0),
+        ("confirmation", "pending", 0), ("reminder", "pending", 0),
+    ]  # fmt: skip
+    assert inbox.refused == 1
+
+
+async def test_later_messages_wait_behind_a_failed_one(
+    store: Storage, inbox: Inbox, settings: Any
+) -> None:
+    clock = Clock(START)
+    inbox.refusing = True
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    await one(store, book(6, "PES1", NOW))
+    sender = mailer(store, inbox, settings, clock)
+    await sender.run_once()
+    assert inbox.refused == 1  # the second was not tried
+    assert [n for _, _, n in await store.perform(_attempts())] == [1, 0, 0, 0]
+    inbox.refusing = False
+    clock.advance(hours=1)
+    await sender.run_once()
+    assert len(inbox.to(ADDRESS)) == 2
+    assert (await store.perform(_states()))["confirmation"] == ["sent", "sent"]
+
+
+class Hanging:
+    """An SMTP server that never answers."""
+
+    configured = True
+
+    async def send(self, message: EmailMessage) -> None:
+        await asyncio.Event().wait()
+
+
+class LoginRefused:
+    configured = True
+
+    async def send(self, message: EmailMessage) -> None:
+        raise aiosmtplib.SMTPAuthenticationError(535, "5.7.8 Authentication credentials invalid")
+
+
+async def test_a_batch_stops_before_its_lease_runs_out(store: Storage, settings: Any) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    render = mailer(store, Inbox(), settings, clock).render
+    policy = Policy(lease=0.4, margin=0.3)
+    sender = Mailer(store, Hanging(), render, clock, Outcomes(), "key", policy)
+    assert await asyncio.wait_for(sender.run_once(), 5) == 1
+    # Cut off: still leased, it goes again once the lease has run out.
+    assert await store.perform(_attempts()) == [("confirmation", "pending", 1),
+                                                ("reminder", "pending", 0)]  # fmt: skip
+
+
+async def test_a_refused_login_is_an_error(
+    store: Storage, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    render = mailer(store, Inbox(), settings, clock).render
+    sender = Mailer(store, LoginRefused(), render, clock, Outcomes(), "key")
+    with caplog.at_level(logging.INFO, logger="rero"):
+        await sender.run_once()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["SMTP login refused: check smtp_username and the password"]
+    assert (await store.perform(_attempts()))[0] == ("confirmation", "pending", 1)  # retried
+
+
+async def test_a_lapsed_lease_settles_nothing(store: Storage) -> None:
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    await store.perform(dispatch(NOW, 10))
+    (mine,) = await store.perform(claim(NOW, LEASE, 1))
+    later = (START + timedelta(seconds=121)).isoformat()
+    theirs = (START + timedelta(seconds=241)).isoformat()
+    assert [m.id for m in await store.perform(claim(later, theirs, 1))] == [mine.id]
+    await store.perform(settle([Sent(mine.id, True)], later, LEASE))  # too late: not mine
+    assert (await store.perform(_attempts()))[0] == ("confirmation", "pending", 2)
+    await store.perform(settle([Sent(mine.id, True)], later, theirs))
+    assert (await store.perform(_attempts()))[0] == ("confirmation", "sent", 2)
