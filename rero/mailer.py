@@ -93,6 +93,8 @@ class Policy:
     max_attempts: int = 8
     #: Seconds of the lease kept free to settle a batch after its sends are cut off.
     margin: float = 15.0
+    #: Seconds a verification code's message may take (the request waits for it).
+    code_timeout: float = 10.0
     page: int = 200
     keep: float = 7 * 24 * 3600.0
     purge_every: float = 3600.0
@@ -242,18 +244,20 @@ class Mailer:
         log.info("mail failed, retrying", extra={**details, "error": error})
         return Sent(mail.id, False, self._at(self.backoff(mail.attempts)), error)
 
-    async def send_code(self, to: str, code: str, token: str, ref: str) -> bool:
+    async def send_code(self, to: str, code: str, token: str, ref: str) -> str:
         """Mail a verification code now (it is stored only as a hash, so it cannot wait
-        in the queue); whether the server took it."""
+        in the queue), within ``code_timeout``: ``sent``, ``refused`` (the server refuses
+        the address for good), or ``failed``."""
         message = self.render.code(to, code, token, self._clock(), ref)
         try:
-            await self.transport.send(message)
+            await asyncio.wait_for(self.transport.send(message), self.policy.code_timeout)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            _failed(e)
             log.warning(
                 "verification code not mailed", extra={"to": mask(to), "error": _said(e, to)}
             )
-            return False
-        return True
+            return "refused" if permanent(e) else "failed"
+        return "sent"
 
     async def health(self) -> dict[str, object]:
         found = await self._store.perform(counts())
