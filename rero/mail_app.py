@@ -38,7 +38,7 @@ def transport(settings: Settings) -> Transport:
         raise RuntimeError(f"smtp_username is set but {SMTP_PASSWORD_ENV} is not")
     return Smtp(
         settings.smtp_host, settings.smtp_port, settings.smtp_starttls,
-        settings.smtp_username, password,
+        settings.smtp_username, password, tls=settings.smtp_tls,
     )  # fmt: skip
 
 

@@ -48,7 +48,8 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class Smtp:
-    """An SMTP server: STARTTLS unless told otherwise, a login if a username is set."""
+    """An SMTP server: STARTTLS unless told otherwise, or TLS from the start (``tls``,
+    port 465), a login if a username is set."""
 
     host: str
     port: int
@@ -57,12 +58,13 @@ class Smtp:
     password: str = field(repr=False)
     timeout: float = 30.0
     configured: bool = True
+    tls: bool = False
 
     async def send(self, message: EmailMessage) -> None:
         await aiosmtplib.send(
-            message, hostname=self.host, port=self.port, start_tls=self.starttls,
-            username=self.username or None, password=self.password or None,
-            timeout=self.timeout,
+            message, hostname=self.host, port=self.port, use_tls=self.tls,
+            start_tls=self.starttls and not self.tls, username=self.username or None,
+            password=self.password or None, timeout=self.timeout,
         )  # fmt: skip
 
 

@@ -326,6 +326,13 @@ async def test_the_unsubscribe_link(lab: Any, inbox: Inbox) -> None:
         ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"\n'
          'public_url = "https://rero.example.edu"\nsmtp_username = "rero"', {},
          "smtp_username is set: the environment variable RERO_SMTP_PASSWORD must be too"),
+        ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"\n'
+         'public_url = "https://rero.example.edu"\nsmtp_username = "rero"\n'
+         'smtp_starttls = false', {"RERO_SMTP_PASSWORD": "s3cret"},
+         "smtp_username is set: the password would cross in clear; set smtp_starttls or"
+         " smtp_tls"),
+        ('smtp_host = "mail.example.edu"\nsmtp_tls = true', {},
+         "smtp_tls is set: set smtp_starttls = false (the connection is TLS already)"),
         ('mail_from = "rero at example.edu"', {},
          "invalid setting mail_from='rero at example.edu' (from PROFILE): Must be an email"
          " address (rero@lab.example.edu)."),
@@ -356,6 +363,12 @@ def test_smtp_settings_that_do(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(smtp, Smtp)
     assert (smtp.username, smtp.password, smtp.configured) == ("rero", "s3cret", True)
     assert "s3cret" not in repr(smtp)
+    implicit = transport(
+        replace(settings, smtp_host="mail.example.edu", smtp_port=465, smtp_tls=True,
+                smtp_starttls=False, smtp_username="rero")
+    )  # fmt: skip
+    assert isinstance(implicit, Smtp)
+    assert (implicit.tls, implicit.starttls, implicit.port) == (True, False, 465)
 
 
 async def test_two_puts_at_once(lab: Any, inbox: Inbox) -> None:
