@@ -6,6 +6,7 @@ refuses is retried, then dead-lettered (counted in /health and /metrics)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -141,7 +142,9 @@ async def test_reminders_and_cancellations(lab: Any, inbox: Inbox, clock: Clock)
     await subjects(lab, inbox, 3)
     clock.advance(minutes=1)  # 09:30: thirty minutes before 10:00
     assert (await subjects(lab, inbox, 4))[-1] == f"Reminder: {WHEN}, 10:00-11:00 (Asia/Kolkata)"
-    assert "starts in 30 minutes" in text_of(inbox.to(ADDRESS)[-1])
+    text = text_of(inbox.to(ADDRESS)[-1])
+    assert "starts at Wed 2026-11-25 10:00 (Asia/Kolkata)." in text
+    assert "minutes" not in text
     clock.advance(hours=1)  # 10:30 and later: staff cancel, a blackout closes the lab
     alice = await login(lab, ALICE)
     assert (await call(lab, "DELETE", f"/bookings/{kept}", alice))[0] == 200
@@ -235,3 +238,14 @@ async def test_a_confirmed_hold_is_a_booking_confirmed(lab: Any, inbox: Inbox) -
     hold_id = held["hold"]["id"]
     assert (await call(lab, "POST", f"/holds/{hold_id}/confirm", bob))[0] == 201
     assert await subjects(lab, inbox, 2) == [f"Booked: {WHEN}, 12:00-13:00 (Asia/Kolkata)"]
+
+
+async def test_a_commit_wakes_the_mail_loop(lab: Any, inbox: Inbox) -> None:
+    """A booking's confirmation goes at once, not at the loop's next poll."""
+    bob = await subscribed(lab, inbox, events={"reminder": False})
+    mailer = lab.app[MAILER]
+    mailer.policy = replace(mailer.policy, poll=3600.0)  # from its next wait on
+    await book(lab, bob, "arm-1", TOMORROW, 10)
+    await eventually(lambda: len(inbox.to(ADDRESS)) == 2, what="the first confirmation")
+    await book(lab, bob, "arm-1", TOMORROW, 11)  # the loop waits an hour unless woken
+    await eventually(lambda: len(inbox.to(ADDRESS)) == 3, what="the second confirmation")

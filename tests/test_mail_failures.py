@@ -120,3 +120,20 @@ async def test_a_lapsed_lease_settles_nothing(store: Storage) -> None:
     assert (await store.perform(_attempts()))[0] == ("confirmation", "pending", 2)
     await store.perform(settle([Sent(mine.id, True)], later, theirs))
     assert (await store.perform(_attempts()))[0] == ("confirmation", "sent", 2)
+
+
+async def test_a_booking_id_as_large_as_the_bookings(store: Storage) -> None:
+    """The queue's booking_id holds any booking's id (BIGINT on PostgreSQL, as there)."""
+    big = 2**40
+    rows = await store.perform(_queued(big))
+    assert rows == [(big,)]
+
+
+def _queued(booking_id: int) -> Any:
+    yield (
+        "INSERT INTO mail_queue (event_id, kind, srn, recipient, booking_id, context, state,"
+        " next_attempt_at, created_at) VALUES ('e', 'confirmation', 'PES1', 'a@b.c', :id, '{}',"
+        " 'pending', :at, :at)",
+        {"id": booking_id, "at": NOW},
+    )
+    return (yield ("SELECT booking_id FROM mail_queue", {}))
