@@ -28,6 +28,10 @@ SETTING: Final = {
 }  # fmt: skip
 _DUE: Final = (
     "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+    # in order: not while an earlier message to the same address is out with another sender
+    " AND NOT EXISTS (SELECT 1 FROM mail_queue AS ahead WHERE ahead.recipient ="
+    " mail_queue.recipient AND ahead.state = 'pending' AND ahead.id < mail_queue.id"
+    " AND ahead.lease_until > :now)"
 )
 _QUEUE: Final = (
     "INSERT INTO mail_queue (event_id, kind, srn, recipient, booking_id, context, state,"
@@ -39,12 +43,15 @@ _CANCELS: Final = "action IN ('cancelled', 'admin_cancelled', 'reset')"
 
 def dispatch(now: str, limit: int, skip_locked: bool = False) -> Generator[Query, Rows, int]:
     """Queue the messages of up to ``limit`` unmailed outbox rows and mark them mailed, in
-    one transaction; how many were marked. ``skip_locked`` (PostgreSQL only): concurrent
-    dispatchers take different rows instead of waiting or repeating."""
-    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    one transaction; how many were marked. ``skip_locked`` (PostgreSQL only) locks the
+    rows read (``FOR UPDATE``): dispatchers in other processes wait, then pass them."""
+    # One dispatcher at a time (a row lock on both stores): each student's events are
+    # queued in the order they were written. Rows a webhook sender is leasing are waited
+    # for, never skipped (skipping one would queue a later event first).
+    yield ("UPDATE mail_state SET value = value WHERE name = 'dispatcher'", {})
     rows = yield (
         "SELECT id, kind, srn, booking_id, payload FROM outbox WHERE mailed_at IS NULL"
-        f" ORDER BY id LIMIT :n{lock}",
+        f" ORDER BY id LIMIT :n{' FOR UPDATE' if skip_locked else ''}",
         {"n": limit},
     )
     for _, kind, srn, booking_id, payload in rows:

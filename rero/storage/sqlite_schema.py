@@ -226,6 +226,8 @@ MAIL_SCHEMA: Final = (
     "CREATE INDEX booking_events_cancelled ON booking_events (booking_id)"
     " WHERE action IN ('cancelled', 'admin_cancelled', 'reset')",
     "CREATE TABLE mail_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO mail_state (name, value) VALUES ('dispatcher', '')",
+    "CREATE INDEX mail_recipient ON mail_queue (recipient, id) WHERE state = 'pending'",
     "ALTER TABLE outbox ADD COLUMN mailed_at TEXT",
     "UPDATE outbox SET mailed_at = at",
     "CREATE INDEX outbox_unmailed ON outbox (id) WHERE mailed_at IS NULL",
