@@ -1,12 +1,15 @@
 """How the mail sender fails, on both stores: a recipient refused for good (5xx) is dead
 at once, a refused login is an error in the log; a student's later messages wait behind
 one that failed (their attempt not counted); a batch stops before its lease runs out;
-a sender whose lease ran out settles nothing (the row may be another sender's)."""
+a sender whose lease ran out settles nothing (the row may be another sender's); the
+queue's booking ids are as large as the bookings'; the upgrade marks old events mailed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -18,7 +21,9 @@ from rero.mailer import Mailer, Policy
 from rero.outcomes import Outcomes
 from rero.storage import Storage
 from rero.storage.mail_programs import Sent, claim, dispatch, settle
-from tests.helpers import Clock, Inbox, book, one
+from rero.storage.sqlite import open_sqlite
+from rero.storage.sqlite_schema import VERSION
+from tests.helpers import UPGRADE, Clock, Inbox, book, one
 from tests.test_mail_queue import ADDRESS, NOW, START, _states, _verified, mailer
 
 LEASE = (START + timedelta(seconds=120)).isoformat()
@@ -137,3 +142,28 @@ def _queued(booking_id: int) -> Any:
         {"id": booking_id, "at": NOW},
     )
     return (yield ("SELECT booking_id FROM mail_queue", {}))
+
+
+async def test_the_upgrade_marks_the_outbox_mailed(tmp_path: Any) -> None:
+    """Events from before migration 8 are not mailed, and do not sit in its index."""
+    path = str(tmp_path / "rero.db")
+    async with open_sqlite(path, UPGRADE):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as db:  # back to version 7, one event
+        for sql in (
+            "DROP INDEX outbox_unmailed", "DROP INDEX booking_events_cancelled",
+            "DROP TABLE notification_settings", "DROP TABLE mail_queue",
+            "DROP TABLE mail_state", "ALTER TABLE outbox DROP COLUMN mailed_at",
+            "INSERT INTO outbox (event_id, kind, srn, booking_id, at, payload,"
+            " next_attempt_at) VALUES ('old', 'booked', 'PES1', 1, 'x', '{}', 'x')",
+            f"PRAGMA user_version = {VERSION - 1}",
+        ):  # fmt: skip
+            db.execute(sql)
+        db.commit()
+    async with open_sqlite(path, UPGRADE) as store:
+        assert await store.perform(dispatch(NOW, 10)) == 0
+        assert await store.perform(_unmailed()) == []
+
+
+def _unmailed() -> Any:
+    return (yield ("SELECT id FROM outbox WHERE mailed_at IS NULL", {}))
