@@ -69,6 +69,17 @@ async def test_later_messages_wait_behind_a_failed_one(
     assert (await store.perform(_states()))["confirmation"] == ["sent", "sent"]
 
 
+async def booked(
+    store: Storage, settings: Any, transport: Any, policy: Policy | None = None
+) -> Mailer:
+    """A student with a verified address booked slot 5; a sender through ``transport``."""
+    clock = Clock(START)
+    await store.perform(_verified("PES1"))
+    await one(store, book(5, "PES1", NOW))
+    render = mailer(store, Inbox(), settings, clock).render
+    return Mailer(store, transport, render, clock, Outcomes(), "key", policy or Policy())
+
+
 class Hanging:
     """An SMTP server that never answers."""
 
@@ -86,12 +97,7 @@ class LoginRefused:
 
 
 async def test_a_batch_stops_before_its_lease_runs_out(store: Storage, settings: Any) -> None:
-    clock = Clock(START)
-    await store.perform(_verified("PES1"))
-    await one(store, book(5, "PES1", NOW))
-    render = mailer(store, Inbox(), settings, clock).render
-    policy = Policy(lease=0.4, margin=0.3)
-    sender = Mailer(store, Hanging(), render, clock, Outcomes(), "key", policy)
+    sender = await booked(store, settings, Hanging(), Policy(lease=0.4, margin=0.3))
     assert await asyncio.wait_for(sender.run_once(), 5) == 1
     # Cut off: still leased, it goes again once the lease has run out.
     assert await store.perform(_attempts()) == [("confirmation", "pending", 1),
@@ -101,11 +107,7 @@ async def test_a_batch_stops_before_its_lease_runs_out(store: Storage, settings:
 async def test_a_refused_login_is_an_error(
     store: Storage, settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock(START)
-    await store.perform(_verified("PES1"))
-    await one(store, book(5, "PES1", NOW))
-    render = mailer(store, Inbox(), settings, clock).render
-    sender = Mailer(store, LoginRefused(), render, clock, Outcomes(), "key")
+    sender = await booked(store, settings, LoginRefused())
     with caplog.at_level(logging.INFO, logger="rero"):
         await sender.run_once()
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
