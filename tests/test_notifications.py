@@ -5,22 +5,19 @@ are rationed; the code is never logged; the unsubscribe link turns everything of
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from rero.keys import MAILER
-from rero.mail_app import transport
-from rero.mailer import LogOnly, Policy, Smtp
+from rero.keys import MAILER, STORAGE
+from rero.mailer import Policy
 from rero.notifications import code_hash
-from rero.settings import SettingsError, load_settings
 from tests.helpers import (
     ALICE,
     BOB,
     BOB_SRN,
-    ROOT,
     Clock,
     Inbox,
     bearer,
@@ -316,61 +313,6 @@ async def test_the_unsubscribe_link(lab: Any, inbox: Inbox) -> None:
     assert resp.status == 422
 
 
-@pytest.mark.parametrize(
-    ("profile", "environ", "error"),
-    [
-        ('smtp_host = "mail.example.edu"\npublic_url = "https://rero.example.edu"', {},
-         "smtp_host is set: mail_from (the sender's address) is required"),
-        ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"', {},
-         "smtp_host is set: public_url (where the links in mail point) is required"),
-        ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"\n'
-         'public_url = "https://rero.example.edu"\nsmtp_username = "rero"', {},
-         "smtp_username is set: the environment variable RERO_SMTP_PASSWORD must be too"),
-        ('smtp_host = "mail.example.edu"\nmail_from = "rero@example.edu"\n'
-         'public_url = "https://rero.example.edu"\nsmtp_username = "rero"\n'
-         'smtp_starttls = false', {"RERO_SMTP_PASSWORD": "s3cret"},
-         "smtp_username is set: the password would cross in clear; set smtp_starttls or"
-         " smtp_tls"),
-        ('smtp_host = "mail.example.edu"\nsmtp_tls = true', {},
-         "smtp_tls is set: set smtp_starttls = false (the connection is TLS already)"),
-        ('mail_from = "rero at example.edu"', {},
-         "invalid setting mail_from='rero at example.edu' (from PROFILE): Must be an email"
-         " address (rero@lab.example.edu)."),
-        ('smtp_host = "smtp://mail.example.edu"', {}, "invalid setting smtp_host="),
-        ('smtp_password = "hunter2"', {},  # never echoed: only the environment has it
-         "invalid setting smtp_password='***' (from PROFILE): Unknown field."),
-    ],
-)  # fmt: skip
-def test_smtp_settings_that_stop_the_start(
-    tmp_path: Any, profile: str, environ: dict[str, str], error: str
-) -> None:
-    path = tmp_path / "profile.toml"
-    path.write_text(profile + "\n")
-    with pytest.raises(SettingsError) as caught:
-        load_settings(str(path), environ)
-    assert str(caught.value).startswith(error.replace("PROFILE", str(path)))
-
-
-def test_smtp_settings_that_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RERO_SMTP_PASSWORD", "s3cret")
-    settings = load_settings(str(ROOT / "config" / "test.toml"), {"RERO_SMTP_PASSWORD": "s3cret"})
-    assert (settings.smtp_host, settings.smtp_port, settings.smtp_starttls) == ("", 587, True)
-    assert isinstance(transport(settings), LogOnly)
-    smtp = transport(
-        replace(settings, smtp_host="mail.example.edu", smtp_username="rero",
-                mail_from="rero@example.edu", public_url="https://rero.example.edu")
-    )  # fmt: skip
-    assert isinstance(smtp, Smtp)
-    assert (smtp.username, smtp.password, smtp.configured) == ("rero", "s3cret", True)
-    assert "s3cret" not in repr(smtp)
-    implicit = transport(
-        replace(settings, smtp_host="mail.example.edu", smtp_port=465, smtp_tls=True,
-                smtp_starttls=False, smtp_username="rero")
-    )  # fmt: skip
-    assert isinstance(implicit, Smtp)
-    assert (implicit.tls, implicit.starttls, implicit.port) == (True, False, 465)
-
-
 async def test_two_puts_at_once(lab: Any, inbox: Inbox) -> None:
     bob = await login(lab, BOB)
     answers = await asyncio.gather(
@@ -385,3 +327,20 @@ async def test_two_puts_at_once(lab: Any, inbox: Inbox) -> None:
     (code,) = [code_in(m) for m in inbox.to(ADDRESS)]
     assert (await call(lab, "POST", "/me/notifications/verify", bob, {"code": code}))[0] == 200
     assert (await call(lab, "GET", "/me/notifications", bob))[1]["verified"]
+
+
+async def test_the_stored_code_is_keyed(lab: Any, inbox: Inbox) -> None:
+    """The table keeps an HMAC under the database's key: with the table alone, trying
+    the million codes finds none."""
+    bob = await login(lab, BOB)
+    await call(lab, "PUT", "/me/notifications", bob, {"email": ADDRESS})
+    code = code_in(inbox.to(ADDRESS)[-1])
+    ((stored,),) = await lab.app[STORAGE].perform(_stored_code())
+    plain = hashlib.sha256(f"{BOB_SRN}\0{ADDRESS}\0{code}".encode()).hexdigest()
+    assert stored != plain
+    assert stored == code_hash(lab.app[MAILER].key, BOB_SRN, ADDRESS, code)
+    assert stored != code_hash("another key", BOB_SRN, ADDRESS, code)
+
+
+def _stored_code() -> Any:
+    return (yield ("SELECT code_hash FROM notification_settings", {}))
