@@ -13,7 +13,7 @@ from typing import Final
 from aiohttp import web
 
 from rero.clock import Clock
-from rero.keys import FEEDS, IDENTITY, MAILER, METRICS, NOTIFY, SETTINGS, STORAGE
+from rero.keys import FEEDS, IDENTITY, LABS, MAILER, METRICS, NOTIFY, SETTINGS, STORAGE
 from rero.mail_render import Renderer
 from rero.mailer import LogOnly, Mailer, Smtp, Transport
 from rero.notifications import NotificationService
@@ -38,7 +38,7 @@ def transport(settings: Settings) -> Transport:
         raise RuntimeError(f"smtp_username is set but {SMTP_PASSWORD_ENV} is not")
     return Smtp(
         settings.smtp_host, settings.smtp_port, settings.smtp_starttls,
-        settings.smtp_username, password,
+        settings.smtp_username, password, tls=settings.smtp_tls,
     )  # fmt: skip
 
 
@@ -50,8 +50,10 @@ def setup_mail(app: web.Application, lab: Lab, clock: Clock) -> None:
         render = Renderer(lab, settings.public_url, settings.mail_from, app[FEEDS].booking_ics)
         secret = await store.perform(key(secrets.token_hex(32)))
         mailer = app[MAILER] = Mailer(
-            store, transport(settings), render, clock, app[METRICS].outcomes, secret
-        )
+            store, transport(settings), render, clock, app[METRICS].outcomes, secret,
+            skip_locked=store.description == "postgresql",
+        )  # fmt: skip
+        app[LABS].on_commit(mailer.poke)  # a booking's mail goes now, not at the next poll
         app[NOTIFY] = NotificationService(app[IDENTITY], store, mailer, clock)
         gauge = app[METRICS].mail
 

@@ -77,7 +77,8 @@ class Renderer:
             ]
         if mail.kind == "reminder":
             return f"Reminder: {short}", [
-                f"Your booking of {name} starts in {c.get('minutes')} minutes: {when}.",
+                # The start itself, not "in N minutes": a message may go late.
+                f"Your booking of {name} starts at {self._instant(c['start'], zone)}.",
                 "Check in when you arrive, or cancel it in rero if you cannot come.",
             ]
         if mail.kind == "cancellation":

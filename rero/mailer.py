@@ -1,10 +1,12 @@
 """The mail sender: turns outbox events into queued messages, and sends what is due, at
 least once, through SMTP (``aiosmtplib``) or, with no ``smtp_host``, into the log.
 
-Each round first moves the dispatcher along the outbox (:func:`dispatch`), then leases a
-batch of due messages, sends each, and settles it: sent, retried later with exponential
-back-off and jitter, or dead after ``max_attempts`` (``rero_mail_messages{state="dead"}``
-and ``/health`` count them in the database, ``rero_operations_total{action="mail"}`` what
+Each round first queues the messages of the outbox events not yet mailed
+(:func:`dispatch`), then leases a batch of due messages, sends each (a batch stops before
+its lease runs out; a student's messages stop at the first that fails), and settles it:
+sent, retried later with exponential back-off and jitter, or dead after ``max_attempts``
+or a permanent refusal of the recipient (``rero_mail_messages{state="dead"}`` and
+``/health`` count them in the database, ``rero_operations_total{action="mail"}`` what
 the senders did). Receivers drop repeats by ``Message-ID`` (or ``X-Rero-Event-Id`` and
 the kind).
 """
@@ -46,7 +48,8 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class Smtp:
-    """An SMTP server: STARTTLS unless told otherwise, a login if a username is set."""
+    """An SMTP server: STARTTLS unless told otherwise, or TLS from the start (``tls``,
+    port 465), a login if a username is set."""
 
     host: str
     port: int
@@ -55,12 +58,13 @@ class Smtp:
     password: str = field(repr=False)
     timeout: float = 30.0
     configured: bool = True
+    tls: bool = False
 
     async def send(self, message: EmailMessage) -> None:
         await aiosmtplib.send(
-            message, hostname=self.host, port=self.port, start_tls=self.starttls,
-            username=self.username or None, password=self.password or None,
-            timeout=self.timeout,
+            message, hostname=self.host, port=self.port, use_tls=self.tls,
+            start_tls=self.starttls and not self.tls, username=self.username or None,
+            password=self.password or None, timeout=self.timeout,
         )  # fmt: skip
 
 
@@ -89,8 +93,10 @@ class Policy:
     first_retry: float = 30.0
     longest_retry: float = 3600.0
     max_attempts: int = 8
-    #: How long a gap in the outbox's ids is waited for (a transaction yet to commit).
-    grace: float = 2.0
+    #: Seconds of the lease kept free to settle a batch after its sends are cut off.
+    margin: float = 15.0
+    #: Seconds a verification code's message may take (the request waits for it).
+    code_timeout: float = 10.0
     page: int = 200
     keep: float = 7 * 24 * 3600.0
     purge_every: float = 3600.0
@@ -111,6 +117,21 @@ def _said(error: Exception, to: str) -> str:
     return f"{type(error).__name__}: {error}".replace(to, mask(to))[:300]
 
 
+def permanent(error: Exception) -> bool:
+    """The server refused the recipient for good (5xx): no retry will change that. A
+    refusal of the message or the connection (4xx, or the whole server) is retried."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return bool(error.recipients) and all(r.code >= 500 for r in error.recipients)
+    return isinstance(error, aiosmtplib.SMTPRecipientRefused) and error.code >= 500
+
+
+def _failed(error: Exception) -> None:
+    """A failed login is the operator's to fix: an error in the log, not a retry note."""
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        log.error("SMTP login refused: check smtp_username and the password", extra={
+            "code": error.code})  # fmt: skip
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -128,7 +149,7 @@ class Mailer:
         key: str,
         policy: Policy = Policy(),
         jitter: Callable[[], float] = random.random,
-        timer: Callable[[], float] | None = None,
+        skip_locked: bool = False,
     ) -> None:
         self._store = store
         self.transport = transport
@@ -138,8 +159,8 @@ class Mailer:
         self.key = key
         self.policy = policy
         self._jitter = jitter
-        self._timer = timer
-        self._gap_since: float | None = None
+        #: PostgreSQL: dispatchers and senders in several processes take different rows.
+        self.skip_locked = skip_locked
         self._wake = asyncio.Event()
         #: Told the queue's counts (pending, dead) whenever they are read: the metrics.
         self.on_counts: Callable[[dict[str, int]], None] = lambda _: None
@@ -150,74 +171,95 @@ class Mailer:
     def _at(self, seconds: float = 0.0) -> str:
         return (self._clock() + timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
-    def _now(self) -> float:
-        return self._timer() if self._timer else asyncio.get_running_loop().time()
-
     def token(self, srn: str, email: str) -> str:
         return unsubscribe_token(self.key, srn, email)
 
     async def dispatch_once(self) -> int:
-        """Queue the messages of new outbox events; how many events were passed."""
-        jump = self._gap_since is not None and self._now() - self._gap_since >= self.policy.grace
-        done = await self._store.perform(dispatch(self._at(), self.policy.page, jump))
-        if jump or not done.gap:
-            self._gap_since = None
-        if done.gap and self._gap_since is None:
-            self._gap_since = self._now()
-        return done.passed
+        """Queue the messages of outbox events not yet mailed; how many events were passed."""
+        return await self._store.perform(dispatch(self._at(), self.policy.page, self.skip_locked))
 
     def backoff(self, attempts: int) -> float:
         """Doubling from ``first_retry`` up to ``longest_retry``, a random half of it."""
         return doubling(self.policy.first_retry, self.policy.longest_retry, attempts, self._jitter)
 
     async def send_once(self) -> int:
-        """Lease one batch of due messages, send them, record what happened."""
+        """Lease one batch of due messages, send them within the lease (what is cut off
+        waits for the lease to run out and goes again), record what happened."""
         p = self.policy
-        batch = await self._store.perform(claim(self._at(), self._at(p.lease), p.batch))
+        lease = self._at(p.lease)
+        batch = await self._store.perform(claim(self._at(), lease, p.batch, self.skip_locked))
         if not batch:
             return 0
         # One student's messages in order (booked before cancelled), students at once.
         queues: dict[str, list[Mail]] = {}
         for mail in batch:
             queues.setdefault(mail.recipient, []).append(mail)
-        done = await asyncio.gather(*(self._send_in_order(q) for q in queues.values()))
-        results = [sent for queue in done for sent in queue]
-        await self._store.perform(settle(results, self._at()))
+        results: list[Sent] = []
+        tasks = [asyncio.ensure_future(self._send_in_order(q, results)) for q in queues.values()]
+        _, late = await asyncio.wait(tasks, timeout=max(p.lease - p.margin, p.lease / 2))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            log.warning(
+                "mail batch cut off at its lease", extra={"left": len(batch) - len(results)}
+            )
+        await self._store.perform(settle(results, self._at(), lease))
         for r in results:
-            self._outcomes["mail", "sent" if r.sent else "retried" if r.retry_at else "dead"] += 1
+            if not r.waited:
+                self._outcomes[
+                    "mail", "sent" if r.sent else "retried" if r.retry_at else "dead"
+                ] += 1
         return len(batch)
 
-    async def _send_in_order(self, queue: list[Mail]) -> list[Sent]:
-        return [await self._send(mail) for mail in queue]
+    async def _send_in_order(self, queue: list[Mail], results: list[Sent]) -> None:
+        """Send a student's messages in order; after one fails, the rest wait for it."""
+        for n, mail in enumerate(queue):
+            sent = await self._send(mail)
+            results.append(sent)
+            if not sent.sent:
+                later = sent.retry_at or self._at()
+                results.extend(Sent(m.id, False, later, None, True) for m in queue[n + 1 :])
+                return
 
     async def _send(self, mail: Mail) -> Sent:
-        message = self.render.notification(
-            mail, self.token(mail.srn, mail.recipient), self._clock()
-        )
+        """One message: any failure, rendering included, is this message's alone."""
+        details = {"kind": mail.kind, "event": mail.event_id, "to": mask(mail.recipient)}
         try:
+            message = self.render.notification(
+                mail, self.token(mail.srn, mail.recipient), self._clock()
+            )
             await self.transport.send(message)
             return Sent(mail.id, True)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
             error = _said(e, mail.recipient)
-        details = {"kind": mail.kind, "event": mail.event_id, "to": mask(mail.recipient)}
+            _failed(e)
+            if permanent(e):
+                log.warning("mail refused for good", extra={**details, "error": error})
+                return Sent(mail.id, False, None, error)
+        except Exception as e:  # a message that cannot be rendered must not block others
+            error = _said(e, mail.recipient)
+            log.exception("mail could not be made", extra=details)
         if mail.attempts >= self.policy.max_attempts:
             log.warning("mail gave up", extra={**details, "error": error})
             return Sent(mail.id, False, None, error)
         log.info("mail failed, retrying", extra={**details, "error": error})
         return Sent(mail.id, False, self._at(self.backoff(mail.attempts)), error)
 
-    async def send_code(self, to: str, code: str, token: str, ref: str) -> bool:
+    async def send_code(self, to: str, code: str, token: str, ref: str) -> str:
         """Mail a verification code now (it is stored only as a hash, so it cannot wait
-        in the queue); whether the server took it."""
+        in the queue), within ``code_timeout``: ``sent``, ``refused`` (the server refuses
+        the address for good), or ``failed``."""
         message = self.render.code(to, code, token, self._clock(), ref)
         try:
-            await self.transport.send(message)
+            await asyncio.wait_for(self.transport.send(message), self.policy.code_timeout)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            _failed(e)
             log.warning(
                 "verification code not mailed", extra={"to": mask(to), "error": _said(e, to)}
             )
-            return False
-        return True
+            return "refused" if permanent(e) else "failed"
+        return "sent"
 
     async def health(self) -> dict[str, object]:
         found = await self._store.perform(counts())

@@ -1,15 +1,19 @@
 """A student's email notifications: the address and which messages, verified by a code
 mailed to it before anything else is sent there; and turning them off from a link.
 
-The code is six digits from :mod:`secrets`, stored only as a hash bound to the SRN and
-the address, good for :data:`CODE_MINUTES` and :data:`TRIES` tries (spent before the
-comparison, in the database). Codes are rationed per student: one a minute, ten a day,
-so guessing stays hopeless and rero is no way to mail strangers.
+The code is six digits from :mod:`secrets`, stored only as an HMAC (keyed by the key kept
+in the database, so a copy of the settings alone does not reveal live codes) bound to
+the SRN and the address, good for :data:`CODE_MINUTES` and :data:`TRIES` tries (spent
+before the comparison, in the database). A code goes out for a new or changed address,
+or for the same unverified address when none is waiting (spent, expired, or never
+mailed); other changes send none. Codes are rationed per student: one a minute, ten a
+day, so guessing stays hopeless and rero is no way to mail strangers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 import secrets
@@ -19,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar, Final
 
 from rero.clock import Clock, stamp
-from rero.errors import Conflict, NotFound, ReroError, TooManyAttempts
+from rero.errors import Conflict, NotFound, RequestInvalid, ReroError, TooManyAttempts
 from rero.identity import Identity, IdentityService
 from rero.mail_render import CODE_MINUTES, mask
 from rero.mailer import Mailer, digest
@@ -51,6 +55,10 @@ class MailUnavailable(ReroError):
     status: ClassVar[int] = 503
 
 
+class MailNotConfigured(MailUnavailable):
+    """No ``smtp_host``: a code could never reach the student, so no address is taken."""
+
+
 class WrongCode(ReroError):
     """A code that is not the one mailed (the try is spent)."""
 
@@ -79,8 +87,24 @@ def _shown(choice: Choice | None) -> Settings:
     return Settings(choice.email, choice.verified, choice.reminder_minutes, choice.events)
 
 
-def code_hash(srn: str, email: str, code: str) -> str:
-    return hashlib.sha256(f"{srn}\0{email}\0{code}".encode()).hexdigest()
+def code_hash(key: str, srn: str, email: str, code: str) -> str:
+    """The stored form of a code: an HMAC, so the table alone does not tell it."""
+    message = f"code\0{srn}\0{email}\0{code}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def normal(email: str) -> str:
+    """The address as compared and stored: its domain in lower case (the part before
+    the ``@`` is the receiving server's to interpret, so it is kept as given)."""
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def _waiting(choice: Choice, now: datetime) -> bool:
+    """Whether a code mailed to the stored address can still be entered."""
+    expires = choice.code_expires_at
+    live = expires is not None and datetime.fromisoformat(expires) > now
+    return choice.code_hash is not None and choice.code_tries > 0 and live
 
 
 class NotificationService:
@@ -94,6 +118,9 @@ class NotificationService:
         self._mailer = mailer
         self._clock = clock
 
+    def _hash(self, srn: str, email: str, code: str) -> str:
+        return code_hash(self._mailer.key, srn, email, code)
+
     async def mine(self, identity: Identity) -> Settings:
         user = await self._identity.authenticate(identity)
         return _shown(await self._store.perform(read(user.srn)))
@@ -101,14 +128,19 @@ class NotificationService:
     async def change(
         self, identity: Identity, email: str, minutes: int | None, events: Mapping[str, bool]
     ) -> tuple[Settings, bool]:
-        """Store the settings (missing messages on); a new or unverified address gets a
-        code. The settings, and whether a code was mailed."""
+        """Store the settings (missing messages on); a new or changed address, or an
+        unverified one with no code waiting, gets a code. The settings, and whether a code
+        was mailed. 503 when mail is not configured: no address could be verified."""
         user = await self._identity.authenticate(identity)
+        if not self._mailer.transport.configured:
+            raise MailNotConfigured("Mail is not configured on this server")
+        email = normal(email)
         now = self._clock()
         made: list[tuple[str, str]] = []
 
         def decide(before: Choice | None) -> Code | None:
-            if before is not None and before.email == email and before.verified:
+            same = before is not None and before.email == email
+            if same and before is not None and (before.verified or _waiting(before, now)):
                 return None
             _ration(before, now)
             code = f"{secrets.randbelow(10**6):06d}"
@@ -117,7 +149,7 @@ class NotificationService:
                 since, count = now.isoformat(timespec="seconds"), 0
             else:
                 count = before.codes_sent if before else 0
-            hashed = code_hash(user.srn, email, code)
+            hashed = self._hash(user.srn, email, code)
             made.append((code, hashed))
             expires = (now + timedelta(minutes=CODE_MINUTES)).isoformat(timespec="seconds")
             return Code(hashed, expires, TRIES, since, count + 1)
@@ -129,8 +161,12 @@ class NotificationService:
         if coded:
             code, hashed = made[-1]
             token = self._mailer.token(user.srn, email)
-            if not await self._mailer.send_code(email, code, token, secrets.token_hex(8)):
+            outcome = await self._mailer.send_code(email, code, token, secrets.token_hex(8))
+            if outcome != "sent":
                 await self._store.perform(unsent(user.srn, hashed))
+            if outcome == "refused":
+                raise RequestInvalid({"email": ["The mail server refuses this address"]})
+            if outcome != "sent":
                 raise MailUnavailable("The code could not be mailed, try again later")
             log.info("verification code mailed", extra={"srn": user.srn, "to": mask(email)})
         return _shown(choice), coded
@@ -141,7 +177,7 @@ class NotificationService:
         email = found.email if found is not None else ""
         token_hash = digest(self._mailer.token(user.srn, email))
         done = await self._store.perform(
-            verify(user.srn, code_hash(user.srn, email, code), stamp(self._clock), token_hash)
+            verify(user.srn, self._hash(user.srn, email, code), stamp(self._clock), token_hash)
         )
         again = "ask for a new one with PUT /me/notifications"
         if done.outcome == "unknown":

@@ -197,8 +197,9 @@ ROUTES: tuple[Route, ...] = (
           "The caller's email notifications: address, whether it is verified, which messages",
           ns.NotificationSettings, errors=(401, 503), bearer=True),
     Route("PUT", "/me/notifications", notification_views.change,
-          "Set the caller's address and messages; a new or unverified address is mailed a"
-          " code (one a minute, ten a day)", ns.NotificationChanged, ns.NotificationRequest,
+          "Set the caller's address and messages; a new address, or an unverified one with"
+          " no code waiting, is mailed a code (one a minute, ten a day)",
+          ns.NotificationChanged, ns.NotificationRequest,
           (400, 401, 408, 413, 422, 429, 503), bearer=True),
     Route("POST", "/me/notifications/verify", notification_views.verify,
           "Enter the code mailed to the address (15 minutes, 5 tries); then mail is sent there",

@@ -289,9 +289,17 @@ def valid_mail_from(value: str) -> None:
 
 def mail_problem(data: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
     """What SMTP sending lacks: a sender address and links that reach the service once
-    ``smtp_host`` is set; the password (only ever from the environment) for a username."""
+    ``smtp_host`` is set; the password (only ever from the environment) for a username,
+    and TLS (STARTTLS or implicit, not both) for it to cross in."""
     if data.get("smtp_username") and not env.get(SMTP_PASSWORD_ENV):
         return f"smtp_username is set: the environment variable {SMTP_PASSWORD_ENV} must be too"
+    tls, starttls = data.get("smtp_tls", False), data.get("smtp_starttls", True)
+    if tls and starttls:
+        return "smtp_tls is set: set smtp_starttls = false (the connection is TLS already)"
+    if data.get("smtp_username") and not (tls or starttls):
+        return (
+            "smtp_username is set: the password would cross in clear; set smtp_starttls or smtp_tls"
+        )
     if data.get("smtp_host") and not data.get("mail_from"):
         return "smtp_host is set: mail_from (the sender's address) is required"
     if data.get("smtp_host") and not data.get("public_url"):

@@ -198,6 +198,7 @@ class Settings:
     smtp_host: str = _setting("", fields.String(validate=validate.Regexp(r"^[^\s/:]*\Z")))
     smtp_port: int = _setting(587, fields.Integer(strict=True, validate=validate.Range(1, 65535)))
     smtp_starttls: bool = _setting(True, fields.Boolean())
+    smtp_tls: bool = _setting(False, fields.Boolean())
     smtp_username: str = _setting("", fields.String())
     mail_from: str = _setting("", fields.String(validate=valid_mail_from))
     database_url: str = _setting(

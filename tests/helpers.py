@@ -42,8 +42,8 @@ from rero.calendar import utc
 from rero.grants import generate_key
 from rero.logs import AccessLogger
 from rero.resources import NextOccurrence, build_lab
-from rero.setting_checks import LabConfig, ResourceConfig
-from rero.settings import FakeUser, Settings
+from rero.setting_checks import FakeUser, LabConfig, ResourceConfig
+from rero.settings import Settings
 from rero.storage import (
     AddBlackout,
     Book,
@@ -703,7 +703,7 @@ def start_server(
 class Observer:
     """A WebSocket client that remembers the last board it saw and its responses."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         self.ws = ws
         self.board: dict[str, Any] = {}
         self.responses: list[dict[str, Any]] = []
@@ -747,7 +747,7 @@ async def collect(ws: aiohttp.ClientWebSocketResponse, *kinds: str) -> dict[str,
 
 async def connect(client: Any, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
     """Open a socket and consume the board it is greeted with."""
-    ws = await client.ws_connect("/slot-booking", **kwargs)
+    ws: aiohttp.ClientWebSocketResponse = await client.ws_connect("/slot-booking", **kwargs)
     assert (await receive(ws))["type"] == "slots_update"
     return ws
 
@@ -815,13 +815,24 @@ def with_lab(resource: ResourceConfig, lab: LabConfig = LAB) -> ResourceConfig:
 
 class Inbox:
     """What a real SMTP server (``aiosmtpd``, on its own thread) accepted, by recipient;
-    ``refusing``: it answers every message with a temporary failure (451)."""
+    ``refusing``: it answers every message with a temporary failure (451); ``unknown``:
+    recipients it refuses for good (550)."""
 
     def __init__(self) -> None:
         self.port = 0
         self.messages: list[tuple[tuple[str, ...], EmailMessage]] = []
         self.refusing = False
         self.refused = 0
+        self.unknown: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.unknown:
+            self.refused += 1
+            return f"550 5.1.1 {address}: no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refusing:
@@ -853,7 +864,7 @@ def smtp_server() -> Iterator[Inbox]:
 def text_of(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content())
 
 
 def code_in(message: EmailMessage) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from datetime import datetime, timezone
 
 import aiohttp
@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from rero.lab_events import BEHIND, EventGone, LabEvents, Subscription
 from rero.outbox import OutboxSender, Policy, Webhook
 from rero.outcomes import Outcomes
-from rero.storage import Cancel, Storage
+from rero.storage import Cancel, Query, Rows, Storage
+from rero.storage.mail_programs import dispatch
 from rero.storage.outbox_programs import Settled, after, claim, pending, purge, settle
 from tests.helpers import Clock, Receiver, book, one, receiver_app
 
@@ -97,6 +98,8 @@ async def test_purge_keeps_what_may_still_be_sent(store: Storage) -> None:
     await cancelled(store, 7)
     await store.perform(settle([Settled(sent.id, True)], NOW))
     assert await store.perform(purge(["arm"], NOW)) == 0  # nothing older than NOW
+    assert await store.perform(purge(["arm"], LATER)) == 0  # the mail has not seen them
+    assert await store.perform(dispatch(NOW, 10)) == 3
     assert await store.perform(purge(["arm"], LATER)) == 2
     rows = await store.perform(after(0, 10))
     assert [json.loads(p)["slot_id"] for _, _, p in rows] == [7]
@@ -256,6 +259,6 @@ async def test_a_slow_receiver_or_a_redirect_is_a_failure(
     assert len(receiver.unique) == 1
 
 
-def _last_errors():  # type: ignore[no-untyped-def]
+def _last_errors() -> Generator[Query, Rows, list[object]]:
     rows = yield ("SELECT last_error FROM outbox ORDER BY id", {})
     return [r[0] for r in rows]

@@ -1,7 +1,9 @@
-"""The mail queue, once for both stores. The dispatcher follows the outbox by row id from
-a stored cursor and, in the transaction that moves the cursor, turns each event into the
-messages its student asked for (one row per message, once per event, kind and address),
-so a crash after the commit and before the send loses nothing. A cancelled booking
+"""The mail queue, once for both stores. The dispatcher takes the outbox rows not yet
+mailed (``mailed_at`` NULL; on PostgreSQL locked, skipping those another dispatcher holds)
+and, in the transaction that marks them mailed, turns each event into the messages its
+student asked for (one row per message, once per event, kind and address), so a crash
+after the commit and before the send loses nothing, and a row committed late (after rows
+with higher ids) is mailed all the same. A cancelled booking
 cancels its pending reminder. The sender leases due rows, checks each is still wanted
 (the address verified and unchanged, the message turned on, a reminder's booking still
 booked and not started), and settles them: sent, retried later, or dead.
@@ -17,15 +19,19 @@ from typing import Any, Final
 
 from rero.storage import Query, Rows
 from rero.storage.notify_programs import read
+from rero.storage.rows import MAILED
 
-#: The outbox events that may become mail, and the setting each message answers to.
-MAILED: Final = ("booked", "cancelled", "hold_offered", "no_show", "suspended")
+#: The setting each message answers to.
 SETTING: Final = {
     "confirmation": "confirmation", "reminder": "reminder", "cancellation": "cancellation",
     "waitlist": "waitlist", "no_show": "no_show", "suspension": "suspension",
 }  # fmt: skip
 _DUE: Final = (
     "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+    # in order: not while an earlier message to the same address is out with another sender
+    " AND NOT EXISTS (SELECT 1 FROM mail_queue AS ahead WHERE ahead.recipient ="
+    " mail_queue.recipient AND ahead.state = 'pending' AND ahead.id < mail_queue.id"
+    " AND ahead.lease_until > :now)"
 )
 _QUEUE: Final = (
     "INSERT INTO mail_queue (event_id, kind, srn, recipient, booking_id, context, state,"
@@ -35,37 +41,30 @@ _QUEUE: Final = (
 _CANCELS: Final = "action IN ('cancelled', 'admin_cancelled', 'reset')"
 
 
-@dataclass(frozen=True)
-class Dispatched:
-    """How many outbox rows were passed, and whether a gap in the ids stopped the pass."""
-
-    passed: int
-    gap: bool
-
-
-def dispatch(now: str, limit: int, jump: bool) -> Generator[Query, Rows, Dispatched]:
-    """Queue the messages of the outbox rows after the cursor, in id order, and move it.
-    A missing id may be a transaction yet to commit: stop there unless ``jump``."""
-    ((cursor,),) = yield ("SELECT value FROM mail_state WHERE name = 'cursor'", {})
-    floor = int(cursor)
+def dispatch(now: str, limit: int, skip_locked: bool = False) -> Generator[Query, Rows, int]:
+    """Queue the messages of up to ``limit`` unmailed outbox rows and mark them mailed, in
+    one transaction; how many were marked. ``skip_locked`` (PostgreSQL only) locks the
+    rows read (``FOR UPDATE``): dispatchers in other processes wait, then pass them."""
+    # One dispatcher at a time (a row lock on both stores): each student's events are
+    # queued in the order they were written. Rows a webhook sender is leasing are waited
+    # for, never skipped (skipping one would queue a later event first).
+    yield ("UPDATE mail_state SET value = value WHERE name = 'dispatcher'", {})
     rows = yield (
-        "SELECT id, kind, srn, booking_id, payload FROM outbox WHERE id > :floor"
-        " ORDER BY id LIMIT :n",
-        {"floor": floor, "n": limit},
+        "SELECT id, kind, srn, booking_id, payload FROM outbox WHERE mailed_at IS NULL"
+        f" ORDER BY id LIMIT :n{' FOR UPDATE' if skip_locked else ''}",
+        {"n": limit},
     )
-    passed, gap = 0, False
-    for row_id, kind, srn, booking_id, payload in rows:
-        if int(row_id) > floor + 1 and not jump:
-            gap = True
-            break
-        jump = False
-        floor, passed = int(row_id), passed + 1
+    for _, kind, srn, booking_id, payload in rows:
         if kind in MAILED and srn:
             event = json.loads(str(payload))
             yield from _queue(str(kind), str(srn), booking_id, event, now)
-    if passed:
-        yield ("UPDATE mail_state SET value = :v WHERE name = 'cursor'", {"v": str(floor)})
-    return Dispatched(passed, gap)
+    if rows:
+        ids = {f"i{n}": int(row[0]) for n, row in enumerate(rows)}
+        yield (
+            f"UPDATE outbox SET mailed_at = :now WHERE id IN ({', '.join(':' + k for k in ids)})",
+            {"now": now, **ids},
+        )
+    return len(rows)
 
 
 def _queue(kind: str, srn: str, booking_id: Any, event: dict[str, Any], now: str) -> Any:
@@ -91,8 +90,7 @@ def _queue(kind: str, srn: str, booking_id: Any, event: dict[str, Any], now: str
         if why is not None:
             messages.append(("cancellation", now, {"why": why[0]}))
     elif kind == "hold_offered" and on["waitlist"]:
-        rows = yield ("SELECT hold_expires_at FROM bookings WHERE id = :id", {"id": booking_id})
-        messages.append(("waitlist", now, {"deadline": str(rows[0][0]) if rows else None}))
+        messages.append(("waitlist", now, {"deadline": event.get("hold_expires_at")}))
     elif kind == "no_show" and on["no_show"]:
         messages.append(("no_show", now, {}))
     elif kind == "suspended" and on["suspension"]:
@@ -151,13 +149,18 @@ class Mail:
     attempts: int
 
 
-def claim(now: str, lease_until: str, limit: int) -> Generator[Query, Rows, list[Mail]]:
+def claim(
+    now: str, lease_until: str, limit: int, skip_locked: bool = False
+) -> Generator[Query, Rows, list[Mail]]:
     """Lease up to ``limit`` due messages, counting the attempt; drop those no longer
-    wanted (settings changed since, or a reminder's booking is gone or started)."""
+    wanted (settings changed since, a reminder's booking gone or started, an offered hold
+    no longer held). The outer condition repeats the inner one (a claimer that waited for
+    a lock re-checks the row); ``skip_locked`` (PostgreSQL only) skips rows being leased."""
     params: dict[str, Any] = {"now": now, "lease": lease_until, "n": limit}
     rows = yield (
         "UPDATE mail_queue SET lease_until = :lease, attempts = attempts + 1 WHERE id IN"
-        f" (SELECT id FROM mail_queue WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT :n)"
+        f" (SELECT id FROM mail_queue WHERE {_DUE} ORDER BY next_attempt_at, id LIMIT :n"
+        f"{' FOR UPDATE SKIP LOCKED' if skip_locked else ''})"
         f" AND {_DUE} RETURNING id, event_id, kind, srn, recipient, booking_id, context,"
         " attempts",
         params,
@@ -173,6 +176,13 @@ def claim(now: str, lease_until: str, limit: int) -> Generator[Query, Rows, list
         elif kind == "reminder":
             found = yield (
                 "SELECT 1 FROM bookings WHERE id = :id AND status = 'booked' AND starts_at > :now",
+                {"id": booking_id, "now": now},
+            )
+            state = None if found else "cancelled"
+        elif kind == "waitlist":  # an offer no longer open (taken, lapsed, cancelled)
+            found = yield (
+                "SELECT 1 FROM bookings WHERE id = :id AND status = 'held'"
+                " AND hold_expires_at > :now",
                 {"id": booking_id, "now": now},
             )
             state = None if found else "cancelled"
@@ -192,25 +202,32 @@ def claim(now: str, lease_until: str, limit: int) -> Generator[Query, Rows, list
 
 @dataclass(frozen=True)
 class Sent:
-    """What one send came to: sent, or failed (``retry_at`` None: dead)."""
+    """What one send came to: sent, or failed (``retry_at`` None: dead); ``waited``: not
+    tried, behind its student's earlier message that failed (the attempt is not counted)."""
 
     id: int
     sent: bool
     retry_at: str | None = None
     error: str | None = None
+    waited: bool = False
 
 
-def settle(results: Sequence[Sent], now: str) -> Generator[Query, Rows, None]:
+def settle(results: Sequence[Sent], now: str, lease: str) -> Generator[Query, Rows, None]:
+    """Record each send, if the row is still leased by this sender (``lease``, its
+    claim's expiry): a row whose lease ran out may be another sender's by now."""
     for s in results:
         if s.sent:
             sql = "state = 'sent', settled_at = :now, last_error = NULL"
+        elif s.waited:
+            sql = "next_attempt_at = :next, attempts = attempts - 1"
         elif s.retry_at is not None:
             sql = "next_attempt_at = :next, last_error = :error"
         else:
             sql = "state = 'dead', settled_at = :now, last_error = :error"
         yield (
-            f"UPDATE mail_queue SET {sql}, lease_until = NULL WHERE id = :id AND state = 'pending'",
-            {"id": s.id, "now": now, "next": s.retry_at, "error": s.error},
+            f"UPDATE mail_queue SET {sql}, lease_until = NULL WHERE id = :id"
+            " AND state = 'pending' AND lease_until = :lease",
+            {"id": s.id, "now": now, "next": s.retry_at, "error": s.error, "lease": lease},
         )
 
 

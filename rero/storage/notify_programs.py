@@ -69,14 +69,25 @@ def save(
     decide: Callable[[Choice | None], Code | None],
 ) -> Generator[Query, Rows, tuple[Choice, bool]]:  # fmt: skip
     """Store the settings; ``decide`` (given what was stored) says whether a new code goes
-    out (a changed address is unverified until its code is entered). Whether one did."""
-    before = yield from read(srn)
-    code = decide(before)
-    kept = before is not None and before.email == email
+    out (a changed address is unverified until its code is entered). Whether one did.
+    The student's row is written (so locked, on PostgreSQL) before it is read: two
+    changes at once take turns, and the second sees the first's code."""
     params: dict[str, Any] = {
         "srn": srn, "email": email, "minutes": minutes, "at": at,
         "events": json.dumps(dict(events), separators=(",", ":")),
     }  # fmt: skip
+    new = yield (
+        "INSERT INTO notification_settings (srn, email, reminder_minutes, events,"
+        " updated_at) VALUES (:srn, :email, :minutes, :events, :at) ON CONFLICT DO NOTHING"
+        " RETURNING srn",
+        params,
+    )
+    before = None
+    if not new:
+        yield ("UPDATE notification_settings SET srn = srn WHERE srn = :srn", params)
+        before = yield from read(srn)
+    code = decide(before)
+    kept = before is not None and before.email == email
     verified = "verified_at" if kept else "NULL"
     unsubscribe = "unsubscribe_hash" if kept else "NULL"
     sets = "email = :email, reminder_minutes = :minutes, events = :events, updated_at = :at"
@@ -92,12 +103,6 @@ def save(
         )  # fmt: skip
     elif not kept:
         sets += ", code_hash = NULL, code_tries = 0"
-    if before is None:
-        yield (
-            "INSERT INTO notification_settings (srn, email, reminder_minutes, events,"
-            " updated_at) VALUES (:srn, :email, :minutes, :events, :at) ON CONFLICT DO NOTHING",
-            params,
-        )
     yield (f"UPDATE notification_settings SET {sets} WHERE srn = :srn", params)
     after = yield from read(srn)
     assert after is not None

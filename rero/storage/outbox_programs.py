@@ -99,12 +99,14 @@ def settle(results: Sequence[Settled], now: str) -> Generator[Query, Rows, None]
 
 
 def purge(webhooks: Sequence[str], before: str) -> Generator[Query, Rows, int]:
-    """Forget events older than ``before`` that are settled, or that no webhook sends."""
+    """Forget events older than ``before`` that are settled, or that no webhook sends,
+    once the mail dispatcher has passed them."""
     params: dict[str, Any] = {"before": before}
     among = _among(webhooks, params)
     rows = yield (
-        "DELETE FROM outbox WHERE at < :before AND (delivered_at IS NOT NULL"
-        f" OR dead_at IS NOT NULL OR resource IS NULL OR NOT ({among})) RETURNING id",
+        "DELETE FROM outbox WHERE at < :before AND mailed_at IS NOT NULL"
+        " AND (delivered_at IS NOT NULL OR dead_at IS NOT NULL OR resource IS NULL"
+        f" OR NOT ({among})) RETURNING id",
         params,
     )
     return len(rows)

@@ -120,7 +120,9 @@ MIGRATIONS: Final = (
     CREATE TABLE roles (srn TEXT PRIMARY KEY, role TEXT NOT NULL, set_by TEXT NOT NULL,
         set_at TEXT NOT NULL)
     """,
-    ";\n".join(MAIL_SCHEMA).replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),
+    ";\n".join(MAIL_SCHEMA)
+    .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+    .replace("booking_id INTEGER", "booking_id BIGINT"),
 )
 #: The version the calendar arrived with: below it, the bookings are in the slots table.
 CALENDAR: Final = 5

@@ -42,9 +42,12 @@ _EVENT: Final = (
 )
 _OUTBOX: Final = (
     "INSERT INTO outbox (event_id, kind, resource, srn, booking_id, at, payload,"
-    " next_attempt_at) VALUES (:event_id, :kind, :resource, :srn, :booking_id, :at,"
-    " :payload, :at) ON CONFLICT DO NOTHING"
+    " next_attempt_at, mailed_at) VALUES (:event_id, :kind, :resource, :srn, :booking_id,"
+    " :at, :payload, :at, :mailed) ON CONFLICT DO NOTHING"
 )
+#: The outbox events that may become mail; the others are written as mailed already, so
+#: the dispatcher's index (unmailed rows) holds only these.
+MAILED: Final = ("booked", "cancelled", "hold_offered", "no_show", "suspended")
 
 
 #: An event only its student hears of (by mail), written only for a student with a verified
@@ -107,11 +110,14 @@ def emit(kind: str, b: BookingRow, at: str, reason: str | None = None) -> Progra
         "srn": b.srn, "name": b.name, "date": b.date, "slot_id": b.slot_id, "start": b.start,
         "end": b.end, "at": at, "reason": reason,
     }  # fmt: skip
+    if kind == "hold_offered":  # the deadline as offered: confirming the hold clears it
+        payload["hold_expires_at"] = b.hold_expires_at
     yield (
         _OUTBOX,
         {
             "event_id": event_id, "kind": kind, "resource": b.resource, "srn": b.srn,
             "booking_id": b.id, "at": at, "payload": json.dumps(payload, separators=(",", ":")),
+            "mailed": None if kind in MAILED else at,
         },
     )  # fmt: skip
     return Write(True)

@@ -205,8 +205,9 @@ ROLES_TABLE: Final = (
 
 #: Email notifications (docs/notifications.md): each student's address and choices (the
 #: code and the unsubscribe token as hashes only), the mail queue (one row per message,
-#: once per event and recipient), and the dispatcher's state (its place in the outbox, the
-#: unsubscribe links' key). The same in both stores; the cursor starts at the newest event.
+#: once per event and recipient), which outbox events were turned into mail (``mailed_at``;
+#: the events before this migration count as mailed), and the unsubscribe links' key. The
+#: same in both stores.
 MAIL_SCHEMA: Final = (
     "CREATE TABLE notification_settings (srn TEXT PRIMARY KEY, email TEXT NOT NULL,"
     " verified_at TEXT, reminder_minutes INTEGER NOT NULL, events TEXT NOT NULL,"
@@ -225,8 +226,11 @@ MAIL_SCHEMA: Final = (
     "CREATE INDEX booking_events_cancelled ON booking_events (booking_id)"
     " WHERE action IN ('cancelled', 'admin_cancelled', 'reset')",
     "CREATE TABLE mail_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "INSERT INTO mail_state (name, value) SELECT 'cursor', CAST(COALESCE(MAX(id), 0) AS TEXT)"
-    " FROM outbox",
+    "INSERT INTO mail_state (name, value) VALUES ('dispatcher', '')",
+    "CREATE INDEX mail_recipient ON mail_queue (recipient, id) WHERE state = 'pending'",
+    "ALTER TABLE outbox ADD COLUMN mailed_at TEXT",
+    "UPDATE outbox SET mailed_at = at",
+    "CREATE INDEX outbox_unmailed ON outbox (id) WHERE mailed_at IS NULL",
 )
 
 
