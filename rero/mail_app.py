@@ -33,9 +33,7 @@ def transport(settings: Settings) -> Transport:
     logged), else the log."""
     if not settings.smtp_host:
         return LogOnly()
-    password = os.environ.get(SMTP_PASSWORD_ENV, "")
-    if settings.smtp_username and not password:
-        raise RuntimeError(f"smtp_username is set but {SMTP_PASSWORD_ENV} is not")
+    password = os.environ.get(SMTP_PASSWORD_ENV, "")  # present: the settings checked it
     return Smtp(
         settings.smtp_host, settings.smtp_port, settings.smtp_starttls,
         settings.smtp_username, password, tls=settings.smtp_tls,

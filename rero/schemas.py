@@ -185,7 +185,7 @@ class Health(Schema):
     store = fields.Nested(Reachability, required=True)
     bus = fields.Nested(Reachability, required=True)
     database = fields.Nested(DatabaseCounts, required=True)
-    mail = fields.Nested(MailHealth)
+    mail = fields.Nested(MailHealth, required=True)
 
 
 class Stats(Schema):

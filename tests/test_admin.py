@@ -106,6 +106,20 @@ async def test_the_audit_trail_as_csv(lab: Any) -> None:
     assert (await get(lab, "/admin/audit.csv", bob))[0] == 403
 
 
+async def test_a_reason_is_never_a_formula_in_the_csv(lab: Any) -> None:
+    alice, bob = await login(lab, ALICE), await login(lab, BOB)
+    booking = await book(lab, bob, "cage", TOMORROW, 18)
+    reason = '=HYPERLINK("http://x.example","open")'
+    resp = await lab.post(f"/admin/bookings/{booking}/cancel", json={"reason": reason},
+                          headers=bearer(alice))  # fmt: skip
+    assert resp.status == 200
+    resp = await lab.get("/admin/audit.csv?action=admin_cancelled", headers=bearer(alice))
+    (row,) = csv.DictReader(io.StringIO(await resp.text()))
+    assert (row["reason"], row["booking_id"]) == ("'" + reason, str(booking))
+    _, events = await get(lab, "/admin/audit?action=admin_cancelled", alice)
+    assert events["events"][0]["reason"] == reason  # the JSON keeps the text as typed
+
+
 async def test_a_students_record(lab: Any, clock: Clock) -> None:
     alice, bob, carol = (
         await login(lab, ALICE),

@@ -164,7 +164,13 @@ function download(blob, name) {
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-const csvCell = (text) => (/[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text);
+/** One CSV cell: quoted when it must be; text a spreadsheet would run as a formula (not
+ * a number) gets a leading apostrophe. */
+function csvCell(value) {
+  let text = String(value);
+  if (/^[=+\-@\t\r]/.test(text) && !/^[+-]?\d+(\.\d+)?$/.test(text)) text = "'" + text;
+  return /[",\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
 
 // ---- the session -----------------------------------------------------------------------
 

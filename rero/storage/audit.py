@@ -78,15 +78,18 @@ def record(srn: str, since: str, at: str, limit: int) -> Generator[Query, Rows, 
     suspended = None if not until or until[0][0] is None else str(until[0][0])
     # Known: a booking, a place in a line, a suspension, an audit event naming them, a
     # live session or a recent sign-in (the store keeps no older record of sign-ins).
-    ((seen,),) = yield (
-        "SELECT (SELECT COUNT(*) FROM waitlist WHERE srn = :srn)"
-        " + (SELECT COUNT(*) FROM suspensions WHERE srn = :srn)"
-        " + (SELECT COUNT(*) FROM booking_events WHERE holder_srn = :srn OR actor_srn = :srn)"
-        " + (SELECT COUNT(*) FROM sessions WHERE srn = :srn)"
-        " + (SELECT COUNT(*) FROM logins WHERE srn = :srn)",
-        params,
-    )
-    known = bool(rows) or int(seen) > 0
+    known = bool(rows)
+    if not known:
+        found = yield (
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM waitlist WHERE srn = :srn)"
+            " OR EXISTS (SELECT 1 FROM suspensions WHERE srn = :srn)"
+            " OR EXISTS (SELECT 1 FROM booking_events WHERE holder_srn = :srn)"
+            " OR EXISTS (SELECT 1 FROM booking_events WHERE actor_srn = :srn)"
+            " OR EXISTS (SELECT 1 FROM sessions WHERE srn = :srn)"
+            " OR EXISTS (SELECT 1 FROM logins WHERE srn = :srn)",
+            params,
+        )
+        known = bool(found)
     return Record([booking(r) for r in rows], int(missed), suspended, known)
 
 

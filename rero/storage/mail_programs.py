@@ -48,6 +48,9 @@ def dispatch(now: str, limit: int, skip_locked: bool = False) -> Generator[Query
     # One dispatcher at a time (a row lock on both stores): each student's events are
     # queued in the order they were written. Rows a webhook sender is leasing are waited
     # for, never skipped (skipping one would queue a later event first).
+    # An idle poll writes nothing (on SQLite a write would be a commit every second).
+    if not (yield ("SELECT 1 FROM outbox WHERE mailed_at IS NULL LIMIT 1", {})):
+        return 0
     yield ("UPDATE mail_state SET value = value WHERE name = 'dispatcher'", {})
     rows = yield (
         "SELECT id, kind, srn, booking_id, payload FROM outbox WHERE mailed_at IS NULL"

@@ -11,7 +11,6 @@ from typing import Final
 import asyncpg
 
 from rero.storage.queries import EXPORTED, Upgrade
-from rero.storage.sqlite_schema import MAIL_SCHEMA
 
 log: Final = logging.getLogger(__name__)
 
@@ -120,9 +119,30 @@ MIGRATIONS: Final = (
     CREATE TABLE roles (srn TEXT PRIMARY KEY, role TEXT NOT NULL, set_by TEXT NOT NULL,
         set_at TEXT NOT NULL)
     """,
-    ";\n".join(MAIL_SCHEMA)
-    .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
-    .replace("booking_id INTEGER", "booking_id BIGINT"),
+    """
+    CREATE TABLE notification_settings (srn TEXT PRIMARY KEY, email TEXT NOT NULL,
+        verified_at TEXT, reminder_minutes INTEGER NOT NULL, events TEXT NOT NULL,
+        code_hash TEXT, code_expires_at TEXT, code_tries INTEGER NOT NULL DEFAULT 0,
+        code_sent_at TEXT, codes_since TEXT, codes_sent INTEGER NOT NULL DEFAULT 0,
+        unsubscribe_hash TEXT UNIQUE, updated_at TEXT NOT NULL);
+    CREATE TABLE mail_queue (id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL,
+        kind TEXT NOT NULL, srn TEXT NOT NULL, recipient TEXT NOT NULL, booking_id BIGINT,
+        context TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL, lease_until TEXT, last_error TEXT,
+        created_at TEXT NOT NULL, settled_at TEXT);
+    CREATE UNIQUE INDEX mail_once ON mail_queue (event_id, kind, recipient);
+    CREATE INDEX mail_due ON mail_queue (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX mail_booking ON mail_queue (booking_id) WHERE state = 'pending';
+    CREATE INDEX mail_state_count ON mail_queue (state);
+    CREATE INDEX booking_events_cancelled ON booking_events (booking_id)
+        WHERE action IN ('cancelled', 'admin_cancelled', 'reset');
+    CREATE TABLE mail_state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO mail_state (name, value) VALUES ('dispatcher', '');
+    CREATE INDEX mail_recipient ON mail_queue (recipient, id) WHERE state = 'pending';
+    ALTER TABLE outbox ADD COLUMN mailed_at TEXT;
+    UPDATE outbox SET mailed_at = at;
+    CREATE INDEX outbox_unmailed ON outbox (id) WHERE mailed_at IS NULL
+    """,
 )
 #: The version the calendar arrived with: below it, the bookings are in the slots table.
 CALENDAR: Final = 5

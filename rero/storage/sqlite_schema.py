@@ -208,7 +208,7 @@ ROLES_TABLE: Final = (
 #: once per event and recipient), which outbox events were turned into mail (``mailed_at``;
 #: the events before this migration count as mailed), and the unsubscribe links' key. The
 #: same in both stores.
-MAIL_SCHEMA: Final = (
+_MAIL: Final = (
     "CREATE TABLE notification_settings (srn TEXT PRIMARY KEY, email TEXT NOT NULL,"
     " verified_at TEXT, reminder_minutes INTEGER NOT NULL, events TEXT NOT NULL,"
     " code_hash TEXT, code_expires_at TEXT, code_tries INTEGER NOT NULL DEFAULT 0,"
@@ -235,7 +235,7 @@ MAIL_SCHEMA: Final = (
 
 
 async def _migrate_8(db: aiosqlite.Connection) -> None:
-    for sql in MAIL_SCHEMA:
+    for sql in _MAIL:
         await db.execute(sql)
 
 
