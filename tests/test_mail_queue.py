@@ -22,7 +22,7 @@ from rero.outcomes import Outcomes
 from rero.resources import build_lab
 from rero.settings import Settings
 from rero.storage import Cancel, Storage
-from rero.storage.mail_programs import Mail, claim
+from rero.storage.mail_programs import Mail, claim, dispatch
 from rero.storage.notify_programs import unsubscribe
 from rero.storage.rows import COLUMNS, booking, emit
 from tests.helpers import (
@@ -294,3 +294,13 @@ async def test_without_smtp_a_notification_is_logged(
     assert said["message_id"].endswith(".confirmation@rero>")
     assert await store.perform(_states()) == {"confirmation": ["sent"], "reminder": ["pending"]}
     assert await quiet.health() == {"configured": False, "pending": 1, "dead": 0}
+
+
+def test_an_idle_dispatch_writes_nothing() -> None:
+    """Each worker polls every second: with nothing to mail, one read and no write."""
+    steps = dispatch(NOW, 200)
+    sql, _ = next(steps)
+    assert sql == "SELECT 1 FROM outbox WHERE mailed_at IS NULL LIMIT 1"
+    with pytest.raises(StopIteration) as done:
+        steps.send([])
+    assert done.value.value == 0
