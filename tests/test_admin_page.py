@@ -75,15 +75,17 @@ async def test_no_inline_script_or_style_and_nothing_from_elsewhere(client: Any)
 
 
 async def test_the_static_files_are_served(client: Any) -> None:
-    for path, kind in (
-        ("admin.js", "application/javascript"),
-        ("session.js", "application/javascript"),
-        ("admin.css", "text/css"),
-        ("vendor/uPlot.iife.min.js", "application/javascript"),
-        ("vendor/uPlot.min.css", "text/css"),
+    # Python's mimetypes names JavaScript text/javascript (RFC 9239) from 3.12 on.
+    script = {"application/javascript", "text/javascript"}
+    for path, kinds in (
+        ("admin.js", script),
+        ("session.js", script),
+        ("admin.css", {"text/css"}),
+        ("vendor/uPlot.iife.min.js", script),
+        ("vendor/uPlot.min.css", {"text/css"}),
     ):
         resp = await client.get(f"/admin/static/{path}")
-        assert (resp.status, resp.content_type) == (200, kind), path
+        assert (resp.status, resp.content_type in kinds) == (200, True), (path, resp.content_type)
         assert await resp.read() == (STATIC / path).read_bytes()
     assert (await client.get("/admin/static/nope.js")).status == 404
     assert (await client.get("/admin/static/../app.py")).status in (403, 404)
