@@ -67,7 +67,7 @@ async def board(request: web.Request) -> web.Response:
     """``GET /admin/bookings?resource=&date=``: the board with who, check-in, waitlist."""
     asked = query(request, schemas.ADMIN_BOARD)
     body = await request.app[ADMIN].board(require_bearer(request), asked["resource"], asked["date"])
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+    return web.json_response(body)
 
 
 async def analytics(request: web.Request) -> web.Response:
@@ -75,7 +75,7 @@ async def analytics(request: web.Request) -> web.Response:
     body = await request.app[ADMIN].analytics(
         require_bearer(request), asked["first"], asked["last"], asked["resource"]
     )
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+    return web.json_response(body)
 
 
 async def cancel(request: web.Request) -> web.Response:

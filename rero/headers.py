@@ -12,7 +12,7 @@ from rero.compat import cors_hooks
 
 SERVER: Final = "rero"
 #: GET routes whose answers are someone's own: never cached.
-PRIVATE: Final = ("/admin", "/me/", "/labs/")
+PRIVATE: Final = ("/admin", "/me/", "/labs/", "/notifications/")
 
 
 def setup_response_headers(app: web.Application, origins: tuple[str, ...], workers: int) -> None:

@@ -45,7 +45,7 @@ async def my_waitlist(request: web.Request) -> web.Response:
     hour = request.app[HOUR]
     entries = await hour.mine(require_bearer(request))
     body = {"waitlist": [hour.entry_json(e) for e in entries]}
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+    return web.json_response(body)
 
 
 async def leave_waitlist(request: web.Request) -> web.Response:

@@ -13,11 +13,9 @@ from rero import notification_schemas as schemas
 from rero.keys import NOTIFY
 from rero.request_info import parse, query, require_bearer
 
-NO_STORE: Final = {"Cache-Control": "no-store"}
 #: The unsubscribe pages: no script, no style, nothing from elsewhere, never framed; the
-#: one form posts back here.
+#: one form posts back here. Never cached, as every private path (``headers.PRIVATE``).
 PAGE_HEADERS: Final = {
-    **NO_STORE,
     "Content-Security-Policy": "default-src 'none'; form-action 'self';"
     " frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
@@ -30,7 +28,7 @@ content="width=device-width, initial-scale=1"><title>rero notifications</title><
 
 async def mine(request: web.Request) -> web.Response:
     found = await request.app[NOTIFY].mine(require_bearer(request))
-    return web.json_response(found.as_json(), headers=NO_STORE)
+    return web.json_response(found.as_json())
 
 
 async def change(request: web.Request) -> web.Response:
@@ -39,14 +37,14 @@ async def change(request: web.Request) -> web.Response:
     found, sent = await request.app[NOTIFY].change(
         token, data["email"], data.get("reminder_minutes"), data["events"]
     )
-    return web.json_response({**found.as_json(), "code_sent": sent}, headers=NO_STORE)
+    return web.json_response({**found.as_json(), "code_sent": sent})
 
 
 async def verify(request: web.Request) -> web.Response:
     token = require_bearer(request)
     code = (await parse(request, schemas.VERIFY))["code"]
     found = await request.app[NOTIFY].verify(token, code)
-    return web.json_response(found.as_json(), headers=NO_STORE)
+    return web.json_response(found.as_json())
 
 
 def _page(body: str) -> web.Response:

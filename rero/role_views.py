@@ -20,4 +20,4 @@ async def set_role(request: web.Request) -> web.Response:
 async def list_roles(request: web.Request) -> web.Response:
     staff = await request.app[IDENTITY].staff(require_bearer(request))
     body = {"roles": [{"srn": srn, "role": role, "source": source} for srn, role, source in staff]}
-    return web.json_response(body, headers={"Cache-Control": "no-store"})
+    return web.json_response(body)

@@ -334,3 +334,14 @@ async def test_suspension_lifts_and_blackouts_are_audited(lab: Any, clock: Clock
     # Analytics counts bookings, cancellations and no-shows by name: these are none of them.
     _, usage = await get(lab, f"/admin/analytics?from={TODAY}&to={TOMORROW}", carol)
     assert (usage["bookings"], usage["cancellations"]) == (2, 0)
+
+
+async def test_private_answers_are_never_cached(lab: Any) -> None:
+    """One response hook marks every private path: staff reads, a student's own, the
+    unsubscribe page (its token is in the URL)."""
+    alice = await login(lab, ALICE)
+    for path in (f"/admin/bookings?resource=arm-1&date={TODAY}", "/admin/analytics",
+                 "/admin/roles", "/me/waitlist", "/me/notifications",
+                 "/notifications/unsubscribe?token=" + "a" * 40):  # fmt: skip
+        resp = await lab.get(path, headers=bearer(alice))
+        assert (resp.status, resp.headers["Cache-Control"]) == (200, "no-store"), path
